@@ -1,0 +1,157 @@
+# RVOS ensemble: every target reads paths.env; any of its variables can be overridden on the
+# command line (make submission DATA=/path/rvosdata SPLIT=test). Every node of the recipe is a
+# run folder $(WORK)/$(SPLIT)/<node>/ whose run.json marks it complete; Make rebuilds a node only
+# when it is missing or older than its inputs. `make help` lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+
+include $(ROOT)/paths.env
+export DATA PRETRAINED CHECKPOINTS WORK SPLIT
+export RVOS_PATHS_ENV := $(ROOT)/paths.env
+
+DATASET ?= refytvos
+VENV := $(ROOT)/.venv
+VENV_UNINEXT := $(ROOT)/.venv-uninext
+PY := $(VENV)/bin/python
+PY_UNINEXT := $(VENV_UNINEXT)/bin/python
+W := $(WORK)/$(SPLIT)
+
+# torch 2.13.0 comes from the local CPU wheel folder when there is one (uv does not read pip.conf);
+# elsewhere set UV_EXTRA_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu) or UV_FIND_LINKS.
+TORCH_WHEELS ?= /opt/wheels
+ifneq ($(wildcard $(TORCH_WHEELS)),)
+export UV_FIND_LINKS ?= $(TORCH_WHEELS)
+endif
+
+# Options passed to every model / propagation / vote command (e.g. SHARD=0/4 DEVICE=cuda PRECISION=bf16).
+SHARD ?=
+DEVICE ?= cpu
+PRECISION ?= fp32
+RUN_OPTS = --data $(DATA) --dataset $(DATASET) --split $(SPLIT) $(if $(SHARD),--shard $(SHARD))
+DEVICE_OPTS = --device $(DEVICE) --precision $(PRECISION)
+FUSION = $(PY) -m rvos_fusion
+INFER = $(PY) -m rvos_core.infer
+PROPAGATE = $(PY) -m rvos_vos.propagate
+
+PACKAGES := core fusion eval
+PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
+
+.PHONY: help env env-uninext test lint format demo submission models propagated round1 round2 \
+        infer-referformer infer-mutr infer-soc infer-uninext-vith infer-uninext-convnext \
+        propagate-aot propagate-deaot vote import-pth validate evaluate bench check-data clean-work
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_%+-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------------------------------------
+# Environments and checks
+
+$(VENV)/.stamp: $(ROOT)/env/requirements-main.txt $(ROOT)/env/requirements-tools.txt $(PACKAGE_FILES)
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r $(ROOT)/env/requirements-tools.txt
+	VIRTUAL_ENV=$(VENV) $(VENV)/bin/uv pip install --quiet -r $(ROOT)/env/requirements-main.txt \
+	    $(foreach p,$(PACKAGES),-e $(ROOT)/$(p))
+	touch $@
+
+env: $(VENV)/.stamp ## build the main environment .venv from env/ (pinned)
+
+test: $(VENV)/.stamp ## run every test environment (tox: lint + one per subproject + e2e)
+	cd $(ROOT) && $(VENV)/bin/tox $(TOX_ARGS)
+
+lint: $(VENV)/.stamp ## ruff check + format check
+	cd $(ROOT) && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.stamp ## apply ruff fixes and formatting
+	cd $(ROOT) && $(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+check-data:
+	@test -d "$(DATA)" || { echo "DATA = $(DATA) is not a folder: set DATA in paths.env or run make ... DATA=/path/rvosdata" >&2; exit 2; }
+
+clean-work: ## remove $(WORK)/$(SPLIT) (every run folder of this split)
+	rm -rf $(W)
+
+# ---------------------------------------------------------------------------------------------
+# The default recipe (DESIGN.md), node by node. Each node is $(W)/<node>/run.json.
+
+MODEL_NODES := soc mutr referformer_ft uninext_vith uninext_convnext
+PROPAGATED_NODES := soc+aot mutr+aot referformer_ft+aot referformer_ft+deaot uninext_vith+deaot
+
+models: $(foreach n,$(MODEL_NODES),$(W)/$(n)/run.json) ## run the five models
+propagated: $(foreach n,$(PROPAGATED_NODES),$(W)/$(n)/run.json) ## propagate the model runs
+round1: $(W)/soc_mutr_referft/run.json $(W)/vit_convnext_soc/run.json ## the two round-1 votes
+round2: $(W)/final/run.json ## the round-2 votes (en2, final)
+submission: $(W)/submission.zip ## the whole chain -> $(WORK)/$(SPLIT)/submission.zip
+
+infer-referformer: $(W)/referformer_ft/run.json ## ReferFormer-ft model run
+infer-mutr: $(W)/mutr/run.json ## MUTR model run
+infer-soc: $(W)/soc/run.json ## SOC model run
+infer-uninext-vith: $(W)/uninext_vith/run.json ## UNINEXT ViT-H model run (.venv-uninext)
+infer-uninext-convnext: $(W)/uninext_convnext/run.json ## UNINEXT ConvNeXt-L model run (.venv-uninext)
+
+$(W)/referformer_ft/run.json: | check-data
+	$(INFER) referformer --checkpoint $(CHECKPOINTS)/referformer_ft.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
+$(W)/mutr/run.json: | check-data
+	$(INFER) mutr --checkpoint $(CHECKPOINTS)/mutr.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS) $(MUTR_OPTS)
+$(W)/soc/run.json: | check-data
+	$(INFER) soc --checkpoint $(CHECKPOINTS)/soc.tar --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
+$(W)/uninext_vith/run.json: | check-data
+	$(PY_UNINEXT) -m rvos_core.infer uninext_vith --checkpoint $(CHECKPOINTS)/uninext_vith.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
+$(W)/uninext_convnext/run.json: | check-data
+	$(PY_UNINEXT) -m rvos_core.infer uninext_convnext --checkpoint $(CHECKPOINTS)/uninext_convnext.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
+
+# Propagation of any run: $(W)/<run>+aot and $(W)/<run>+deaot.
+$(W)/%+aot/run.json: $(W)/%/run.json
+	$(PROPAGATE) aot --checkpoint $(CHECKPOINTS)/aot_swinl.pth --run $(<D) --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
+$(W)/%+deaot/run.json: $(W)/%/run.json
+	$(PROPAGATE) deaot --checkpoint $(CHECKPOINTS)/deaot_swinl.pth --run $(<D) --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
+
+propagate-aot: ## propagate RUN=<node> with AOT -> $(W)/<node>+aot
+	@test -n "$(RUN)" || { echo "usage: make propagate-aot RUN=<node under $(W)>" >&2; exit 2; }
+	$(MAKE) $(W)/$(RUN)+aot/run.json
+propagate-deaot: ## propagate RUN=<node> with DeAOT -> $(W)/<node>+deaot
+	@test -n "$(RUN)" || { echo "usage: make propagate-deaot RUN=<node under $(W)>" >&2; exit 2; }
+	$(MAKE) $(W)/$(RUN)+deaot/run.json
+
+# Round 1: pair votes on the model runs (>= 3 of 6; an unpaired expression takes run 0's mask;
+# key frames from run 0). COMPAT=1 reproduces upstream's unpaired-expression bug (spec §7.1).
+ROUND1 = $(FUSION) vote --grouping pairs --min-votes 3 --unpaired reference --key-frames-from 0 \
+         $(if $(COMPAT),--compat-unpaired-sigmoid) $(RUN_OPTS)
+$(W)/soc_mutr_referft/run.json: $(W)/soc/run.json $(W)/mutr/run.json $(W)/referformer_ft/run.json
+	$(ROUND1) --out $(@D) $(^D)
+$(W)/vit_convnext_soc/run.json: $(W)/uninext_vith/run.json $(W)/uninext_convnext/run.json $(W)/soc/run.json
+	$(ROUND1) --out $(@D) $(^D)
+
+# Round 2: pair votes on propagated runs (>= 4 of 8; an unpaired expression needs >= 3 of 4).
+ROUND2 = $(FUSION) vote --grouping pairs --min-votes 4 --unpaired 3 $(RUN_OPTS)
+$(W)/en2/run.json: $(W)/soc_mutr_referft+aot/run.json $(W)/soc+aot/run.json $(W)/mutr+aot/run.json $(W)/referformer_ft+aot/run.json
+	$(ROUND2) --out $(@D) $(^D)
+$(W)/final/run.json: $(W)/vit_convnext_soc+deaot/run.json $(W)/uninext_vith+deaot/run.json $(W)/en2/run.json $(W)/referformer_ft+deaot/run.json
+	$(ROUND2) --out $(@D) $(^D)
+
+$(W)/submission.zip: $(W)/final/run.json
+	$(FUSION) submission $(<D) --out $@ $(RUN_OPTS)
+
+# ---------------------------------------------------------------------------------------------
+# Tools on single nodes
+
+vote: ## OUT=<node> RUNS="<node> ..." [VOTE_OPTS="--min-votes 2 ..."]: any vote -> $(W)/$(OUT)
+	@test -n "$(OUT)" -a -n "$(RUNS)" || { echo "usage: make vote OUT=<node> RUNS='<node> ...' [VOTE_OPTS=...]" >&2; exit 2; }
+	$(FUSION) vote --out $(W)/$(OUT) $(addprefix $(W)/,$(RUNS)) $(RUN_OPTS) $(VOTE_OPTS)
+
+import-pth: ## PTH="<file or chunks>" NODE=<node> DOMAIN=logit|probability: upstream .pth -> run folder
+	@test -n "$(PTH)" -a -n "$(NODE)" -a -n "$(DOMAIN)" || { echo "usage: make import-pth PTH='a.pth ...' NODE=<node> DOMAIN=logit|probability" >&2; exit 2; }
+	$(FUSION) split-pth $(PTH) --domain $(DOMAIN) --out $(W)/$(NODE) $(RUN_OPTS)
+
+validate: ## NODE=<node>: check a run against the dataset (every video, expression, frame, size)
+	@test -n "$(NODE)" || { echo "usage: make validate NODE=<node>" >&2; exit 2; }
+	$(PY) -m rvos_core.run_cli validate $(W)/$(NODE) $(RUN_OPTS)
+
+evaluate: ## NODE=<node>: J&F of a run against the split's ground truth (MeViS valid_u, Ref-DAVIS, DAVIS)
+	@test -n "$(NODE)" || { echo "usage: make evaluate NODE=<node> DATASET=mevis SPLIT=valid_u" >&2; exit 2; }
+	$(PY) -m rvos_eval $(W)/$(NODE) $(RUN_OPTS) --out $(W)/$(NODE)/eval
+
+bench: $(VENV)/.stamp ## run every benchmark under bench/ (prints figures; not a test)
+	$(PY) bench/eval/run.py
+	$(PY) bench/fusion/run.py

@@ -1,0 +1,27 @@
+"""Error types. Every error a user can cause names the file (or variable) and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RvosError(Exception):
+    """Base class of the errors the command-line tools report without a traceback."""
+
+
+class InputError(RvosError):
+    """Bad input: a missing, malformed or inconsistent file.
+
+    Args:
+        path: the file or folder at fault (None when the input is not a file).
+        problem: what is wrong with it, in words.
+    """
+
+    def __init__(self, path: str | Path | None, problem: str) -> None:
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+
+
+class ConfigError(RvosError):
+    """A missing or wrong setting (a paths.env variable, a command-line option)."""

@@ -1,0 +1,94 @@
+"""Binary mask PNGs (mode 'L', 0 / 255) and uint8 probability maps.
+
+PNG files are decoded and encoded with OpenCV (faster than Pillow, identical pixels); the PNG
+header is checked directly so that a palette or RGB file is refused instead of silently converted.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from rvos_core.errors import InputError
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
+PNG_COMPRESSION = 1
+
+
+def png_header(data: bytes, path: Path) -> tuple[int, int, int, int]:
+    """Return (height, width, bit_depth, color_type) from a PNG's IHDR chunk."""
+    if len(data) < 33 or data[:8] != _SIGNATURE or data[12:16] != b"IHDR":
+        raise InputError(path, "not a PNG file (bad signature or header)")
+    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
+    return height, width, depth, color
+
+
+def decode_mask_png(data: bytes, path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode a run-folder mask PNG to bool [H, W] (True where 255).
+
+    Refuses anything but an 8-bit single-channel PNG holding only 0 and 255, and (when ``shape`` is
+    given) a size other than ``shape`` = (H, W).
+    """
+    height, width, depth, color = png_header(data, path)
+    if color != 0 or depth != 8:
+        kind = _COLOR_TYPES.get(color, f"color type {color}")
+        raise InputError(path, f"mask PNG must be 8-bit mode 'L' (0/255), found {depth}-bit {kind}")
+    if shape is not None and (height, width) != tuple(shape):
+        raise InputError(path, f"mask is {height}x{width}, expected {shape[0]}x{shape[1]}")
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None or array.shape != (height, width):
+        raise InputError(path, "corrupt PNG (could not be decoded)")
+    fg = array > 127
+    if np.count_nonzero(array) != np.count_nonzero(fg) or not np.all(array[fg] == 255):
+        raise InputError(path, "mask PNG holds values other than 0 and 255")
+    return fg
+
+
+def read_mask_png(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a mask PNG as bool [H, W]; a missing file is an InputError naming it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "mask PNG is missing") from None
+    return decode_mask_png(data, path, shape)
+
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """Encode bool [H, W] as an 8-bit mode-'L' PNG with values 0 / 255 (deterministic bytes)."""
+    pixels = np.ascontiguousarray(mask, dtype=bool).view(np.uint8) * np.uint8(255)
+    ok, buf = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    if not ok:
+        raise RuntimeError("OpenCV failed to encode a PNG")
+    return buf.tobytes()
+
+
+def sigmoid_f32(values: np.ndarray) -> np.ndarray:
+    """float32 sigmoid computed by torch (bit-identical to upstream's ``tensor.sigmoid()``)."""
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).sigmoid().numpy()
+
+
+def quantize_probs(probs: np.ndarray) -> np.ndarray:
+    """Store probabilities [..] float32 in [0, 1] as uint8 that keep both decision rules exact.
+
+    q = round(255 p), then moved by at most one step so that
+      q >= 128  <=>  p > 0.5                       (the 0.5 threshold of every model), and
+      q >= 1    <=>  float32 sigmoid(p) > 0.5       (upstream's unpaired rule applied to a probability).
+    """
+    p = np.asarray(probs, dtype=np.float32)
+    if not np.all(np.isfinite(p)) or p.size and (p.min() < 0.0 or p.max() > 1.0):
+        raise ValueError("probabilities must be finite and within [0, 1]")
+    q = np.rint(p * np.float32(255.0)).astype(np.uint8)
+    above = p > 0.5
+    q = np.where(above, np.maximum(q, 128), np.minimum(q, 127)).astype(np.uint8)
+    support = sigmoid_f32(p) > 0.5
+    return np.where(support, np.maximum(q, 1), 0).astype(np.uint8)
+
+
+def logits_to_probs(logits: np.ndarray) -> np.ndarray:
+    """float32 sigmoid of logits; foreground of the result (> 0.5) is upstream's sigmoid(x) > 0.5."""
+    return sigmoid_f32(logits)

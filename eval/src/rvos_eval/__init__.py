@@ -1,0 +1,1 @@
+"""rvos_eval: J&F evaluation exact to the official code, per benchmark."""

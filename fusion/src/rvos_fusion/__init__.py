@@ -1,0 +1,1 @@
+"""rvos_fusion: key frames, votes, recipes, split-pth import, submission packaging."""
