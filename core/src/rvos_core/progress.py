@@ -12,7 +12,9 @@ from tqdm import tqdm
 T = TypeVar("T")
 
 
-def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "video") -> Iterator[T]:
+def progress(
+    items: Iterable[T], desc: str, total: int | None = None, unit: str = "video"
+) -> Iterator[T]:
     """Wrap ``items`` in a progress bar (elapsed, rate, ETA) on stderr; silent when not a TTY
     unless RVOS_PROGRESS=1."""
     force = os.environ.get("RVOS_PROGRESS")

@@ -57,8 +57,17 @@ class VideoResult:
 
 def dataset_record(dataset: Dataset) -> dict[str, Any]:
     """What run.json says about the dataset a run covers."""
-    digest = hashlib.sha256(dataset.meta_path.read_bytes()).hexdigest() if dataset.meta_path.is_file() else None
-    return {"name": dataset.name, "split": dataset.split, "videos": len(dataset), "meta_sha256": digest}
+    digest = (
+        hashlib.sha256(dataset.meta_path.read_bytes()).hexdigest()
+        if dataset.meta_path.is_file()
+        else None
+    )
+    return {
+        "name": dataset.name,
+        "split": dataset.split,
+        "videos": len(dataset),
+        "meta_sha256": digest,
+    }
 
 
 def key_frame_index(scores: list[float]) -> int:
@@ -110,28 +119,32 @@ class RunWriter:
         """The videos of ``video_ids`` not written yet, in sorted order."""
         return [v for v in sorted(video_ids) if not self.is_done(v)]
 
-    def write_video(self, video: Video, result: VideoResult) -> None:
-        """Check ``result`` against the video's meta and move it into place atomically."""
+    def open_video(self, video: Video) -> VideoWriter:
+        """A writer that stages ``video`` frame by frame; ``commit()`` moves it into place."""
         check_name(video.id, self.dataset.meta_path, "video id")
-        _check_result(video, result, self.meta)
-        staging = self.root / ".staging" / f"{video.id}.{os.getpid()}"
-        if staging.exists():
-            shutil.rmtree(staging)
-        _stage_masks(staging / "Annotations", video, result.masks)
-        if self.meta.get("has_probs"):
-            _write_probs(staging / "probs.h5", video, result.probs or {})
-        replace_dir(staging / "Annotations", self.root / "Annotations" / video.id)
-        if self.meta.get("has_probs"):
-            (self.root / "probs").mkdir(exist_ok=True)
-            os.replace(staging / "probs.h5", self.root / "probs" / f"{video.id}.h5")
-        if self.meta.get("has_scores"):
-            ordered = {e: [float(s) for s in result.scores[e]] for e in video.exp_ids}
-            write_json(self.root / "scores" / f"{video.id}.json", ordered)
-        shutil.rmtree(staging)
-        write_bytes(self.root / ".done" / video.id, b"")
+        return VideoWriter(self, video)
 
-    def finalize(self) -> bool:
-        """Write key_frame.json and run.json if every video is done; True when the run is complete."""
+    def write_video(self, video: Video, result: VideoResult) -> None:
+        """Write a whole video at once (see VideoResult)."""
+        with self.open_video(video) as out:
+            for exp_id in video.exp_ids:
+                if exp_id not in result.masks:
+                    raise ValueError(f"video {video.id}: no masks for expression {exp_id}")
+                out.write_masks(exp_id, result.masks[exp_id])
+                if result.scores is not None:
+                    out.write_scores(exp_id, result.scores[exp_id])
+                if result.probs is not None:
+                    out.write_probs(exp_id, result.probs[exp_id])
+            extra = set(result.masks) - set(video.exp_ids)
+            if extra:
+                raise ValueError(f"video {video.id}: masks for unknown expressions {sorted(extra)}")
+
+    def finalize(self, key_frames: Mapping[str, Any] | None = None) -> bool:
+        """Write key_frame.json and run.json if every video is done; True when the run is complete.
+
+        key_frame.json is derived from the scores; a run without scores may be given ``key_frames``
+        (upstream layout) instead, e.g. when importing upstream outputs.
+        """
         if self.complete:
             return True
         if self.todo(self.dataset.videos):
@@ -143,7 +156,13 @@ class RunWriter:
         }
         if self.meta.get("has_scores"):
             write_json(self.root / "key_frame.json", self._key_frames())
-        write_json(self.root / RUN_JSON, {**self.meta, "counts": counts, "code_version": __version__})
+        elif key_frames is not None:
+            write_json(
+                self.root / "key_frame.json", check_key_frames(key_frames, self.dataset, self.root)
+            )
+        write_json(
+            self.root / RUN_JSON, {**self.meta, "counts": counts, "code_version": __version__}
+        )
         for leftover in (".done", ".staging"):
             shutil.rmtree(self.root / leftover, ignore_errors=True)
         (self.root / PENDING).unlink(missing_ok=True)
@@ -154,55 +173,155 @@ class RunWriter:
         for video in self.dataset:
             scores = read_scores_file(self.root / "scores" / f"{video.id}.json", video)
             table[video.id] = {
-                e: {"index_info": {"class_index": key_frame_index(scores[e])}} for e in video.exp_ids
+                e: {"index_info": {"class_index": key_frame_index(scores[e])}}
+                for e in video.exp_ids
             }
         return table
 
 
-def _check_result(video: Video, result: VideoResult, meta: Mapping[str, Any]) -> None:
-    if set(result.masks) != set(video.exp_ids):
-        raise ValueError(f"video {video.id}: masks for {sorted(result.masks)}, expected {video.exp_ids}")
-    shape = None
-    for exp_id in video.exp_ids:
-        mask = result.masks[exp_id]
-        if mask.ndim != 3 or mask.shape[0] != len(video.frames):
-            raise ValueError(f"video {video.id}/{exp_id}: mask shape {mask.shape}, need [T={len(video.frames)}, H, W]")
-        if shape is not None and mask.shape != shape:
-            raise ValueError(f"video {video.id}/{exp_id}: mask shape {mask.shape} differs from {shape}")
-        shape = mask.shape
-        if meta.get("has_scores"):
-            _check_scores(video, exp_id, result.scores)
-        if meta.get("has_probs"):
-            probs = (result.probs or {}).get(exp_id)
-            if probs is None or probs.shape != shape or probs.dtype != np.uint8:
-                raise ValueError(f"video {video.id}/{exp_id}: probs must be uint8 {shape}")
+class VideoWriter:
+    """Stages the outputs of one video in ``<run>/.staging/`` and commits them atomically.
 
+    Masks can be written frame by frame (memory independent of the video length). ``commit`` checks
+    that every expression has every frame (and scores / probabilities when the run has them), then
+    moves the video into place and marks it done. Used as a context manager, it commits on success
+    and discards the staging folder on an exception.
+    """
 
-def _check_scores(video: Video, exp_id: str, scores: dict[str, list[float]] | None) -> None:
-    values = None if scores is None else scores.get(exp_id)
-    if values is None or len(values) != len(video.frames):
-        raise ValueError(f"video {video.id}/{exp_id}: need {len(video.frames)} scores")
-    if not np.all(np.isfinite(np.asarray(values, dtype=np.float64))):
-        raise ValueError(f"video {video.id}/{exp_id}: scores must be finite")
+    def __init__(self, run: RunWriter, video: Video) -> None:
+        self.run, self.video = run, video
+        self.staging = run.root / ".staging" / f"{video.id}.{os.getpid()}"
+        if self.staging.exists():
+            shutil.rmtree(self.staging)
+        (self.staging / "Annotations").mkdir(parents=True)
+        self._frames: dict[str, set[int]] = {e: set() for e in video.exp_ids}
+        self._scores: dict[str, list[float]] = {}
+        self._probs_done: set[str] = set()
+        self._h5: h5py.File | None = None
+        self.shape: tuple[int, int] | None = None
 
+    def __enter__(self) -> VideoWriter:
+        return self
 
-def _stage_masks(folder: Path, video: Video, masks: Mapping[str, np.ndarray]) -> None:
-    for exp_id in video.exp_ids:
-        exp_dir = folder / exp_id
-        exp_dir.mkdir(parents=True)
-        for frame, mask in zip(video.frames, masks[exp_id], strict=True):
-            (exp_dir / f"{frame}.png").write_bytes(encode_mask_png(mask))
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
 
+    def _exp(self, exp_id: str) -> set[int]:
+        if exp_id not in self._frames:
+            raise ValueError(f"video {self.video.id}: unknown expression {exp_id!r}")
+        return self._frames[exp_id]
 
-def _write_probs(path: Path, video: Video, probs: Mapping[str, np.ndarray]) -> None:
-    """One uint8 dataset per expression, chunked per frame; no timestamps (deterministic bytes)."""
-    with h5py.File(path, "w", libver="v110", track_order=True) as handle:
-        for exp_id in video.exp_ids:
-            data = probs[exp_id]
-            handle.create_dataset(
-                exp_id, data=data, chunks=(1, *data.shape[1:]), compression="gzip",
-                compression_opts=1, track_times=False,
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if self.shape is None:
+            self.shape = (int(shape[0]), int(shape[1]))
+        elif tuple(shape) != self.shape:
+            raise ValueError(f"video {self.video.id}: frame size {shape} differs from {self.shape}")
+
+    def write_png(self, exp_id: str, t: int, data: bytes, shape: tuple[int, int]) -> None:
+        """Store already-encoded mask PNG bytes (see masks.encode_mask_png) as frame ``t``."""
+        self._check_shape(shape)
+        folder = self.staging / "Annotations" / exp_id
+        folder.mkdir(exist_ok=True)
+        (folder / f"{self.video.frames[t]}.png").write_bytes(data)
+        self._exp(exp_id).add(t)
+
+    def write_mask(self, exp_id: str, t: int, mask: np.ndarray) -> None:
+        """Frame ``t`` of expression ``exp_id``: bool [H, W]."""
+        self.write_png(exp_id, t, encode_mask_png(mask), mask.shape)
+
+    def write_masks(self, exp_id: str, masks: np.ndarray) -> None:
+        """All frames of one expression: bool [T, H, W]."""
+        if masks.ndim != 3 or masks.shape[0] != len(self.video.frames):
+            raise ValueError(f"video {self.video.id}/{exp_id}: masks {masks.shape}, need [T, H, W]")
+        for t, mask in enumerate(masks):
+            self.write_mask(exp_id, t, mask)
+
+    def write_scores(self, exp_id: str, values: Iterable[float]) -> None:
+        """Per-frame scores [T] of one expression (finite)."""
+        self._exp(exp_id)
+        scores = [float(v) for v in values]
+        if len(scores) != len(self.video.frames) or not np.all(np.isfinite(scores)):
+            raise ValueError(
+                f"video {self.video.id}/{exp_id}: need {len(self.video.frames)} finite scores"
             )
+        self._scores[exp_id] = scores
+
+    def write_probs(self, exp_id: str, probs: np.ndarray) -> None:
+        """Stored probabilities of one expression: uint8 [T, H, W] from masks.quantize_probs."""
+        self._exp(exp_id)
+        if probs.dtype != np.uint8 or probs.ndim != 3 or probs.shape[0] != len(self.video.frames):
+            raise ValueError(f"video {self.video.id}/{exp_id}: probs must be uint8 [T, H, W]")
+        self._check_shape(probs.shape[1:])
+        if self._h5 is None:
+            self._h5 = h5py.File(self.staging / "probs.h5", "w", libver="v110", track_order=True)
+        self._h5.create_dataset(
+            exp_id,
+            data=probs,
+            chunks=(1, *probs.shape[1:]),
+            compression="gzip",
+            compression_opts=1,
+            track_times=False,
+        )
+        self._probs_done.add(exp_id)
+
+    def _check_complete(self) -> None:
+        frames = set(range(len(self.video.frames)))
+        for exp_id, written in self._frames.items():
+            if written != frames:
+                raise ValueError(
+                    f"video {self.video.id}/{exp_id}: {len(frames - written)} frames not written"
+                )
+        meta = self.run.meta
+        if meta.get("has_scores") and set(self._scores) != set(self._frames):
+            raise ValueError(f"video {self.video.id}: scores missing for some expressions")
+        if meta.get("has_probs") and self._probs_done != set(self._frames):
+            raise ValueError(f"video {self.video.id}: probabilities missing for some expressions")
+
+    def commit(self) -> None:
+        """Check completeness, move the staged video into place, mark it done."""
+        self._check_complete()
+        root = self.run.root
+        if self._h5 is not None:
+            self._h5.close()
+            (root / "probs").mkdir(exist_ok=True)
+            os.replace(self.staging / "probs.h5", root / "probs" / f"{self.video.id}.h5")
+        replace_dir(self.staging / "Annotations", root / "Annotations" / self.video.id)
+        if self.run.meta.get("has_scores"):
+            ordered = {e: self._scores[e] for e in self.video.exp_ids}
+            write_json(root / "scores" / f"{self.video.id}.json", ordered)
+        shutil.rmtree(self.staging)
+        write_bytes(root / ".done" / self.video.id, b"")
+
+    def abort(self) -> None:
+        """Discard everything staged for this video."""
+        if self._h5 is not None:
+            self._h5.close()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def check_key_frames(table: Mapping[str, Any], dataset: Dataset, source: Path) -> dict[str, Any]:
+    """Validate an upstream-layout key-frame table against ``dataset``; return it in dataset order."""
+    checked: dict[str, Any] = {}
+    for video in dataset:
+        entries = table.get(video.id) if isinstance(table, Mapping) else None
+        if not isinstance(entries, Mapping):
+            raise InputError(source, f"key frames: video {video.id} is missing")
+        checked[video.id] = {}
+        for exp_id in video.exp_ids:
+            try:
+                index = entries[exp_id]["index_info"]["class_index"]
+            except (KeyError, TypeError):
+                raise InputError(source, f"key frames: {video.id}/{exp_id} is missing") from None
+            if not isinstance(index, int) or not 0 <= index < len(video.frames):
+                raise InputError(
+                    source,
+                    f"key frames: {video.id}/{exp_id} index {index!r} is outside 0..{len(video.frames) - 1}",
+                )
+            checked[video.id][exp_id] = {"index_info": {"class_index": index}}
+    return checked
 
 
 def read_scores_file(path: Path, video: Video) -> dict[str, list[float]]:
@@ -229,8 +348,12 @@ class Run:
         self.root = Path(root)
         meta_file = self.root / RUN_JSON
         if not meta_file.is_file():
-            state = "is not a run folder" if not self.root.is_dir() else "is incomplete (no run.json)"
-            raise InputError(self.root, f"run folder {state}; run or resume the stage that makes it")
+            state = (
+                "is not a run folder" if not self.root.is_dir() else "is incomplete (no run.json)"
+            )
+            raise InputError(
+                self.root, f"run folder {state}; run or resume the stage that makes it"
+            )
         try:
             self.meta: dict[str, Any] = json.loads(meta_file.read_text())
         except json.JSONDecodeError as exc:
@@ -294,7 +417,9 @@ class Run:
             raise InputError(path, f"unreadable HDF5 file: {exc}") from None
         expected = (len(video.frames), *(shape or ()))
         if data is None or data.dtype != np.uint8 or data.shape[: len(expected)] != expected:
-            raise InputError(path, f"expression {exp_id}: expected uint8 [{len(video.frames)}, H, W]")
+            raise InputError(
+                path, f"expression {exp_id}: expected uint8 [{len(video.frames)}, H, W]"
+            )
         return data
 
     def key_frames(self) -> dict[str, dict[str, Any]]:

@@ -130,11 +130,11 @@ def parse_meta_videos(meta: Any, meta_path: Path) -> dict[str, dict[str, Any]]:
     return meta["videos"]
 
 
-def build_video(
-    video_id: str, entry: dict[str, Any], image_dir: Path, meta_path: Path
-) -> Video:
+def build_video(video_id: str, entry: dict[str, Any], image_dir: Path, meta_path: Path) -> Video:
     """Video from one meta entry; frame names and expression ids are checked as file names."""
-    frames = tuple(check_name(f, meta_path, f"frame name of video {video_id}") for f in entry["frames"])
+    frames = tuple(
+        check_name(f, meta_path, f"frame name of video {video_id}") for f in entry["frames"]
+    )
     if len(set(frames)) != len(frames):
         raise InputError(meta_path, f"video {video_id}: a frame is listed twice")
     expressions = []

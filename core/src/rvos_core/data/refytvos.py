@@ -30,8 +30,9 @@ def find_root(data: Path) -> Path:
         if (data / name / "meta_expressions").is_dir():
             return data / name
     raise InputError(
-        data, f"no Ref-YouTube-VOS here: expected one of {', '.join(FOLDER_NAMES)} "
-        "holding meta_expressions/"
+        data,
+        f"no Ref-YouTube-VOS here: expected one of {', '.join(FOLDER_NAMES)} "
+        "holding meta_expressions/",
     )
 
 
@@ -51,9 +52,7 @@ def load(data: Path, split: str) -> Dataset:
         test_ids = set(parse_meta_videos(load_json(test_path), test_path))
         videos = {v: e for v, e in videos.items() if v not in test_ids}
     image_root = _image_root(root, split)
-    built = {
-        vid: build_video(vid, videos[vid], image_root / vid, path) for vid in sorted(videos)
-    }
+    built = {vid: build_video(vid, videos[vid], image_root / vid, path) for vid in sorted(videos)}
     return Dataset("refytvos", split, root, path, built, grouping="pairs")
 
 
