@@ -11,7 +11,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from rvos_core.errors import InputError
 
@@ -70,6 +69,8 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
 
 def sigmoid_f32(values: np.ndarray) -> np.ndarray:
     """float32 sigmoid computed by torch (bit-identical to upstream's ``tensor.sigmoid()``)."""
+    import torch  # imported here: most users of this module never need torch
+
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).sigmoid().numpy()
 
 

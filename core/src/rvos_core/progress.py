@@ -1,4 +1,7 @@
-"""Progress bars with ETA for every stage that loops over videos."""
+"""Progress bars with ETA for every stage that loops over videos.
+
+Shown on stderr when it is a terminal; RVOS_PROGRESS=1 forces them on, RVOS_PROGRESS=0 off.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +15,20 @@ from tqdm import tqdm
 T = TypeVar("T")
 
 
+def _disabled() -> bool:
+    force = os.environ.get("RVOS_PROGRESS")
+    return (not sys.stderr.isatty()) if force is None else force == "0"
+
+
+def progress_bar(total: int, desc: str, unit: str = "video") -> tqdm:
+    """A bar (elapsed, rate, ETA) to advance by hand with ``update(n)``; use as a context manager."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=_disabled(), dynamic_ncols=True)
+
+
 def progress(
     items: Iterable[T], desc: str, total: int | None = None, unit: str = "video"
 ) -> Iterator[T]:
-    """Wrap ``items`` in a progress bar (elapsed, rate, ETA) on stderr; silent when not a TTY
-    unless RVOS_PROGRESS=1."""
-    force = os.environ.get("RVOS_PROGRESS")
-    disable = (not sys.stderr.isatty()) if force is None else force == "0"
-    yield from tqdm(items, desc=desc, total=total, unit=unit, disable=disable, dynamic_ncols=True)
+    """Iterate ``items`` with a progress bar."""
+    yield from tqdm(
+        items, desc=desc, total=total, unit=unit, disable=_disabled(), dynamic_ncols=True
+    )

@@ -389,6 +389,18 @@ class Run:
     def mask_path(self, video_id: str, exp_id: str, frame: str) -> Path:
         return self.root / "Annotations" / video_id / exp_id / f"{frame}.png"
 
+    def mask_frame(
+        self, video: Video, exp_id: str, t: int, shape: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """bool [H, W] of frame ``t`` of one expression (must be ``shape`` when given)."""
+        return read_mask_png(self.mask_path(video.id, exp_id, video.frames[t]), shape)
+
+    def open_probs(self, video: Video) -> ProbsReader:
+        """Per-frame access to the stored probabilities of ``video`` (a context manager)."""
+        if not self.has_probs:
+            raise InputError(self.root / RUN_JSON, "run has no stored probabilities (probs/)")
+        return ProbsReader(self.root / "probs" / f"{video.id}.h5", video)
+
     def masks(self, video: Video, exp_id: str, shape: tuple[int, int] | None = None) -> np.ndarray:
         """bool [T, H, W] of one expression; every frame must exist and share one size."""
         frames = []
@@ -405,25 +417,45 @@ class Run:
 
     def probs(self, video: Video, exp_id: str, shape: tuple[int, int] | None = None) -> np.ndarray:
         """uint8 [T, H, W] stored probabilities of one expression (see masks.quantize_probs)."""
-        path = self.root / "probs" / f"{video.id}.h5"
-        if not self.has_probs:
-            raise InputError(self.root / RUN_JSON, "run has no stored probabilities (probs/)")
-        try:
-            with h5py.File(path, "r") as handle:
-                data = handle[exp_id][()] if exp_id in handle else None
-        except FileNotFoundError:
-            raise InputError(path, "probabilities file is missing") from None
-        except OSError as exc:
-            raise InputError(path, f"unreadable HDF5 file: {exc}") from None
-        expected = (len(video.frames), *(shape or ()))
-        if data is None or data.dtype != np.uint8 or data.shape[: len(expected)] != expected:
-            raise InputError(
-                path, f"expression {exp_id}: expected uint8 [{len(video.frames)}, H, W]"
-            )
-        return data
+        with self.open_probs(video) as reader:
+            return np.stack([reader.frame(exp_id, t, shape) for t in range(len(video.frames))])
 
     def key_frames(self) -> dict[str, dict[str, Any]]:
         path = self.root / "key_frame.json"
         if not path.is_file():
             raise InputError(path, "run has no key_frame.json")
         return json.loads(path.read_text())
+
+
+class ProbsReader:
+    """Reads stored probabilities of one video frame by frame: ``frame(exp_id, t) -> uint8 [H, W]``."""
+
+    def __init__(self, path: Path, video: Video) -> None:
+        self.path, self.video = path, video
+        try:
+            self._file = h5py.File(path, "r")
+        except FileNotFoundError:
+            raise InputError(path, "probabilities file is missing") from None
+        except OSError as exc:
+            raise InputError(path, f"unreadable HDF5 file: {exc}") from None
+
+    def __enter__(self) -> ProbsReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def frame(self, exp_id: str, t: int, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """uint8 [H, W] of frame ``t``; the dataset must be uint8 [T, H, W] (and [T, *shape])."""
+        data = self._file.get(exp_id)
+        frames = len(self.video.frames)
+        if (
+            not isinstance(data, h5py.Dataset)
+            or data.dtype != np.uint8
+            or data.ndim != 3
+            or data.shape[0] != frames
+            or (shape is not None and tuple(data.shape[1:]) != tuple(shape))
+        ):
+            want = f"[{frames}, {shape[0]}, {shape[1]}]" if shape else f"[{frames}, H, W]"
+            raise InputError(self.path, f"expression {exp_id}: expected a uint8 {want} dataset")
+        return data[t]

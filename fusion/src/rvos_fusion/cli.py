@@ -1,0 +1,162 @@
+"""``python -m rvos_fusion``: vote, split-pth, import-png, submission.
+
+Every command writes a run folder (or a zip) atomically and exits 2 with ``error: <file>: <problem>``
+on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+from rvos_core.cli import add_dataset_args, dataset_from_args, run_main, shard_from_args
+from rvos_core.data import Dataset
+from rvos_core.errors import ConfigError
+from rvos_core.parallel import default_workers, for_each_video
+from rvos_core.runfolder import Run, RunWriter
+from rvos_core.shard import select_shard
+from rvos_fusion.importers import import_png, import_pth
+from rvos_fusion.submission import write_submission
+from rvos_fusion.vote import VoteConfig, open_vote, vote_video
+
+
+def _unpaired(text: str) -> float | str:
+    if text == "reference":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected 'reference' or a number of votes") from None
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected comma-separated numbers") from None
+
+
+def _vote_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("vote", help="vote K runs into one run")
+    parser.add_argument("runs", nargs="+", type=Path, help="input run folders (run 0 = reference)")
+    parser.add_argument("--out", type=Path, required=True, help="output run folder")
+    parser.add_argument("--grouping", choices=("pairs", "none"), help="default: the dataset's")
+    parser.add_argument("--min-votes", type=float, default=0.0, help="hard: fg iff votes >= this")
+    parser.add_argument("--unpaired", type=_unpaired, help="'reference' or a vote threshold")
+    parser.add_argument("--key-frames-from", type=int, help="index of the run giving key frames")
+    parser.add_argument("--weights", type=_weights, help="one weight per run, e.g. 2,1,1")
+    parser.add_argument("--soft", action="store_true", help="average stored probabilities")
+    parser.add_argument("--soft-threshold", type=float, default=0.5)
+    parser.add_argument(
+        "--compat-unpaired-sigmoid",
+        action="store_true",
+        help="reproduce upstream's unpaired-expression bug (spec/pipeline.md §7.1)",
+    )
+    parser.add_argument("--workers", type=int, default=default_workers())
+    add_dataset_args(parser)
+
+
+def _import_parsers(sub: argparse._SubParsersAction) -> None:
+    pth = sub.add_parser("split-pth", help="import upstream per-model .pth dict(s) as a run")
+    pth.add_argument("files", nargs="+", type=Path, help="the .pth, or all its chunk files")
+    pth.add_argument("--domain", choices=("logit", "probability"), required=True)
+    pth.add_argument("--out", type=Path, required=True)
+    pth.add_argument("--no-probs", action="store_true", help="do not store probabilities")
+    add_dataset_args(pth, shard=False)
+    png = sub.add_parser("import-png", help="import an upstream <video>/<exp>/<frame>.png tree")
+    png.add_argument("folder", type=Path)
+    png.add_argument("--out", type=Path, required=True)
+    png.add_argument("--key-frames", type=Path, help="its key_frame.json (upstream layout)")
+    add_dataset_args(png, shard=False)
+
+
+def _submission_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("submission", help="package a run as the server's zip")
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--out", type=Path, required=True, help="the .zip to write")
+    add_dataset_args(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rvos_fusion", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _vote_parser(sub)
+    _import_parsers(sub)
+    _submission_parser(sub)
+    return parser
+
+
+def _vote_one(runs: list[Run], writer: RunWriter, config: VoteConfig, video_id: str) -> None:
+    video = writer.dataset.video(video_id)
+    with writer.open_video(video) as out:
+        vote_video(runs, video, config, out)
+
+
+def _config(args: argparse.Namespace, dataset: Dataset) -> VoteConfig:
+    grouping = args.grouping or dataset.grouping
+    if args.soft and args.min_votes:
+        raise ConfigError("--soft averages probabilities: give --soft-threshold, not --min-votes")
+    return VoteConfig(
+        min_votes=args.min_votes,
+        grouping=grouping,
+        unpaired=args.unpaired,
+        key_frames_from=args.key_frames_from,
+        weights=args.weights,
+        mode="soft" if args.soft else "hard",
+        soft_threshold=args.soft_threshold,
+        compat_unpaired_sigmoid=args.compat_unpaired_sigmoid,
+    )
+
+
+def cmd_vote(args: argparse.Namespace) -> int:
+    dataset = dataset_from_args(args)
+    runs = [Run(path) for path in args.runs]
+    config = _config(args, dataset)
+    writer = open_vote(runs, dataset, config, args.out)
+    todo = select_shard(writer.todo(dataset.videos), shard_from_args(args))
+    task = partial(_vote_one, runs, writer, config)
+    for_each_video(task, todo, args.workers, desc=f"vote {args.out.name}")
+    return _report(writer.finalize(), args.out)
+
+
+def _report(complete: bool, out: Path) -> int:
+    print(f"{out}: {'complete' if complete else 'this shard is done; other shards remain'}")
+    return 0
+
+
+def cmd_split_pth(args: argparse.Namespace) -> int:
+    complete = import_pth(
+        args.files, args.domain, dataset_from_args(args), args.out, not args.no_probs
+    )
+    return _report(complete, args.out)
+
+
+def cmd_import_png(args: argparse.Namespace) -> int:
+    return _report(
+        import_png(args.folder, dataset_from_args(args), args.out, args.key_frames), args.out
+    )
+
+
+def cmd_submission(args: argparse.Namespace) -> int:
+    count = write_submission(Run(args.run), dataset_from_args(args), args.out)
+    print(f"{args.out}: {count} masks")
+    return 0
+
+
+COMMANDS = {
+    "vote": cmd_vote,
+    "split-pth": cmd_split_pth,
+    "import-png": cmd_import_png,
+    "submission": cmd_submission,
+}
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_body, argv)
