@@ -1,0 +1,111 @@
+"""``python -m rvos_core.run_cli validate RUN``: check a run folder against its dataset split.
+
+Checks that the run is complete (run.json), made for this split, and has every video, expression
+and listed frame as an 8-bit mode-'L' PNG holding only 0 and 255 at the frame size (read from the
+frames' JPEG headers when the frames are present), valid scores, key frames and probabilities.
+Prints every problem (up to --max-problems) and exits 1 if there is any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rvos_core.cli import add_dataset_args, dataset_from_args, run_main
+from rvos_core.data import Dataset, Video
+from rvos_core.errors import InputError
+from rvos_core.progress import progress
+from rvos_core.runfolder import Run, key_frame_index
+
+
+def _frame_size(video: Video) -> tuple[int, int] | None:
+    """The video's frame size from its first JPEG, or None when the frames are not present."""
+    return video.frame_size() if video.frame_path(video.frames[0]).is_file() else None
+
+
+def _check_masks(run: Run, video: Video) -> Iterator[str]:
+    shape = _frame_size(video)
+    for exp_id in video.exp_ids:
+        for t in range(len(video.frames)):
+            try:
+                shape = run.mask_frame(video, exp_id, t, shape).shape
+            except InputError as exc:
+                yield str(exc)
+
+
+def _check_scores(run: Run, video: Video, key_frames: dict) -> Iterator[str]:
+    try:
+        scores = run.scores(video)
+    except InputError as exc:
+        yield str(exc)
+        return
+    for exp_id in video.exp_ids:
+        stored = (
+            key_frames.get(video.id, {}).get(exp_id, {}).get("index_info", {}).get("class_index")
+        )
+        if stored != key_frame_index(scores[exp_id]):
+            yield f"{run.root / 'key_frame.json'}: {video.id}/{exp_id} is {stored!r}, scores say {key_frame_index(scores[exp_id])}"
+
+
+def _check_probs(run: Run, video: Video) -> Iterator[str]:
+    shape = _frame_size(video)
+    try:
+        with run.open_probs(video) as reader:
+            for exp_id in video.exp_ids:
+                reader.frame(exp_id, 0, shape)
+    except InputError as exc:
+        yield str(exc)
+
+
+def _extra_videos(run: Run, dataset: Dataset) -> Iterator[str]:
+    folder = run.root / "Annotations"
+    present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    for name in sorted(present - set(dataset.videos)):
+        yield f"{folder / name}: video is not in {dataset.name}/{dataset.split}"
+
+
+def problems(run: Run, dataset: Dataset) -> Iterator[str]:
+    """Every problem of ``run`` with respect to ``dataset``, video by video."""
+    run.check_dataset(dataset)
+    key_frames = json.loads((run.root / "key_frame.json").read_text()) if run.has_scores else {}
+    yield from _extra_videos(run, dataset)
+    for video in progress(dataset, desc=f"validate {run.name}", total=len(dataset)):
+        yield from _check_masks(run, video)
+        if run.has_scores:
+            yield from _check_scores(run, video, key_frames)
+        if run.has_probs:
+            yield from _check_probs(run, video)
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rvos_core.run_cli", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    validate = sub.add_parser("validate", help="check a run folder against the dataset")
+    validate.add_argument("run", type=Path)
+    validate.add_argument("--max-problems", type=int, default=50)
+    add_dataset_args(validate)
+    args = parser.parse_args(argv)
+    run, dataset = Run(args.run), dataset_from_args(args)
+    found = 0
+    for problem in problems(run, dataset):
+        found += 1
+        if found <= args.max_problems:
+            print(problem)
+    masks = int(np.sum([len(v.exp_ids) * len(v.frames) for v in dataset]))
+    if found:
+        print(f"{args.run}: {found} problems")
+        return 1
+    print(f"{args.run}: valid ({len(dataset)} videos, {masks} masks)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

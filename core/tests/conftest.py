@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rvos_core.data import Dataset, open_dataset
+from rvos_core.synthetic import VideoSpec, write_refytvos
+
+SPECS = [
+    VideoSpec("vid_a", expressions=3, frames=4, size=(24, 32)),
+    VideoSpec("vid_b", expressions=2, frames=3, size=(20, 28)),
+    VideoSpec("vid_c", expressions=1, frames=5, size=(16, 16)),
+]
+
+
+@pytest.fixture
+def small_data(tmp_path: Path) -> Path:
+    """DATA folder holding a small Ref-YouTube-VOS-style valid split with frames."""
+    write_refytvos(tmp_path / "data", "valid", SPECS)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def small_dataset(small_data: Path) -> Dataset:
+    return open_dataset("refytvos", small_data, "valid")

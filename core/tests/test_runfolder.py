@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rvos_core.data import Dataset
+from rvos_core.errors import ConfigError, InputError
+from rvos_core.masks import quantize_probs
+from rvos_core.runfolder import Run, RunWriter, VideoResult, key_frame_index
+from rvos_core.shard import parse_shard, select_shard
+
+META = {"producer": "test", "value_domain": "probability", "has_scores": True, "has_probs": True}
+
+
+def result_for(video, seed: int = 0) -> VideoResult:
+    rng = np.random.default_rng([seed, len(video.frames)])
+    height, width = video.frame_size()
+    probs = {
+        e: rng.random((len(video.frames), height, width)).astype(np.float32) for e in video.exp_ids
+    }
+    scores = {e: rng.random(len(video.frames)).tolist() for e in video.exp_ids}
+    return VideoResult(
+        masks={e: p > 0.5 for e, p in probs.items()},
+        scores=scores,
+        probs={e: quantize_probs(p) for e, p in probs.items()},
+    )
+
+
+def write_all(root: Path, dataset: Dataset, videos: list[str] | None = None) -> RunWriter:
+    writer = RunWriter(root, dataset, META)
+    for video_id in writer.todo(videos or list(dataset.videos)):
+        writer.write_video(dataset.video(video_id), result_for(dataset.video(video_id)))
+    writer.finalize()
+    return writer
+
+
+def tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_layout_and_round_trip(tmp_path: Path, small_dataset: Dataset) -> None:
+    write_all(tmp_path / "run", small_dataset)
+    run = Run(tmp_path / "run")
+    video = small_dataset.video("vid_a")
+    expected = result_for(video)
+    assert (tmp_path / "run" / "Annotations" / "vid_a" / "2" / "00015.png").is_file()
+    for exp_id in video.exp_ids:
+        assert np.array_equal(run.masks(video, exp_id), expected.masks[exp_id])
+        assert np.array_equal(run.probs(video, exp_id), expected.probs[exp_id])
+    assert run.scores(video) == expected.scores
+    key_frames = run.key_frames()
+    assert key_frames["vid_a"]["1"] == {
+        "index_info": {"class_index": int(np.argmax(expected.scores["1"]))}
+    }
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["counts"] == {"videos": 3, "expressions": 6, "masks": 3 * 4 + 2 * 3 + 1 * 5}
+    assert (
+        not (tmp_path / "run" / ".done").exists()
+        and not (tmp_path / "run" / ".pending.json").exists()
+    )
+
+
+def test_key_frame_ties_go_to_the_earliest_frame() -> None:
+    assert key_frame_index([0.1, 0.7, 0.3, 0.7]) == 1
+    assert key_frame_index([0.5]) == 0
+
+
+def test_resume_gives_identical_bytes(tmp_path: Path, small_dataset: Dataset) -> None:
+    write_all(tmp_path / "full", small_dataset)
+    writer = RunWriter(tmp_path / "resumed", small_dataset, META)
+    writer.write_video(small_dataset.video("vid_b"), result_for(small_dataset.video("vid_b")))
+    # a crash in the middle of vid_c leaves staging debris and no marker
+    stale = tmp_path / "resumed" / ".staging" / "vid_c.999" / "Annotations" / "0"
+    stale.mkdir(parents=True)
+    (stale / "00000.png").write_bytes(b"junk")
+    assert not writer.finalize()
+    with pytest.raises(InputError, match="incomplete"):
+        Run(tmp_path / "resumed")
+    write_all(tmp_path / "resumed", small_dataset)
+    assert tree_digest(tmp_path / "resumed") == tree_digest(tmp_path / "full")
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path, small_dataset: Dataset) -> None:
+    RunWriter(tmp_path / "run", small_dataset, META)
+    with pytest.raises(ConfigError, match="other settings"):
+        RunWriter(tmp_path / "run", small_dataset, {**META, "config": {"x": 1}})
+
+
+def test_shards_compose_to_the_same_run(tmp_path: Path, small_dataset: Dataset) -> None:
+    write_all(tmp_path / "full", small_dataset)
+    for index in range(2):
+        write_all(
+            tmp_path / "sharded",
+            small_dataset,
+            select_shard(list(small_dataset.videos), (index, 2)),
+        )
+    assert tree_digest(tmp_path / "sharded") == tree_digest(tmp_path / "full")
+
+
+def test_shard_parsing() -> None:
+    assert parse_shard("1/3") == (1, 3)
+    assert select_shard(["c", "a", "b", "d"], (1, 2)) == ["b", "d"]
+    for bad in ("3/3", "x", "1/0", "-1/2"):
+        with pytest.raises(ConfigError):
+            parse_shard(bad)
+
+
+def test_incomplete_video_result_is_refused(tmp_path: Path, small_dataset: Dataset) -> None:
+    writer = RunWriter(tmp_path / "run", small_dataset, META)
+    video = small_dataset.video("vid_a")
+    partial = result_for(video)
+    del partial.masks["1"]
+    with pytest.raises(ValueError, match="no masks for expression 1"):
+        writer.write_video(video, partial)
+    assert not writer.is_done("vid_a")
+    assert not (tmp_path / "run" / "Annotations" / "vid_a").exists()
+
+
+def test_reading_a_damaged_run_names_the_file(tmp_path: Path, small_dataset: Dataset) -> None:
+    write_all(tmp_path / "run", small_dataset)
+    run = Run(tmp_path / "run")
+    video = small_dataset.video("vid_a")
+    (tmp_path / "run" / "Annotations" / "vid_a" / "0" / "00005.png").unlink()
+    with pytest.raises(InputError, match=r"vid_a/0/00005.png: mask PNG is missing"):
+        run.masks(video, "0")
+    (tmp_path / "run" / "scores" / "vid_a.json").write_text(json.dumps({"0": [1.0]}))
+    with pytest.raises(InputError, match="expected 4 scores"):
+        run.scores(video)
+
+
+def test_run_of_another_split_is_refused(tmp_path: Path, small_dataset: Dataset) -> None:
+    write_all(tmp_path / "run", small_dataset)
+    other = Dataset(
+        "refytvos",
+        "test",
+        small_dataset.root,
+        small_dataset.meta_path,
+        small_dataset.videos,
+        "pairs",
+    )
+    with pytest.raises(InputError, match="not refytvos/test"):
+        Run(tmp_path / "run").check_dataset(other)
