@@ -118,15 +118,16 @@ class _VideoVote:
     shape: tuple[int, int] | None = None
 
     @property
-    def weighted(self) -> bool:
-        return self.config.weights is not None
+    def float_sum(self) -> bool:
+        """Sums are float32 for weights or probabilities, exact integer counts otherwise."""
+        return self.config.weights is not None or self.config.mode == "soft"
 
     def _add(self, total: np.ndarray | None, values: np.ndarray, weight: float) -> np.ndarray:
         """Accumulate one map: integer counts without weights, float32 sums with them."""
         self.shape = values.shape
         if total is None:
-            total = np.zeros(values.shape, np.float32 if self.weighted else np.uint16)
-        if self.weighted:
+            total = np.zeros(values.shape, np.float32 if self.float_sum else np.uint16)
+        if self.float_sum:
             total += values * np.float32(weight)
         else:
             total += values
