@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_runfolder import write_all
+from core_testlib import write_all
 
 from rvos_core.data import Dataset
 from rvos_core.masks import encode_mask_png

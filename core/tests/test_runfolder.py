@@ -1,48 +1,16 @@
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from core_testlib import META, result_for, tree_digest, write_all
 
 from rvos_core.data import Dataset
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.masks import quantize_probs
-from rvos_core.runfolder import Run, RunWriter, VideoResult, key_frame_index
+from rvos_core.runfolder import Run, RunWriter, key_frame_index
 from rvos_core.shard import parse_shard, select_shard
-
-META = {"producer": "test", "value_domain": "probability", "has_scores": True, "has_probs": True}
-
-
-def result_for(video, seed: int = 0) -> VideoResult:
-    rng = np.random.default_rng([seed, len(video.frames)])
-    height, width = video.frame_size()
-    probs = {
-        e: rng.random((len(video.frames), height, width)).astype(np.float32) for e in video.exp_ids
-    }
-    scores = {e: rng.random(len(video.frames)).tolist() for e in video.exp_ids}
-    return VideoResult(
-        masks={e: p > 0.5 for e, p in probs.items()},
-        scores=scores,
-        probs={e: quantize_probs(p) for e, p in probs.items()},
-    )
-
-
-def write_all(root: Path, dataset: Dataset, videos: list[str] | None = None) -> RunWriter:
-    writer = RunWriter(root, dataset, META)
-    for video_id in writer.todo(videos or list(dataset.videos)):
-        writer.write_video(dataset.video(video_id), result_for(dataset.video(video_id)))
-    writer.finalize()
-    return writer
-
-
-def tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
 def test_layout_and_round_trip(tmp_path: Path, small_dataset: Dataset) -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fusion_testlib import bits, make_run
 
-from conftest import bits, make_run
 from rvos_core.data import Dataset
 from rvos_fusion.cli import main
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fusion_testlib import bits
 
-from conftest import bits
 from rvos_core.data import Dataset
 from rvos_core.errors import InputError
 from rvos_core.masks import encode_mask_png

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fusion_testlib import bits, make_run
 
-from conftest import bits, make_run
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.errors import InputError
 from rvos_fusion.submission import write_submission

@@ -348,9 +348,7 @@ class Run:
         self.root = Path(root)
         meta_file = self.root / RUN_JSON
         if not meta_file.is_file():
-            state = (
-                "is not a run folder" if not self.root.is_dir() else "is incomplete (no run.json)"
-            )
+            state = "does not exist" if not self.root.is_dir() else "is incomplete (no run.json)"
             raise InputError(
                 self.root, f"run folder {state}; run or resume the stage that makes it"
             )
