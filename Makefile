@@ -40,7 +40,7 @@ PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
 .PHONY: help env env-uninext test lint format demo submission models propagated round1 round2 \
         infer-referformer infer-mutr infer-soc infer-uninext-vith infer-uninext-convnext \
-        propagate-aot propagate-deaot vote import-pth validate evaluate bench check-data clean-work
+        propagate-aot propagate-deaot vote import-pth validate evaluate bench clean-work
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_%+-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -66,8 +66,9 @@ lint: $(VENV)/.stamp ## ruff check + format check
 format: $(VENV)/.stamp ## apply ruff fixes and formatting
 	cd $(ROOT) && $(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
-check-data:
-	@test -d "$(DATA)" || { echo "DATA = $(DATA) is not a folder: set DATA in paths.env or run make ... DATA=/path/rvosdata" >&2; exit 2; }
+# First line of every recipe that reads the dataset (a recipe line, not a phony prerequisite, so
+# that `make -q` can tell an up-to-date chain).
+CHECK_DATA = @test -d "$(DATA)" || { echo "DATA = $(DATA) is not a folder: set DATA in paths.env or run make ... DATA=/path/rvosdata" >&2; exit 2; }
 
 clean-work: ## remove $(WORK)/$(SPLIT) (every run folder of this split)
 	rm -rf $(W)
@@ -90,15 +91,20 @@ infer-soc: $(W)/soc/run.json ## SOC model run
 infer-uninext-vith: $(W)/uninext_vith/run.json ## UNINEXT ViT-H model run (.venv-uninext)
 infer-uninext-convnext: $(W)/uninext_convnext/run.json ## UNINEXT ConvNeXt-L model run (.venv-uninext)
 
-$(W)/referformer_ft/run.json: | check-data
+$(W)/referformer_ft/run.json:
+	$(CHECK_DATA)
 	$(INFER) referformer --checkpoint $(CHECKPOINTS)/referformer_ft.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
-$(W)/mutr/run.json: | check-data
+$(W)/mutr/run.json:
+	$(CHECK_DATA)
 	$(INFER) mutr --checkpoint $(CHECKPOINTS)/mutr.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS) $(MUTR_OPTS)
-$(W)/soc/run.json: | check-data
+$(W)/soc/run.json:
+	$(CHECK_DATA)
 	$(INFER) soc --checkpoint $(CHECKPOINTS)/soc.tar --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
-$(W)/uninext_vith/run.json: | check-data
+$(W)/uninext_vith/run.json:
+	$(CHECK_DATA)
 	$(PY_UNINEXT) -m rvos_core.infer uninext_vith --checkpoint $(CHECKPOINTS)/uninext_vith.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
-$(W)/uninext_convnext/run.json: | check-data
+$(W)/uninext_convnext/run.json:
+	$(CHECK_DATA)
 	$(PY_UNINEXT) -m rvos_core.infer uninext_convnext --checkpoint $(CHECKPOINTS)/uninext_convnext.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
 
 # Propagation of any run: $(W)/<run>+aot and $(W)/<run>+deaot.

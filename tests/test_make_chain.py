@@ -1,0 +1,181 @@
+"""End to end: the Make chain of the default recipe, from given model runs and propagated runs to a
+validated submission.zip.
+
+Given runs are built so that the result can be worked out by hand: soc, mutr and uninext_vith (and
+their propagations) are the ground truth, referformer_ft (and its propagations) is empty, and
+uninext_convnext is all foreground. Then every vote of the recipe returns the ground truth:
+  round 1a (soc, mutr, referformer_ft; >= 3 of 6): object pixels get 4 votes, others 0;
+  round 1b (uninext_vith, uninext_convnext, soc; >= 3 of 6): object pixels 6, others 2;
+  unpaired expressions take run 0 (soc / uninext_vith): the ground truth;
+  round 2 (>= 4 of 8, unpaired >= 3 of 4): three of the four sources are the ground truth.
+Round-1 outputs are propagated by tests/fake_propagate.py (an identity copy).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rvos_core.data import Dataset, open_dataset
+from rvos_core.masks import quantize_probs
+from rvos_core.runfolder import RunWriter, VideoResult
+from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = [
+    VideoSpec("a0000001", expressions=3, frames=4, size=(36, 48)),
+    VideoSpec("b0000002", expressions=2, frames=5, size=(30, 40)),
+    VideoSpec("c0000003", expressions=1, frames=3, size=(24, 24)),
+    VideoSpec("d0000004", expressions=4, frames=2, size=(32, 32)),
+]
+TRUTH, EMPTY, FULL = "truth", "empty", "full"
+MODELS = {
+    "soc": TRUTH,
+    "mutr": TRUTH,
+    "referformer_ft": EMPTY,
+    "uninext_vith": TRUTH,
+    "uninext_convnext": FULL,
+}
+PROPAGATED = {
+    "soc+aot": TRUTH,
+    "mutr+aot": TRUTH,
+    "referformer_ft+aot": EMPTY,
+    "referformer_ft+deaot": EMPTY,
+    "uninext_vith+deaot": TRUTH,
+}
+DOMAIN = {"uninext_vith": "probability", "uninext_convnext": "probability"}
+
+
+def write_run(root: Path, dataset: Dataset, kind: str, domain: str) -> None:
+    probs = domain == "probability"
+    writer = RunWriter(
+        root,
+        dataset,
+        {"producer": "given", "value_domain": domain, "has_scores": True, "has_probs": probs},
+    )
+    for spec in SPECS:
+        video = dataset.video(spec.id)
+        truth = expression_masks(spec)
+        masks = {
+            e: {TRUTH: m, EMPTY: np.zeros_like(m), FULL: np.ones_like(m)}[kind]
+            for e, m in truth.items()
+        }
+        scores = {
+            e: [0.5 + 0.1 * ((t * 7 + int(e)) % 3) for t in range(spec.frames)] for e in masks
+        }
+        stored = (
+            {e: quantize_probs(m.astype(np.float32) * 0.9 + 0.05) for e, m in masks.items()}
+            if probs
+            else None
+        )
+        writer.write_video(video, VideoResult(masks=masks, scores=scores, probs=stored))
+    assert writer.finalize()
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Dataset]:
+    tmp = tmp_path_factory.mktemp("chain")
+    write_refytvos(tmp / "data", "valid", SPECS)
+    dataset = open_dataset("refytvos", tmp / "data", "valid")
+    work = tmp / "work"
+    for node, kind in MODELS.items():
+        write_run(work / "valid" / node, dataset, kind, DOMAIN.get(node, "logit"))
+    for node, kind in PROPAGATED.items():
+        write_run(work / "valid" / node, dataset, kind, "binary")
+    now = time.time()  # inputs of a node must be older than the node for Make to keep it
+    for node in MODELS:
+        os.utime(work / "valid" / node / "run.json", (now - 100, now - 100))
+    for node in PROPAGATED:
+        os.utime(work / "valid" / node / "run.json", (now - 50, now - 50))
+    return tmp, work, dataset
+
+
+def make(tmp: Path, work: Path, *targets: str, check: bool = True) -> subprocess.CompletedProcess:
+    variables = [
+        f"DATA={tmp / 'data'}",
+        f"WORK={work}",
+        "SPLIT=valid",
+        f"PY={sys.executable}",
+        f"PROPAGATE={sys.executable} {ROOT / 'tests' / 'fake_propagate.py'}",
+    ]
+    return subprocess.run(
+        ["make", "-C", str(ROOT), *targets, *variables], capture_output=True, text=True, check=check
+    )
+
+
+def test_submission_from_the_make_chain(chain: tuple[Path, Path, Dataset]) -> None:
+    tmp, work, dataset = chain
+    result = make(tmp, work, "submission")
+    for node in (
+        "soc_mutr_referft",
+        "vit_convnext_soc",
+        "soc_mutr_referft+aot",
+        "vit_convnext_soc+deaot",
+        "en2",
+        "final",
+    ):
+        assert (work / "valid" / node / "run.json").is_file(), result.stdout + result.stderr
+    with zipfile.ZipFile(work / "valid" / "submission.zip") as archive:
+        names = set(archive.namelist())
+        assert len(names) == sum(s.expressions * s.frames for s in SPECS)
+        for spec in SPECS:
+            video = dataset.video(spec.id)
+            for exp_id, truth in expression_masks(spec).items():
+                for t, frame in enumerate(video.frames):
+                    png = archive.read(f"Annotations/{spec.id}/{exp_id}/{frame}.png")
+                    pixels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+                    assert np.array_equal(pixels == 255, truth[t]), (spec.id, exp_id, frame)
+    validate = make(tmp, work, "validate", "NODE=final")
+    assert "valid (4 videos" in validate.stdout
+
+
+def test_chain_is_up_to_date_after_a_run(chain: tuple[Path, Path, Dataset]) -> None:
+    tmp, work, _ = chain
+    make(tmp, work, "submission")
+    assert make(tmp, work, "-q", "submission", check=False).returncode == 0
+
+
+def test_a_removed_node_is_rebuilt_alone(chain: tuple[Path, Path, Dataset]) -> None:
+    tmp, work, _ = chain
+    make(tmp, work, "submission")
+    before = (work / "valid" / "en2" / "run.json").stat().st_mtime_ns
+    zip_bytes = (work / "valid" / "submission.zip").read_bytes()
+    import shutil
+
+    shutil.rmtree(work / "valid" / "final")
+    make(tmp, work, "submission")
+    assert (work / "valid" / "en2" / "run.json").stat().st_mtime_ns == before
+    assert (work / "valid" / "submission.zip").read_bytes() == zip_bytes
+
+
+def test_missing_model_run_is_a_clear_error(tmp_path: Path) -> None:
+    write_refytvos(tmp_path / "data", "valid", SPECS[:1])
+    result = make(tmp_path, tmp_path / "work", "round1", check=False)
+    assert result.returncode != 0
+    assert "soc" in result.stdout + result.stderr
+
+
+def test_missing_data_names_the_variable(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            "make",
+            "-C",
+            str(ROOT),
+            "models",
+            f"DATA={tmp_path / 'nowhere'}",
+            f"WORK={tmp_path / 'w'}",
+            f"PY={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "DATA = " in result.stderr and "is not a folder" in result.stderr
