@@ -21,7 +21,7 @@ _COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6:
 PNG_PARAMS = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE)
 
 
-def png_header(data: bytes, path: Path) -> tuple[int, int, int, int]:
+def png_header(data: bytes, path: str | Path) -> tuple[int, int, int, int]:
     """Return (height, width, bit_depth, color_type) from a PNG's IHDR chunk."""
     if len(data) < 33 or data[:8] != _SIGNATURE or data[12:16] != b"IHDR":
         raise InputError(path, "not a PNG file (bad signature or header)")
@@ -29,7 +29,9 @@ def png_header(data: bytes, path: Path) -> tuple[int, int, int, int]:
     return height, width, depth, color
 
 
-def decode_mask_png(data: bytes, path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+def decode_mask_png(
+    data: bytes, path: str | Path, shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """Decode a run-folder mask PNG to bool [H, W] (True where 255).
 
     Refuses anything but an 8-bit single-channel PNG holding only 0 and 255, and (when ``shape`` is
@@ -44,15 +46,17 @@ def decode_mask_png(data: bytes, path: Path, shape: tuple[int, int] | None = Non
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None or array.shape != (height, width):
         raise InputError(path, "corrupt PNG (could not be decoded)")
-    if cv2.countNonZero(cv2.inRange(array, 1, 254)):
+    # every value is 0 or 255 <=> the sum is 255 x the number of non-zero pixels (values <= 255)
+    if cv2.sumElems(array)[0] != 255.0 * cv2.countNonZero(array):
         raise InputError(path, "mask PNG holds values other than 0 and 255")
     return array > 127
 
 
-def read_mask_png(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask_png(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read a mask PNG as bool [H, W]; a missing file is an InputError naming it."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except FileNotFoundError:
         raise InputError(path, "mask PNG is missing") from None
     return decode_mask_png(data, path, shape)

@@ -356,6 +356,7 @@ class Run:
             self.meta: dict[str, Any] = json.loads(meta_file.read_text())
         except json.JSONDecodeError as exc:
             raise InputError(meta_file, f"not valid JSON: {exc}") from None
+        self._annotations = str(self.root / "Annotations")
         if self.meta.get("format") != FORMAT:
             raise InputError(meta_file, f"not a {FORMAT} run (format {self.meta.get('format')!r})")
 
@@ -391,7 +392,10 @@ class Run:
         self, video: Video, exp_id: str, t: int, shape: tuple[int, int] | None = None
     ) -> np.ndarray:
         """bool [H, W] of frame ``t`` of one expression (must be ``shape`` when given)."""
-        return read_mask_png(self.mask_path(video.id, exp_id, video.frames[t]), shape)
+        # a string path: this is the hot loop of every vote
+        return read_mask_png(
+            f"{self._annotations}/{video.id}/{exp_id}/{video.frames[t]}.png", shape
+        )
 
     def open_probs(self, video: Video) -> ProbsReader:
         """Per-frame access to the stored probabilities of ``video`` (a context manager)."""

@@ -63,6 +63,8 @@ class VoteConfig:
         """Refuse settings that do not fit the runs (raises ConfigError)."""
         if not runs:
             raise ConfigError("a vote needs at least one run")
+        if len(runs) > 127:
+            raise ConfigError("at most 127 runs can vote together")
         if self.weights is not None and len(self.weights) != len(runs):
             raise ConfigError(f"{len(self.weights)} weights for {len(runs)} runs")
         if self.weights is not None and any(w < 0 for w in self.weights):
@@ -123,15 +125,15 @@ class _VideoVote:
         return self.config.weights is not None or self.config.mode == "soft"
 
     def _add(self, total: np.ndarray | None, values: np.ndarray, weight: float) -> np.ndarray:
-        """Accumulate one map: integer counts without weights, float32 sums with them."""
+        """Accumulate one map: uint8 counts of bool maps without weights (at most 255 maps),
+        float32 sums with weights or probabilities."""
         self.shape = values.shape
-        if total is None:
-            total = np.zeros(values.shape, np.float32 if self.float_sum else np.uint16)
         if self.float_sum:
+            total = np.zeros(values.shape, np.float32) if total is None else total
             total += values * np.float32(weight)
-        else:
-            total += values
-        return total
+            return total
+        total = np.zeros(values.shape, np.uint8) if total is None else total
+        return np.add(total, values.view(np.uint8), out=total)
 
     def hard_votes(self, members: tuple[str, ...], t: int) -> np.ndarray:
         """(Weighted) foreground count [H, W] of the runs x members maps of frame t."""

@@ -1,0 +1,239 @@
+"""Benchmark of the fusion stages on a synthetic 720p set (issue 2 §5).
+
+Builds (once, cached in --workdir) a Ref-YouTube-VOS-style split of N videos x 4 expressions x T
+frames at 720x1280, the five model runs (two with stored probabilities, like UNINEXT) and the seven
+propagated runs the recipe reads. Then times every fusion node of the default recipe and its floor:
+decoding the node's input PNGs and encoding its output PNGs alone (the same files, no vote, no
+checks). Each measurement runs in a fresh process, single-threaded, which also gives its peak
+memory (max RSS). Reference: each node within 1.3x of its floor; peak memory independent of N.
+
+    python bench/fusion/run.py [--videos 25] [--frames 30] [--workdir /tmp/rvos-bench-fusion]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rvos_core.data import Dataset, open_dataset
+from rvos_core.masks import PNG_PARAMS, quantize_probs
+from rvos_core.runfolder import Run, RunWriter, VideoResult
+from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
+from rvos_fusion.submission import write_submission
+from rvos_fusion.vote import VoteConfig, groups, open_vote, vote_video
+
+SIZE = (720, 1280)
+MODELS = ("soc", "mutr", "referformer_ft", "uninext_vith", "uninext_convnext")
+PROPAGATED = (
+    "soc+aot", "mutr+aot", "referformer_ft+aot", "referformer_ft+deaot", "uninext_vith+deaot",
+    "soc_mutr_referft+aot", "vit_convnext_soc+deaot",
+)  # fmt: skip
+ROUND1 = VoteConfig(min_votes=3, grouping="pairs", unpaired="reference", key_frames_from=0)
+ROUND2 = VoteConfig(min_votes=4, grouping="pairs", unpaired=3)
+NODES = {  # node -> (inputs, config); submission is timed separately
+    "soc_mutr_referft": (("soc", "mutr", "referformer_ft"), ROUND1),
+    "vit_convnext_soc": (("uninext_vith", "uninext_convnext", "soc"), ROUND1),
+    "en2": (("soc_mutr_referft+aot", "soc+aot", "mutr+aot", "referformer_ft+aot"), ROUND2),
+    "final": (
+        ("vit_convnext_soc+deaot", "uninext_vith+deaot", "en2", "referformer_ft+deaot"),
+        ROUND2,
+    ),
+}
+
+
+def jitter(masks: np.ndarray, shift: int) -> np.ndarray:
+    """A model's version of the truth: shifted by ``shift`` pixels, with speckle noise."""
+    rng = np.random.default_rng(shift + 100)
+    moved = np.roll(masks, shift, axis=2)
+    return moved ^ (rng.random(masks.shape) < 0.002)
+
+
+def build(root: Path, n_videos: int, frames: int) -> Dataset:
+    """Write the dataset meta and every input run (skipped when already there)."""
+    specs = [VideoSpec(f"v{i:04d}", 4, frames, SIZE) for i in range(n_videos)]
+    write_refytvos(root / "data", "valid", specs, frames=False)
+    dataset = open_dataset("refytvos", root / "data", "valid")
+    for k, node in enumerate(MODELS + PROPAGATED):
+        if not (root / "work" / node / "run.json").exists():
+            _write_input_run(
+                root / "work" / node,
+                dataset,
+                specs,
+                shift=3 * k - 12,
+                probs=node.startswith("uninext"),
+            )
+    return dataset
+
+
+def _write_input_run(
+    out: Path, dataset: Dataset, specs: list[VideoSpec], shift: int, probs: bool
+) -> None:
+    meta = {
+        "producer": "bench",
+        "value_domain": "probability" if probs else "binary",
+        "has_scores": True,
+        "has_probs": probs,
+    }
+    writer = RunWriter(out, dataset, meta)
+    for spec in specs:
+        truth = expression_masks(spec)
+        masks = {e: jitter(m, shift) for e, m in truth.items()}
+        scores = {e: list(np.linspace(0.1, 0.9, spec.frames)) for e in masks}
+        stored = (
+            {e: quantize_probs(m * np.float32(0.8) + np.float32(0.1)) for e, m in masks.items()}
+            if probs
+            else None
+        )
+        writer.write_video(
+            dataset.video(spec.id), VideoResult(masks=masks, scores=scores, probs=stored)
+        )
+    writer.finalize()
+    print(f"  built {out.name}", flush=True)
+
+
+def _node(root: Path, dataset: Dataset, node: str) -> None:
+    inputs, config = NODES[node]
+    runs = [Run(root / "work" / name) for name in inputs]
+    writer = open_vote(runs, dataset, config, root / "work" / node)
+    for video in dataset:
+        with writer.open_video(video) as sink:
+            vote_video(runs, video, config, sink)
+    writer.finalize()
+
+
+def _floor(root: Path, dataset: Dataset, node: str) -> None:
+    """Decode the node's inputs and encode + write its outputs; nothing else."""
+    inputs, config = NODES[node]
+    out = root / "floor" / node
+    for video in dataset:
+        for members in groups(video.exp_ids, config.grouping):
+            for exp_id in members:
+                (out / video.id / exp_id).mkdir(parents=True, exist_ok=True)
+            sources = inputs if len(members) == 2 or config.unpaired != "reference" else inputs[:1]
+            for frame in video.frames:
+                decoded = [
+                    cv2.imdecode(np.fromfile(root / "work" / s / "Annotations" / video.id / e / f"{frame}.png", np.uint8), cv2.IMREAD_UNCHANGED)
+                    for s in sources for e in members
+                ]  # fmt: skip
+                data = cv2.imencode(".png", decoded[0], PNG_PARAMS)[1].tobytes()
+                for exp_id in members:
+                    (out / video.id / exp_id / f"{frame}.png").write_bytes(data)
+
+
+def _submission(root: Path, dataset: Dataset, _: str) -> None:
+    write_submission(Run(root / "work" / "final"), dataset, root / "work" / "submission.zip")
+
+
+def _submission_floor(root: Path, dataset: Dataset, _: str) -> None:
+    """Read and decode every PNG of the final node and store it in a zip."""
+    import zipfile
+
+    with zipfile.ZipFile(root / "floor" / "submission.zip", "w") as archive:
+        for video in dataset:
+            for exp_id in video.exp_ids:
+                for frame in video.frames:
+                    data = (
+                        root / "work" / "final" / "Annotations" / video.id / exp_id / f"{frame}.png"
+                    ).read_bytes()
+                    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                    archive.writestr(f"Annotations/{video.id}/{exp_id}/{frame}.png", data)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+
+
+def _measure(job: str, root: Path, n_videos: int, frames: int, node: str, queue) -> None:
+    cv2.setNumThreads(1)
+    dataset = open_dataset("refytvos", root / "data", "valid")
+    if job == "node":
+        shutil.rmtree(root / "work" / node, ignore_errors=True)
+    start = time.perf_counter()
+    {
+        "node": _node,
+        "floor": _floor,
+        "submission": _submission,
+        "submission_floor": _submission_floor,
+    }[job](root, dataset, node)
+    seconds = time.perf_counter() - start
+    queue.put((seconds, peak_rss_mib()))
+
+
+def measure(job: str, root: Path, args: argparse.Namespace, node: str = "") -> tuple[float, float]:
+    """(seconds, peak MiB) of one job in a fresh single-threaded process."""
+    context = get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(
+        target=_measure, args=(job, root, args.videos, args.frames, node, queue)
+    )
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--videos", type=int, default=25)
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/rvos-bench-fusion"))
+    args = parser.parse_args()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    root = args.workdir / f"{args.videos}x{args.frames}"
+    print(
+        f"building inputs under {root} ({args.videos} videos x 4 expressions x {args.frames} frames, 720p)"
+    )
+    dataset = build(root, args.videos, args.frames)
+    masks = sum(len(v.exp_ids) * len(v.frames) for v in dataset)
+    rows = []
+    for node in NODES:
+        (node_s, node_mb), (floor_s, _) = (
+            measure("node", root, args, node),
+            measure("floor", root, args, node),
+        )
+        rows.append((node, node_s, floor_s, node_mb))
+    (sub_s, sub_mb), (subf_s, _) = (
+        measure("submission", root, args),
+        measure("submission_floor", root, args),
+    )
+    rows.append(("submission", sub_s, subf_s, sub_mb))
+    print(
+        f"\n{'node':<20}{'time s':>9}{'floor s':>9}{'ratio':>8}{'ms/mask':>9}{'peak MiB':>10}   target: ratio <= 1.30"
+    )
+    for name, seconds, floor, peak in rows:
+        print(
+            f"{name:<20}{seconds:>9.2f}{floor:>9.2f}{seconds / floor:>8.2f}{1e3 * seconds / masks:>9.2f}{peak:>10.0f}"
+        )
+    summary = {r[0]: {"seconds": r[1], "floor_seconds": r[2], "peak_mib": r[3]} for r in rows}
+    print(
+        json.dumps(
+            {
+                "videos": args.videos,
+                "frames": args.frames,
+                "masks_per_node": masks,
+                "nodes": summary,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
