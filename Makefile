@@ -57,6 +57,17 @@ $(VENV)/.stamp: $(ROOT)/env/requirements-main.txt $(ROOT)/env/requirements-tools
 
 env: $(VENV)/.stamp ## build the main environment .venv from env/ (pinned)
 
+# UNINEXT's own environment (env/requirements-uninext.txt): core + models/uninext, built by the
+# main environment's uv.
+$(VENV_UNINEXT)/.stamp: $(ROOT)/env/requirements-uninext.txt $(ROOT)/core/pyproject.toml \
+                        $(ROOT)/models/uninext/pyproject.toml | $(VENV)/.stamp
+	python3 -m venv $(VENV_UNINEXT)
+	VIRTUAL_ENV=$(VENV_UNINEXT) $(VENV)/bin/uv pip install --quiet \
+	    -r $(ROOT)/env/requirements-uninext.txt -e $(ROOT)/core -e $(ROOT)/models/uninext
+	touch $@
+
+env-uninext: $(VENV_UNINEXT)/.stamp ## build the UNINEXT environment .venv-uninext from env/ (pinned)
+
 test: $(VENV)/.stamp ## run every test environment (tox: lint + one per subproject + e2e)
 	cd $(ROOT) && $(VENV)/bin/tox $(TOX_ARGS)
 
