@@ -151,6 +151,18 @@ $(W)/submission.zip: $(W)/final/run.json
 	$(FUSION) submission $(<D) --out $@ $(RUN_OPTS)
 
 # ---------------------------------------------------------------------------------------------
+# The demo: the recipe's Make chain on generated data. Model and propagation outputs are SIMULATED
+# (rvos_fusion.demo), so it needs no checkpoint; every fusion node, the submission and the report are real.
+
+DEMO := $(WORK)/demo
+demo: $(VENV)/.stamp ## run the whole chain on generated data (simulated model outputs) and report J
+	$(PY) -m rvos_fusion.demo prepare --out $(DEMO)
+	$(MAKE) --no-print-directory submission DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid \
+	    PROPAGATE="$(PY) -m rvos_fusion.demo propagate"
+	$(PY) -m rvos_fusion.demo report --out $(DEMO)
+	@echo "demo submission: $(DEMO)/work/valid/submission.zip"
+
+# ---------------------------------------------------------------------------------------------
 # Tools on single nodes
 
 vote: ## OUT=<node> RUNS="<node> ..." [VOTE_OPTS="--min-votes 2 ..."]: any vote -> $(W)/$(OUT)

@@ -8,7 +8,7 @@ uninext_convnext is all foreground. Then every vote of the recipe returns the gr
   round 1b (uninext_vith, uninext_convnext, soc; >= 3 of 6): object pixels 6, others 2;
   unpaired expressions take run 0 (soc / uninext_vith): the ground truth;
   round 2 (>= 4 of 8, unpaired >= 3 of 4): three of the four sources are the ground truth.
-Round-1 outputs are propagated by tests/fake_propagate.py (an identity copy).
+Round-1 outputs are propagated by the demo's identity stand-in (rvos_fusion.demo propagate).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def make(tmp: Path, work: Path, *targets: str, check: bool = True) -> subprocess
         f"WORK={work}",
         "SPLIT=valid",
         f"PY={sys.executable}",
-        f"PROPAGATE={sys.executable} {ROOT / 'tests' / 'fake_propagate.py'}",
+        f"PROPAGATE={sys.executable} -m rvos_fusion.demo propagate",
     ]
     return subprocess.run(
         ["make", "-C", str(ROOT), *targets, *variables], capture_output=True, text=True, check=check

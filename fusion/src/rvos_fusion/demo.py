@@ -1,0 +1,201 @@
+"""The laptop demo: the default recipe's Make chain on generated data, in a minute, with no weights.
+
+``python -m rvos_fusion.demo prepare --out DIR`` writes a small Ref-YouTube-VOS-style split
+(``DIR/data``) with ground truth (``DIR/truth``), and the model and propagated runs the recipe starts
+from (``DIR/work/valid/<node>``). They are SIMULATED: each "model" is the ground truth with its own
+kind of error (a shift, missed frames, a wrong object, speckle), so that the votes have something to
+correct. ``python -m rvos_fusion.demo propagate ...`` is the stand-in propagator the demo hands to
+Make (same command line as ``rvos_vos.propagate``): it copies the input run (identity propagation).
+``python -m rvos_fusion.demo report --out DIR`` prints the J&F of every node against the truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rvos_core.cli import add_dataset_args, dataset_from_args, run_main
+from rvos_core.data import Dataset, open_dataset
+from rvos_core.masks import quantize_probs
+from rvos_core.runfolder import Run, RunWriter, VideoResult
+from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
+
+
+@dataclass(frozen=True)
+class SimulatedModel:
+    """How a simulated model errs: shift (pixels), share of missed frames, share of frames that
+    show the other object, speckle density; ``probability`` models store probabilities."""
+
+    shift: int
+    missed: float
+    swapped: float
+    speckle: float
+    probability: bool = False
+
+
+MODELS = {
+    "soc": SimulatedModel(2, 0.05, 0.05, 0.002),
+    "mutr": SimulatedModel(-3, 0.10, 0.05, 0.002),
+    "referformer_ft": SimulatedModel(4, 0.15, 0.10, 0.004),
+    "uninext_vith": SimulatedModel(-1, 0.05, 0.10, 0.001, probability=True),
+    "uninext_convnext": SimulatedModel(3, 0.10, 0.15, 0.003, probability=True),
+}
+PROPAGATED = {"soc+aot": "soc", "mutr+aot": "mutr", "referformer_ft+aot": "referformer_ft",
+              "referformer_ft+deaot": "referformer_ft", "uninext_vith+deaot": "uninext_vith"}  # fmt: skip
+SPECS = [
+    VideoSpec(f"demo{i:04d}", expressions=3 + i % 3, frames=12, size=(180, 320)) for i in range(8)
+]
+
+
+def simulate(
+    truth: dict[str, np.ndarray], model: SimulatedModel, seed: int
+) -> dict[str, np.ndarray]:
+    """A model's masks: the truth with the model's errors, per expression [T, H, W]."""
+    rng = np.random.default_rng(seed)
+    objects = sorted(truth)
+    out = {}
+    for exp_id in objects:
+        masks = np.roll(truth[exp_id], model.shift, axis=2).copy()
+        other = truth[objects[(objects.index(exp_id) + 2) % len(objects)]]
+        for t in range(masks.shape[0]):
+            draw = rng.random()
+            if draw < model.missed:
+                masks[t] = False
+            elif draw < model.missed + model.swapped:
+                masks[t] = other[t]
+        out[exp_id] = masks ^ (rng.random(masks.shape) < model.speckle)
+    return out
+
+
+def _write(
+    root: Path,
+    dataset: Dataset,
+    masks_of: dict[str, dict[str, np.ndarray]],
+    probability: bool,
+    seed: int,
+) -> None:
+    meta = {"producer": "rvos_fusion.demo (simulated)", "value_domain": "probability" if probability else "logit",
+            "has_scores": True, "has_probs": probability}  # fmt: skip
+    writer = RunWriter(root, dataset, meta)
+    rng = np.random.default_rng(seed)
+    for video in dataset:
+        masks = masks_of[video.id]
+        scores = {e: rng.random(len(video.frames)).round(4).tolist() for e in video.exp_ids}
+        probs = (
+            {e: quantize_probs(np.where(m, 0.8, 0.1).astype(np.float32)) for e, m in masks.items()}
+            if probability
+            else None
+        )
+        writer.write_video(video, VideoResult(masks=masks, scores=scores, probs=probs))
+    writer.finalize()
+
+
+def prepare(out: Path) -> None:
+    """Write the demo dataset, its ground truth and the simulated given runs under ``out``."""
+    write_refytvos(out / "data", "valid", SPECS)
+    dataset = open_dataset("refytvos", out / "data", "valid")
+    truth = {s.id: expression_masks(s) for s in SPECS}
+    np.savez_compressed(
+        out / "truth.npz", **{f"{v}/{e}": m for v, t in truth.items() for e, m in t.items()}
+    )
+    work = out / "work" / "valid"
+    simulated = {}
+    for k, (node, model) in enumerate(MODELS.items()):
+        simulated[node] = {
+            v: simulate(t, model, seed=1000 * k + i) for i, (v, t) in enumerate(truth.items())
+        }
+        _write(work / node, dataset, simulated[node], model.probability, seed=k)
+    for k, (node, source) in enumerate(PROPAGATED.items()):
+        # a propagation repairs some of its model's missed and swapped frames: re-simulate with half the errors
+        base = MODELS[source]
+        better = SimulatedModel(base.shift, base.missed / 2, base.swapped / 2, base.speckle)
+        masks = {
+            v: simulate(t, better, seed=5000 + 1000 * k + i)
+            for i, (v, t) in enumerate(truth.items())
+        }
+        _write(work / node, dataset, masks, False, seed=50 + k)
+    now = time.time()  # given inputs are older than what Make derives from them
+    for node in (*MODELS, *PROPAGATED):
+        age = 100 if node in MODELS else 50
+        os.utime(work / node / "run.json", (now - age, now - age))
+    print(f"demo data and simulated runs under {out}")
+
+
+def propagate(args: argparse.Namespace) -> int:
+    """Stand-in propagator (identity): copies the input run's masks and scores."""
+    dataset, source = dataset_from_args(args), Run(args.run)
+    meta = {"producer": f"rvos_fusion.demo.propagate ({args.method}, identity stand-in)", "inputs": [str(args.run.resolve())],
+            "value_domain": "binary", "has_scores": source.has_scores, "has_probs": False}  # fmt: skip
+    writer = RunWriter(args.out, dataset, meta)
+    for video_id in writer.todo(dataset.videos):
+        video = dataset.video(video_id)
+        with writer.open_video(video) as sink:
+            scores = source.scores(video) if source.has_scores else {}
+            for exp_id in video.exp_ids:
+                sink.write_masks(exp_id, source.masks(video, exp_id))
+                if scores:
+                    sink.write_scores(exp_id, scores[exp_id])
+    writer.finalize()
+    return 0
+
+
+def _iou_table(out: Path) -> list[tuple[str, float]]:
+    dataset = open_dataset("refytvos", out / "data", "valid")
+    truth = np.load(out / "truth.npz")
+    rows = []
+    for node in sorted(p.parent.name for p in (out / "work" / "valid").glob("*/run.json")):
+        run, scores = Run(out / "work" / "valid" / node), []
+        for video in dataset:
+            for exp_id in video.exp_ids:
+                pred, gt = run.masks(video, exp_id), truth[f"{video.id}/{exp_id}"]
+                union = np.logical_or(pred, gt).sum(axis=(1, 2))
+                inter = np.logical_and(pred, gt).sum(axis=(1, 2))
+                scores.append(np.mean(np.where(union == 0, 1.0, inter / np.maximum(union, 1))))
+        rows.append((node, float(np.mean(scores))))
+    return rows
+
+
+def report(out: Path) -> int:
+    """Print the region similarity J of every node against the ground truth."""
+    rows = _iou_table(out)
+    print(f"{'node':<26}{'J (mean IoU)':>12}")
+    for node, value in rows:
+        print(f"{node:<26}{value:>12.4f}")
+    (out / "report.json").write_text(json.dumps(dict(rows), indent=1))
+    return 0
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rvos_fusion.demo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("prepare", "report"):
+        sub.add_parser(name).add_argument("--out", type=Path, required=True)
+    prop = sub.add_parser("propagate", help="identity stand-in for rvos_vos.propagate")
+    prop.add_argument("method", choices=("aot", "deaot"))
+    prop.add_argument("--checkpoint", type=Path)
+    prop.add_argument("--run", type=Path, required=True)
+    prop.add_argument("--out", type=Path, required=True)
+    prop.add_argument("--device")
+    prop.add_argument("--precision")
+    add_dataset_args(prop)
+    args = parser.parse_args(argv)
+    if args.command == "prepare":
+        prepare(args.out)
+        return 0
+    return report(args.out) if args.command == "report" else propagate(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
