@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -152,8 +153,12 @@ def test_bad_settings(
             r"v/1/00005\.png: mask PNG is missing",
         ),
         (
-            lambda r: __import__("shutil").rmtree(r / "Annotations/v/2"),
+            lambda r: shutil.rmtree(r / "Annotations/v/2"),
             r"v/2/00000\.png: mask PNG is missing",
+        ),
+        (
+            lambda r: shutil.rmtree(r / "Annotations/v"),
+            r"v/0/00000\.png: mask PNG is missing",
         ),
         (
             lambda r: (r / "Annotations/v/0/00000.png").write_bytes(b"\x89PNG\r\n\x1a\n junk"),
