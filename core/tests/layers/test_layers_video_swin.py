@@ -1,0 +1,109 @@
+"""Video-Swin backbone and its backbone + position wrapper: upstream parity and hand checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from layers_testlib import close, load
+
+from rvos_core.layers import Joiner, MaskedBackbone, PositionEmbeddingSine2D, VideoSwinBackbone
+from rvos_core.layers.video_swin import (
+    effective_window,
+    relative_position_index,
+    shift_attention_mask,
+)
+
+
+def _build(c: dict[str, Any]) -> VideoSwinBackbone:
+    return VideoSwinBackbone(
+        embed_dim=c["embed_dim"],
+        depths=c["depths"],
+        num_heads=c["num_heads"],
+        patch_size=tuple(c["patch_size"]),
+        window_size=tuple(c["window_size"]),
+        mlp_ratio=c["mlp_ratio"],
+        qkv_bias=c["qkv_bias"],
+        qk_scale=c["qk_scale"],
+        patch_norm=c["patch_norm"],
+    )
+
+
+def _fixture_backbone() -> VideoSwinBackbone:
+    backbone = _build(load("video_swin", "config.json")["constructor"])
+    backbone.load_state_dict(load("video_swin", "state_dict.pt"))
+    return backbone.eval()
+
+
+@pytest.mark.parity
+def test_stage_outputs_match_upstream() -> None:
+    backbone = _fixture_backbone()
+    inputs, outputs = load("video_swin", "inputs.pt"), load("video_swin", "outputs.pt")
+    assert inputs and inputs.keys() == outputs.keys()
+    for name, case in inputs.items():
+        with torch.no_grad():
+            stages = backbone(case["samples"], case["num_frames"])
+        expected = outputs[name]
+        assert len(stages) == len(expected)
+        for i, stage in enumerate(stages):
+            close(stage, expected[str(i)], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parity
+def test_joiner_matches_upstream() -> None:
+    config = load("video_swin", "config.json")
+    joiner = Joiner(
+        MaskedBackbone(_fixture_backbone()),
+        PositionEmbeddingSine2D(
+            num_pos_feats=config["joiner_case"]["pos_num_feats"], normalize=True
+        ),
+    )
+    case = load("video_swin", "joiner.pt")
+    with torch.no_grad():
+        out = joiner(case["inputs"]["tensors"], case["inputs"]["mask"])
+    expected = case["outputs"]
+    for i in range(len(expected["features"])):
+        close(out.features[i], expected["features"][i], rtol=1e-5, atol=1e-5)
+        assert torch.equal(out.masks[i], expected["masks"][i])
+        valid = ~expected["masks"][i][:, None].expand_as(expected["pos"][i])
+        close(out.pos[i][valid], expected["pos"][i][valid], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parity
+def test_full_size_keys_and_shapes() -> None:
+    config = load("video_swin", "config.json")
+    with torch.device("meta"):
+        backbone = _build(config["full_size_values (video_swin_b_p4w7)"])
+    ours = {k: list(v.shape) for k, v in backbone.state_dict().items()}
+    expected = {e["key"]: e["shape"] for e in config["full_size_state_dict_keys"]}
+    assert ours == expected
+
+
+def test_effective_window_shrinks_and_stops_shifting() -> None:
+    assert effective_window((10, 90, 160), (8, 7, 7), (4, 3, 3)) == ((8, 7, 7), (4, 3, 3))
+    assert effective_window((5, 90, 160), (8, 7, 7), (4, 3, 3)) == ((5, 7, 7), (0, 3, 3))
+    assert effective_window((8, 7, 3), (8, 7, 7), (4, 3, 3)) == ((8, 7, 3), (0, 0, 0))
+
+
+def test_relative_position_index_by_hand() -> None:
+    # window (1, 2, 2): tokens (h, w) = (0,0), (0,1), (1,0), (1,1); table (1, 3, 3) row-major in
+    # (dh + 1, dw + 1): index = (dh + 1) * 3 + (dw + 1) with d = token_i - token_j
+    expected = torch.tensor([[4, 3, 1, 0], [5, 4, 2, 1], [7, 6, 4, 3], [8, 7, 5, 4]])
+    assert torch.equal(relative_position_index((1, 2, 2)), expected)
+
+
+def test_shift_mask_separates_rolled_regions() -> None:
+    # one axis of length 4, window 2, shift 1: regions [0, 2), [2, 3), [3, 4) -> window 1 holds
+    # tokens 2 and 3 from different regions; window 0 holds tokens of one region
+    mask = shift_attention_mask((1, 1, 4), (1, 1, 2), (0, 0, 1), torch.device("cpu"))
+    assert mask.shape == (2, 2, 2)
+    assert torch.equal(mask[0], torch.zeros(2, 2))
+    assert torch.equal(mask[1], torch.tensor([[0.0, -100.0], [-100.0, 0.0]]))
+
+
+def test_output_grid_sizes() -> None:
+    backbone = VideoSwinBackbone(embed_dim=8, depths=[1, 1], num_heads=[1, 1]).eval()
+    with torch.no_grad():
+        stages = backbone(torch.randn(3, 3, 17, 30), num_frames=3)
+    assert [tuple(s.shape) for s in stages] == [(3, 8, 5, 8), (3, 16, 3, 4)]
