@@ -8,7 +8,16 @@ import pytest
 import torch
 from layers_testlib import close, load
 
-from rvos_core.layers import Joiner, MaskedBackbone, PositionEmbeddingSine2D, VideoSwinBackbone
+from rvos_core.errors import ConfigError
+from rvos_core.layers import (
+    VIDEO_SWIN_CONFIGS,
+    Joiner,
+    MaskedBackbone,
+    PositionEmbeddingSine2D,
+    VideoSwinBackbone,
+    VideoSwinConfig,
+    build_video_swin,
+)
 from rvos_core.layers.video_swin import (
     effective_window,
     relative_position_index,
@@ -16,18 +25,11 @@ from rvos_core.layers.video_swin import (
 )
 
 
-def _build(c: dict[str, Any]) -> VideoSwinBackbone:
-    return VideoSwinBackbone(
-        embed_dim=c["embed_dim"],
-        depths=c["depths"],
-        num_heads=c["num_heads"],
-        patch_size=tuple(c["patch_size"]),
-        window_size=tuple(c["window_size"]),
-        mlp_ratio=c["mlp_ratio"],
-        qkv_bias=c["qkv_bias"],
-        qk_scale=c["qk_scale"],
-        patch_norm=c["patch_norm"],
-    )
+def _build(values: dict[str, Any]) -> VideoSwinBackbone:
+    """From upstream constructor values (wrapper-only arguments dropped)."""
+    wrapper_only = {"backbone_pretrained", "backbone_pretrained_path", "train_backbone"}
+    kept = {k: v for k, v in values.items() if k not in wrapper_only}
+    return build_video_swin(VideoSwinConfig.from_upstream(kept))
 
 
 def _fixture_backbone() -> VideoSwinBackbone:
@@ -73,11 +75,18 @@ def test_joiner_matches_upstream() -> None:
 @pytest.mark.parity
 def test_full_size_keys_and_shapes() -> None:
     config = load("video_swin", "config.json")
+    full = VideoSwinConfig.from_upstream(config["full_size_values (video_swin_b_p4w7)"])
+    assert full == VIDEO_SWIN_CONFIGS["video_swin_b_p4w7"]
     with torch.device("meta"):
-        backbone = _build(config["full_size_values (video_swin_b_p4w7)"])
+        backbone = build_video_swin(full)
     ours = {k: list(v.shape) for k, v in backbone.state_dict().items()}
     expected = {e["key"]: e["shape"] for e in config["full_size_state_dict_keys"]}
     assert ours == expected
+
+
+def test_unknown_upstream_setting_is_refused() -> None:
+    with pytest.raises(ConfigError, match="window"):
+        VideoSwinConfig.from_upstream({"embed_dim": 8, "windows": [8, 7, 7]})
 
 
 def test_effective_window_shrinks_and_stops_shifting() -> None:

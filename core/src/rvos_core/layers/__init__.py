@@ -36,10 +36,16 @@ from rvos_core.layers.mask_head import (
 from rvos_core.layers.mlp import MLP
 from rvos_core.layers.ms_deform_attn import MSDeformAttn, ms_deform_attn_core
 from rvos_core.layers.position import PositionEmbeddingSine1D, PositionEmbeddingSine2D
-from rvos_core.layers.video_swin import VideoSwinBackbone
+from rvos_core.layers.video_swin import (
+    VIDEO_SWIN_CONFIGS,
+    VideoSwinBackbone,
+    VideoSwinConfig,
+    build_video_swin,
+)
 
 __all__ = [
     "MLP",
+    "VIDEO_SWIN_CONFIGS",
     "BackboneOutput",
     "Conv2dNorm",
     "CrossModalFPNDecoder",
@@ -52,11 +58,13 @@ __all__ = [
     "PositionEmbeddingSine2D",
     "TransformerOutput",
     "VideoSwinBackbone",
+    "VideoSwinConfig",
     "VisionLanguageBlock",
     "VisionLanguageFusion",
     "aligned_bilinear",
     "box_cxcywh_to_xyxy",
     "box_xyxy_to_cxcywh",
+    "build_video_swin",
     "compute_locations",
     "dynamic_param_counts",
     "input_projections",

@@ -23,13 +23,59 @@ modelled; attention runs through ``scaled_dot_product_attention`` with the relat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rvos_core.errors import ConfigError
+
 Triple = tuple[int, int, int]
+
+# Upstream constructor arguments that only matter for training (dropout, stochastic depth,
+# activation checkpointing): accepted by VideoSwinConfig.from_upstream and not modelled.
+TRAINING_ONLY = frozenset({"drop_rate", "attn_drop_rate", "drop_path_rate", "use_checkpoint"})
+
+
+@dataclass(frozen=True)
+class VideoSwinConfig:
+    """Video-Swin hyperparameters (upstream names)."""
+
+    embed_dim: int = 128
+    depths: tuple[int, ...] = (2, 2, 18, 2)
+    num_heads: tuple[int, ...] = (4, 8, 16, 32)
+    patch_size: Triple = (1, 4, 4)
+    window_size: Triple = (8, 7, 7)
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    qk_scale: float | None = None
+    patch_norm: bool = True
+    in_chans: int = 3
+
+    @classmethod
+    def from_upstream(cls, values: Mapping[str, Any]) -> VideoSwinConfig:
+        """From upstream constructor arguments (``configs[name]`` of the RVOS code bases)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names - TRAINING_ONLY)
+        if unknown:
+            raise ConfigError(f"unknown Video-Swin setting(s): {', '.join(unknown)}")
+        kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+        return cls(**kept)
+
+
+# The upstream backbone names (``--backbone``) of the three RVOS code bases.
+VIDEO_SWIN_CONFIGS: dict[str, VideoSwinConfig] = {
+    "video_swin_t_p4w7": VideoSwinConfig(
+        embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)
+    ),
+    "video_swin_s_p4w7": VideoSwinConfig(
+        embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)
+    ),
+    "video_swin_b_p4w7": VideoSwinConfig(),
+}
 
 
 def effective_window(size: Triple, window: Triple, shift: Triple) -> tuple[Triple, Triple]:
@@ -327,3 +373,19 @@ class VideoSwinBackbone(nn.Module):
             if i < len(self.downsamples):
                 x = self.downsamples[i](x)
         return outputs
+
+
+def build_video_swin(config: VideoSwinConfig) -> VideoSwinBackbone:
+    """The backbone of ``config`` with random weights."""
+    return VideoSwinBackbone(
+        embed_dim=config.embed_dim,
+        depths=config.depths,
+        num_heads=config.num_heads,
+        patch_size=config.patch_size,
+        window_size=config.window_size,
+        in_chans=config.in_chans,
+        mlp_ratio=config.mlp_ratio,
+        qkv_bias=config.qkv_bias,
+        qk_scale=config.qk_scale,
+        patch_norm=config.patch_norm,
+    )
