@@ -24,3 +24,16 @@ def small_data(tmp_path: Path) -> Path:
 @pytest.fixture
 def small_dataset(small_data: Path) -> Dataset:
     return open_dataset("refytvos", small_data, "valid")
+
+
+@pytest.fixture
+def registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test double (core_double.py) registered under rvos.models and rvos.parity.
+
+    Returns the folder to put on PYTHONPATH (with core/tests) for subprocesses.
+    """
+    from core_double import GROUPS, write_entry_points
+
+    folder = write_entry_points(tmp_path / "entry_points", GROUPS)
+    monkeypatch.syspath_prepend(str(folder))
+    return folder

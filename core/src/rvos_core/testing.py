@@ -17,3 +17,46 @@ def parity_dir(name: str) -> Path:
     if not path.is_dir():
         raise ConfigError(f"parity fixture folder {path} is missing (RVOS_PARITY_DIR={base})")
     return path
+
+
+SAMPLE_TEXTS = (
+    "a person riding a skateboard on the left",
+    "the black dog jumping over the fence",
+    "a red car with a white roof",
+    "the second zebra from the right, walking",
+    "a duck swimming in the lake",
+    "the man in a blue shirt holding a tennis racket",
+    "a small brown bird on the branch",
+    "the horse running behind the white fence",
+)
+_BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+
+
+def write_tokenizer(folder: Path, arch: str, vocab_size: int = 320) -> Path:
+    """Write a small tokenizer in the file layout of roberta-base or bert-base-uncased.
+
+    "roberta": byte-level BPE trained on SAMPLE_TEXTS (vocab.json + merges.txt; ids 0-4 are
+    <s> <pad> </s> <unk> <mask> as in roberta-base). "bert": a WordPiece vocab.txt of the special
+    tokens, characters and continuation characters ([PAD] = 0 as in bert-base-uncased).
+    For tests and benchmarks only: ids stay below ``vocab_size`` of any encoder at least this big.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if arch == "roberta":
+        from tokenizers import ByteLevelBPETokenizer
+
+        bpe = ByteLevelBPETokenizer()
+        bpe.train_from_iterator(
+            SAMPLE_TEXTS,
+            vocab_size=vocab_size,
+            min_frequency=2,
+            special_tokens=list(_ROBERTA_SPECIALS),
+        )
+        bpe.save_model(str(folder))
+    elif arch == "bert":
+        chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,'-!?")
+        vocab = [*_BERT_SPECIALS, *chars, *(f"##{c}" for c in chars)][:vocab_size]
+        (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    else:
+        raise ValueError(f"unknown tokenizer arch {arch!r}")
+    return folder

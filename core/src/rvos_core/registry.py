@@ -1,0 +1,40 @@
+"""Plug-ins found through Python entry points (the only way core reaches a model package).
+
+Groups:
+    ``rvos.models``: name -> a ``rvos_core.predictor.ModelEntry`` (the inference contract).
+    ``rvos.parity``: fixture kind -> a parity handler (see ``rvos_core.parity``).
+
+A package registers in its pyproject.toml, e.g.::
+
+    [project.entry-points."rvos.models"]
+    referformer = "rvos_referformer.entry:ENTRY"
+
+and becomes visible once installed (``uv pip install -e models/referformer``).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint, entry_points
+
+from rvos_core.errors import ConfigError
+
+MODELS = "rvos.models"
+PARITY = "rvos.parity"
+
+
+def _entries(group: str) -> dict[str, EntryPoint]:
+    return {e.name: e for e in entry_points(group=group)}
+
+
+def names(group: str) -> list[str]:
+    """Registered names of ``group``, sorted."""
+    return sorted(_entries(group))
+
+
+def load(group: str, name: str, what: str) -> object:
+    """The object registered as ``name`` in ``group``; an unknown name lists the known ones."""
+    found = _entries(group).get(name)
+    if found is None:
+        known = ", ".join(names(group)) or "none (is the package installed?)"
+        raise ConfigError(f"unknown {what} {name!r}; registered ({group}): {known}")
+    return found.load()
