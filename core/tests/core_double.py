@@ -54,6 +54,7 @@ class DoublePredictor:
         pixels = torch.from_numpy(np.stack([np.asarray(f) for f in frames])).float() / 255
         pixels = pixels.permute(0, 3, 1, 2).to(self.context.device)
         features = self.model.visual(pixels)  # [T, C, H, W]
+        features = features - features.mean(dim=(2, 3), keepdim=True)
         for text in texts:
             ids = self.tokenizer([text]).input_ids.to(self.context.device)
             query = self.model.text(ids).mean(dim=1)  # [1, C]

@@ -51,6 +51,7 @@ def write_tokenizer(folder: Path, arch: str, vocab_size: int = 320) -> Path:
             vocab_size=vocab_size,
             min_frequency=2,
             special_tokens=list(_ROBERTA_SPECIALS),
+            show_progress=False,
         )
         bpe.save_model(str(folder))
     elif arch == "bert":
