@@ -1,0 +1,21 @@
+"""AOT / DeAOT key-frame propagation of run folders (see vos/README.md).
+
+Networks are stateless (``rvos_vos.aot``, ``rvos_vos.deaot``); a ``Session`` owns one view's memory;
+``MultiViewTracker`` + ``bidirectional`` are the competition's procedure; ``PROPAGATORS`` holds
+what differs between the two code bases; ``python -m rvos_vos.propagate`` runs it on a run folder.
+"""
+
+from rvos_vos.procedure import MultiViewTracker, bidirectional
+from rvos_vos.propagators import PROPAGATORS, Propagator
+from rvos_vos.session import MemoryPolicy, Session
+from rvos_vos.views import ViewConfig
+
+__all__ = [
+    "PROPAGATORS",
+    "MemoryPolicy",
+    "MultiViewTracker",
+    "Propagator",
+    "Session",
+    "ViewConfig",
+    "bidirectional",
+]

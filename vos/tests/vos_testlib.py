@@ -1,0 +1,122 @@
+"""Helpers of the rvos_vos tests: tiny networks from the parity fixtures, a dataset and an input
+run built from a fixture clip, checkpoint files in the upstream container layout."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from rvos_core.data import Dataset, open_dataset
+from rvos_core.masks import encode_mask_png
+from rvos_core.runfolder import Run, RunWriter, VideoResult
+from rvos_core.testing import parity_dir
+from rvos_vos.network import PropagationNet
+from rvos_vos.propagators import PROPAGATORS
+
+SPLIT = "valid"
+
+
+@cache
+def load_pt(name: str, file: str) -> Any:
+    return torch.load(parity_dir(name) / file, weights_only=True)
+
+
+@cache
+def fixture_config(name: str) -> dict[str, Any]:
+    return json.loads((parity_dir(name) / "config.json").read_text())
+
+
+def upstream_config(name: str) -> dict[str, Any]:
+    """The fixture's network config in the layout ``NetConfig.from_upstream`` reads."""
+    cfg = fixture_config(name)
+    return {
+        **cfg["cfg_dump_bidirectional_run"],
+        "swin": cfg["tiny_vs_full"]["swin_encoder"]["tiny"],
+    }
+
+
+def tiny_net(name: str) -> PropagationNet:
+    """The fixture's tiny network with its weights (strict load)."""
+    propagator = PROPAGATORS[name]
+    net = propagator.build(propagator.config_type.from_upstream(upstream_config(name)))
+    net.load_state_dict(load_pt(name, "state_dict.pt"), strict=True)
+    return net.eval()
+
+
+def write_checkpoint(name: str, path: Path, prefix: str = "module.") -> Path:
+    """The fixture weights in the upstream trainer's container, keys prefixed like DDP saves."""
+    state = {prefix + k: v for k, v in load_pt(name, "state_dict.pt").items()}
+    torch.save({"state_dict": state, "optimizer": {"state": {}, "param_groups": []}}, path)
+    return path
+
+
+def write_config(name: str, path: Path) -> Path:
+    path.write_text(json.dumps(upstream_config(name)))
+    return path
+
+
+def write_clip_dataset(root: Path, name: str, videos: dict[str, int]) -> Dataset:
+    """A Ref-YouTube-VOS split whose videos all show the fixture clip.
+
+    Args:
+        videos: video id -> number of expressions. Frames are stored losslessly (PNG bytes under
+            the .jpg names: OpenCV and Pillow read by content), as the fixture's run did.
+    """
+    clip = load_pt(name, "clip.pt")
+    bench = root / "refer_youtube_vos"
+    meta = {
+        "videos": {
+            vid: {
+                "frames": list(clip["frame_names"]),
+                "expressions": {str(e): {"exp": f"object {e}"} for e in range(count)},
+            }
+            for vid, count in videos.items()
+        }
+    }
+    meta_file = bench / "meta_expressions" / SPLIT / "meta_expressions.json"
+    meta_file.parent.mkdir(parents=True)
+    meta_file.write_text(json.dumps(meta))
+    for vid in videos:
+        folder = bench / SPLIT / "JPEGImages" / vid
+        folder.mkdir(parents=True)
+        for frame, rgb in zip(clip["frame_names"], clip["frames_rgb_uint8"].numpy(), strict=True):
+            ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+            assert ok
+            (folder / f"{frame}.jpg").write_bytes(data.tobytes())
+    return open_dataset("refytvos", root, SPLIT)
+
+
+def write_input_run(
+    root: Path,
+    dataset: Dataset,
+    masks: dict[str, dict[str, np.ndarray]],
+    keys: dict[str, dict[str, int]],
+) -> Run:
+    """A complete input run: per video and expression, bool masks [T, H, W] and a key frame.
+
+    Scores peak at the key frame (so the derived key_frame.json holds ``keys``).
+    """
+    writer = RunWriter(
+        root,
+        dataset,
+        {"producer": "test", "value_domain": "binary", "has_scores": True, "has_probs": False},
+    )
+    for video in dataset:
+        count = len(video.frames)
+        scores = {
+            e: [1.0 if t == keys[video.id][e] else 0.1 * t / count for t in range(count)]
+            for e in video.exp_ids
+        }
+        writer.write_video(video, VideoResult(masks=masks[video.id], scores=scores))
+    assert writer.finalize()
+    return Run(root)
+
+
+def png_bytes(mask: np.ndarray) -> bytes:
+    return encode_mask_png(mask)
