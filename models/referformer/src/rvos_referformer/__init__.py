@@ -1,0 +1,32 @@
+"""ReferFormer (competition copy, Video-Swin-B) as an rvos model package."""
+
+from rvos_referformer.config import FULL, TINY, VARIANTS, ReferFormerConfig
+from rvos_referformer.model import (
+    ReferFormer,
+    ReferFormerOutput,
+    TextFeatures,
+    VideoFeatures,
+    build,
+)
+from rvos_referformer.postprocess import VideoPrediction, postprocess, select_query
+from rvos_referformer.predictor import ReferFormerPredictor, create_predictor
+from rvos_referformer.preprocess import preprocess_frames, resize_short_side
+
+__all__ = [
+    "FULL",
+    "TINY",
+    "VARIANTS",
+    "ReferFormer",
+    "ReferFormerConfig",
+    "ReferFormerOutput",
+    "ReferFormerPredictor",
+    "TextFeatures",
+    "VideoFeatures",
+    "VideoPrediction",
+    "build",
+    "create_predictor",
+    "postprocess",
+    "preprocess_frames",
+    "resize_short_side",
+    "select_query",
+]

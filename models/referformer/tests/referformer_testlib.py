@@ -1,0 +1,53 @@
+"""Helpers of the ReferFormer tests: a seeded tiny model, its tokenizer, synthetic frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rvos_core.testing import write_tokenizer
+from rvos_core.text import ROBERTA_TOKENIZER, Tokenizer, load_tokenizer
+from rvos_referformer import TINY, ReferFormer, build
+
+TEXTS = ("a person riding a skateboard on the left", "the black dog", "a duck swimming in the lake")
+
+
+def tiny_model(seed: int = 0) -> ReferFormer:
+    """The tiny variant with seeded random weights (every parameter redrawn, so that no head is
+    zero-initialised), in eval mode."""
+    torch.manual_seed(seed)
+    model = build(TINY)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name.lower() and p.dim() == 1:
+                continue
+            bound = (3.0 / max(p.shape[-1], 1)) ** 0.5 if p.dim() > 1 else 0.1
+            p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=generator))
+    return model.eval()
+
+
+def pretrained_folder(root: Path) -> Path:
+    """A PRETRAINED folder holding a tiny tokenizer in roberta-base's file layout."""
+    write_tokenizer(root / "roberta-base", "roberta")
+    return root
+
+
+def tiny_tokenizer(root: Path) -> Tokenizer:
+    return load_tokenizer(ROBERTA_TOKENIZER, pretrained_folder(root), TINY.text.max_tokens)
+
+
+def frames(count: int = 5, size: tuple[int, int] = (50, 70), seed: int = 0) -> list[Image.Image]:
+    """Smooth random RGB frames (height, width)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    base = rng.random((h // 5 + 1, w // 5 + 1, 3))
+    out = []
+    for t in range(count):
+        grid = np.kron(np.roll(base, t, axis=1), np.ones((5, 5, 1)))[:h, :w]
+        noise = rng.random((h, w, 3)) * 0.2
+        out.append(Image.fromarray(((grid * 0.8 + noise) * 255).astype(np.uint8)))
+    return out
