@@ -7,48 +7,17 @@ import torch
 from layers_testlib import close, load
 
 from rvos_core.layers import MSDeformAttn, ms_deform_attn_core
-
-
-def _shapes(tensor: torch.Tensor) -> list[tuple[int, int]]:
-    return [(int(h), int(w)) for h, w in tensor.tolist()]
+from rvos_core.parity import run_fixture
+from rvos_core.testing import parity_dir
 
 
 @pytest.mark.parity
-def test_core_matches_upstream_cases() -> None:
+def test_fixture_within_tolerance() -> None:
+    check = run_fixture(parity_dir("ms_deform_attn"))
+    assert check.ok, check.format()
     cases = load("ms_deform_attn", "core_cases.pt")
-    assert cases
-    for case in cases:
-        i = case["inputs"]
-        out = ms_deform_attn_core(
-            i["value"],
-            _shapes(i["value_spatial_shapes"]),
-            i["sampling_locations"],
-            i["attention_weights"],
-        )
-        close(out, case["output"], rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parity
-def test_module_matches_upstream_cases() -> None:
-    config = load("ms_deform_attn", "config.json")["module_constructor"]
-    module = MSDeformAttn(**config)
-    module.load_state_dict(load("ms_deform_attn", "module_state_dict.pt"))
-    inputs, outputs = (
-        load("ms_deform_attn", "module_inputs.pt"),
-        load("ms_deform_attn", "module_outputs.pt"),
-    )
-    assert inputs.keys() == outputs.keys()
-    for name, i in inputs.items():
-        out, locations, weights = module(
-            i["query"],
-            i["reference_points"],
-            i["input_flatten"],
-            _shapes(i["input_spatial_shapes"]),
-            i["input_padding_mask"],
-        )
-        close(out, outputs[name]["output"], rtol=1e-5, atol=1e-5)
-        close(locations, outputs[name]["sampling_locations"], rtol=0, atol=1e-6)
-        close(weights, outputs[name]["attention_weights"], rtol=0, atol=1e-6)
+    modules = load("ms_deform_attn", "module_inputs.pt")
+    assert len(check.comparisons) == len(cases) + 3 * len(modules)
 
 
 def _one_point(value: torch.Tensor, x: float, y: float) -> torch.Tensor:

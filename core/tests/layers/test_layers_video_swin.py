@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
-from layers_testlib import close, load
+from layers_testlib import load
 
 from rvos_core.errors import ConfigError
 from rvos_core.layers import (
     VIDEO_SWIN_CONFIGS,
-    Joiner,
-    MaskedBackbone,
-    PositionEmbeddingSine2D,
     VideoSwinBackbone,
     VideoSwinConfig,
     build_video_swin,
@@ -23,53 +18,18 @@ from rvos_core.layers.video_swin import (
     relative_position_index,
     shift_attention_mask,
 )
-
-
-def _build(values: dict[str, Any]) -> VideoSwinBackbone:
-    """From upstream constructor values (wrapper-only arguments dropped)."""
-    wrapper_only = {"backbone_pretrained", "backbone_pretrained_path", "train_backbone"}
-    kept = {k: v for k, v in values.items() if k not in wrapper_only}
-    return build_video_swin(VideoSwinConfig.from_upstream(kept))
-
-
-def _fixture_backbone() -> VideoSwinBackbone:
-    backbone = _build(load("video_swin", "config.json")["constructor"])
-    backbone.load_state_dict(load("video_swin", "state_dict.pt"))
-    return backbone.eval()
+from rvos_core.parity import run_fixture
+from rvos_core.testing import parity_dir
 
 
 @pytest.mark.parity
-def test_stage_outputs_match_upstream() -> None:
-    backbone = _fixture_backbone()
-    inputs, outputs = load("video_swin", "inputs.pt"), load("video_swin", "outputs.pt")
-    assert inputs and inputs.keys() == outputs.keys()
-    for name, case in inputs.items():
-        with torch.no_grad():
-            stages = backbone(case["samples"], case["num_frames"])
-        expected = outputs[name]
-        assert len(stages) == len(expected)
-        for i, stage in enumerate(stages):
-            close(stage, expected[str(i)], rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parity
-def test_joiner_matches_upstream() -> None:
-    config = load("video_swin", "config.json")
-    joiner = Joiner(
-        MaskedBackbone(_fixture_backbone()),
-        PositionEmbeddingSine2D(
-            num_pos_feats=config["joiner_case"]["pos_num_feats"], normalize=True
-        ),
-    )
-    case = load("video_swin", "joiner.pt")
-    with torch.no_grad():
-        out = joiner(case["inputs"]["tensors"], case["inputs"]["mask"])
-    expected = case["outputs"]
-    for i in range(len(expected["features"])):
-        close(out.features[i], expected["features"][i], rtol=1e-5, atol=1e-5)
-        assert torch.equal(out.masks[i], expected["masks"][i])
-        valid = ~expected["masks"][i][:, None].expand_as(expected["pos"][i])
-        close(out.pos[i][valid], expected["pos"][i][valid], rtol=0, atol=1e-5)
+def test_fixture_within_tolerance() -> None:
+    check = run_fixture(parity_dir("video_swin"))
+    assert check.ok, check.format()
+    names = {c.name for c in check.comparisons}
+    for case in load("video_swin", "inputs.pt"):
+        assert f"{case}.stage0" in names
+    assert "joiner.features[0]" in names
 
 
 @pytest.mark.parity
