@@ -4,6 +4,7 @@ run built from a fixture clip, checkpoint files in the upstream container layout
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,14 @@ import numpy as np
 import torch
 
 from rvos_core.data import Dataset, open_dataset
-from rvos_core.masks import encode_mask_png
 from rvos_core.runfolder import Run, RunWriter, VideoResult
 from rvos_core.testing import parity_dir
 from rvos_vos.network import PropagationNet
 from rvos_vos.propagators import PROPAGATORS
 
 SPLIT = "valid"
+# Labels are compared where the stored averaged probability has top-1 - top-2 above this (READMEs).
+MARGIN = 1e-4
 
 
 @cache
@@ -118,5 +120,67 @@ def write_input_run(
     return Run(root)
 
 
-def png_bytes(mask: np.ndarray) -> bytes:
-    return encode_mask_png(mask)
+@dataclass
+class Setup:
+    """A dataset of fixture clips, an input run, a checkpoint and a config for one propagator."""
+
+    name: str
+    root: Path
+    dataset: Dataset
+    run: Run
+    checkpoint: Path
+    config: Path
+    trace: dict
+
+    def argv(self, out: Path, *extra: str) -> list[str]:
+        return [
+            self.name,
+            "--checkpoint", str(self.checkpoint),
+            "--run", str(self.run.root),
+            "--out", str(out),
+            "--data", str(self.root / "data"),
+            "--dataset", "refytvos",
+            "--split", "valid",
+            "--config", str(self.config),
+            "--long-term-gap", str(self.trace["long_term_mem_gap"]),
+            "--scales", *(str(s) for s in sorted({v["scale"] for v in self.trace["views"]})),
+            *extra,
+        ]  # fmt: skip
+
+
+def make_setup(
+    name: str, root: Path, videos: dict[str, int], keys: dict[str, dict[str, int]]
+) -> Setup:
+    """Expression '0' of each video gets the trace's key mask, '1' an empty one, others the
+    trace's key mask too; non-key frames hold random masks (only the fallback reads them)."""
+    trace = load_pt(name, "trace_bidirectional.pt")
+    dataset = write_clip_dataset(root / "data", name, videos)
+    key_mask = trace["key_mask"].numpy().astype(bool)
+    rng = np.random.default_rng(7)
+    masks = {}
+    for video in dataset:
+        count = len(video.frames)
+        masks[video.id] = {}
+        for exp_id in video.exp_ids:
+            exp_masks = rng.random((count, *key_mask.shape)) > 0.7
+            exp_masks[keys[video.id][exp_id]] = key_mask if exp_id != "1" else False
+            masks[video.id][exp_id] = exp_masks
+    run = write_input_run(root / "in", dataset, masks, keys)
+    return Setup(
+        name,
+        root,
+        dataset,
+        run,
+        write_checkpoint(name, root / f"{name}.pth"),
+        write_config(name, root / "config.json"),
+        trace,
+    )
+
+
+def sure_pixels(trace: dict, t: int) -> np.ndarray | bool:
+    """Where the stored averaged probability decides the label (margin > 1e-4)."""
+    step = next(s for p in trace["passes"] for s in p["steps"] if s["frame"] == t)
+    if "avg_prob" in step:
+        top = step["avg_prob"].topk(2, dim=0).values
+        return (top[0] - top[1] > MARGIN).numpy()
+    return step["min_top2_margin"] > MARGIN

@@ -72,7 +72,7 @@ class Propagator:
             try:
                 return self.config_type.from_upstream(values)
             except (ConfigError, KeyError, TypeError, ValueError) as exc:
-                raise InputError(path, f"not a {self.name} config: {exc}") from None
+                raise InputError(path, f"not a valid {self.name} config: {exc}") from None
         if variant not in self.variants:
             raise ConfigError(
                 f"{self.name}: unknown variant {variant!r} (one of {', '.join(self.variants)})"
