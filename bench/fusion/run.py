@@ -30,7 +30,7 @@ from rvos_core.masks import PNG_PARAMS, quantize_probs
 from rvos_core.runfolder import Run, RunWriter, VideoResult
 from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
 from rvos_fusion.submission import write_submission
-from rvos_fusion.vote import VoteConfig, groups, open_vote, vote_video
+from rvos_fusion.vote import VoteConfig, groups, run_vote
 
 SIZE = (720, 1280)
 MODELS = ("soc", "mutr", "referformer_ft", "uninext_vith", "uninext_convnext")
@@ -103,12 +103,7 @@ def _write_input_run(
 
 def _node(root: Path, dataset: Dataset, node: str) -> None:
     inputs, config = NODES[node]
-    runs = [Run(root / "work" / name) for name in inputs]
-    writer = open_vote(runs, dataset, config, root / "work" / node)
-    for video in dataset:
-        with writer.open_video(video) as sink:
-            vote_video(runs, video, config, sink)
-    writer.finalize()
+    run_vote([Run(root / "work" / name) for name in inputs], dataset, config, root / "work" / node)
 
 
 def _floor(root: Path, dataset: Dataset, node: str) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 from rvos_core.data import Dataset
 from rvos_core.masks import quantize_probs
 from rvos_core.runfolder import Run, RunWriter, VideoResult
+from rvos_fusion.vote import VoteConfig, run_vote
 
 
 def make_run(
@@ -37,3 +38,9 @@ def make_run(
 def bits(*rows: str) -> np.ndarray:
     """bool [T, 1, W] from strings like "0110" (one per frame)."""
     return np.array([[[c == "1" for c in row]] for row in rows])
+
+
+def voted(runs: list[Run], dataset: Dataset, config: VoteConfig, out: Path) -> Run:
+    """Vote ``runs`` into ``out`` (all videos, one process) and open the result."""
+    assert run_vote(runs, dataset, config, out)
+    return Run(out)

@@ -14,13 +14,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from fusion_testlib import voted
 
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.runfolder import Run
 from rvos_core.testing import parity_dir
 from rvos_fusion.importers import import_png, import_pth
 from rvos_fusion.submission import write_submission
-from rvos_fusion.vote import VoteConfig, open_vote, vote_video
+from rvos_fusion.vote import VoteConfig
 
 pytestmark = pytest.mark.parity
 
@@ -95,15 +96,6 @@ def key_frame_table(run: Run) -> dict[str, dict[str, int]]:
     }
 
 
-def vote(runs: list[Run], dataset: Dataset, config: VoteConfig, out: Path) -> Run:
-    writer = open_vote(runs, dataset, config, out)
-    for video in dataset:
-        with writer.open_video(video) as sink:
-            vote_video(runs, video, config, sink)
-    assert writer.finalize()
-    return Run(out)
-
-
 def round1_config(compat: bool = False) -> VoteConfig:
     return VoteConfig(
         min_votes=3,
@@ -161,7 +153,7 @@ def test_chunked_import_equals_whole(
 def test_round1_compat_matches_upstream(
     node: str, model_runs: dict[str, Run], dataset: Dataset, fixture: Path, tmp_path: Path
 ) -> None:
-    run = vote(
+    run = voted(
         [model_runs[m] for m in ROUND1[node]], dataset, round1_config(compat=True), tmp_path / node
     )
     assert_masks_equal(run, dataset, fixture / "expected" / "npz" / f"{node}__Annotations.npz")
@@ -173,7 +165,7 @@ def test_round1_default_fixes_unpaired_bug(
     model_runs: dict[str, Run], dataset: Dataset, fixture: Path, tmp_path: Path
 ) -> None:
     """By default the unpaired expression uses the reference run's own rule (README: derived target)."""
-    run = vote(
+    run = voted(
         [model_runs[m] for m in ROUND1["vit_convnext_soc"]],
         dataset,
         round1_config(),
@@ -190,7 +182,7 @@ def test_round1_default_equals_compat_for_logit_reference(
     model_runs: dict[str, Run], dataset: Dataset, fixture: Path, tmp_path: Path
 ) -> None:
     """With a logit reference (SOC) the bug has no effect, so the default already matches upstream."""
-    run = vote(
+    run = voted(
         [model_runs[m] for m in ROUND1["soc_mutr_referft"]],
         dataset,
         round1_config(),
@@ -220,7 +212,7 @@ def round2(
             if not (root / name / "run.json").exists():
                 assert import_png(fixture / "inputs" / folder, dataset, root / name)
             inputs.append(Run(root / name))
-        runs[node] = vote(inputs, dataset, config, root / node)
+        runs[node] = voted(inputs, dataset, config, root / node)
     return runs
 
 

@@ -7,21 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fusion_testlib import bits, make_run
+from fusion_testlib import bits, make_run, voted
 
 from rvos_core.data import Dataset
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.runfolder import Run
-from rvos_fusion.vote import VoteConfig, groups, open_vote, vote_video
-
-
-def run_vote(runs: list[Run], dataset: Dataset, config: VoteConfig, out: Path) -> Run:
-    writer = open_vote(runs, dataset, config, out)
-    for video in dataset:
-        with writer.open_video(video) as sink:
-            vote_video(runs, video, config, sink)
-    assert writer.finalize()
-    return Run(out)
+from rvos_fusion.vote import VoteConfig, groups, open_vote
 
 
 def test_groups() -> None:
@@ -47,7 +38,7 @@ def three_runs(tmp_path: Path, tiny: Dataset) -> list[Run]:
 def test_round1_rule_by_hand(three_runs: list[Run], tiny: Dataset, tmp_path: Path) -> None:
     # pair (0, 1), 6 maps, frame 0 counts p0..p3 = 5, 3, 1, 0 -> >= 3: 1100; frame 1 = 0, 0, 1, 3 -> 0001
     config = VoteConfig(min_votes=3, grouping="pairs", unpaired="reference", key_frames_from=0)
-    out = run_vote(three_runs, tiny, config, tmp_path / "out")
+    out = voted(three_runs, tiny, config, tmp_path / "out")
     video = tiny.video("v")
     assert np.array_equal(out.masks(video, "0"), bits("1100", "0001"))
     assert np.array_equal(out.masks(video, "1"), bits("1100", "0001"))
@@ -65,7 +56,7 @@ def test_unpaired_threshold_and_no_scores(
 ) -> None:
     # expression 2 alone, 3 maps: frame 0 = 1, 1, 1, 0 -> >= 2: 0000; frame 1 = 1, 1, 1, 1 -> 0000
     config = VoteConfig(min_votes=3, grouping="pairs", unpaired=1)
-    out = run_vote(three_runs, tiny, config, tmp_path / "out")
+    out = voted(three_runs, tiny, config, tmp_path / "out")
     assert np.array_equal(out.masks(tiny.video("v"), "2"), bits("1110", "1111"))
     assert not out.has_scores and not (tmp_path / "out" / "key_frame.json").exists()
 
@@ -73,7 +64,7 @@ def test_unpaired_threshold_and_no_scores(
 def test_grouping_none_and_weights(three_runs: list[Run], tiny: Dataset, tmp_path: Path) -> None:
     # expression 0 alone, weights 2, 1, 1: frame 0 votes = 4, 3, 2, 0 -> >= 3: 1100
     config = VoteConfig(min_votes=3, grouping="none", weights=(2.0, 1.0, 1.0))
-    out = run_vote(three_runs, tiny, config, tmp_path / "out")
+    out = voted(three_runs, tiny, config, tmp_path / "out")
     assert np.array_equal(out.masks(tiny.video("v"), "0"), bits("1100", "0000"))
     # expression 1, frame 1 votes = 2+1+1, 0, 1, 2+1+1 -> 0001
     assert np.array_equal(out.masks(tiny.video("v"), "1"), bits("1000", "0001"))
@@ -98,7 +89,7 @@ def test_soft_vote_by_hand(tmp_path: Path, tiny: Dataset) -> None:
     ]
     # pair mean frame 0 = (255, 130, 100, 0)/255 -> > 0.5: 1100 ; frame 1 = (0, 0, 127.5, 0)/255 -> 0000
     config = VoteConfig(grouping="pairs", unpaired="reference", mode="soft")
-    out = run_vote(runs, tiny, config, tmp_path / "out")
+    out = voted(runs, tiny, config, tmp_path / "out")
     assert np.array_equal(out.masks(tiny.video("v"), "0"), bits("1100", "0000"))
 
 
@@ -112,11 +103,11 @@ def test_compat_switch_reproduces_the_unpaired_bug(tmp_path: Path, tiny: Dataset
         domain="probability",
     )
     other = make_run(tmp_path / "other", tiny, {e: bits("0000", "0000") for e in "012"})
-    fixed = run_vote(
+    fixed = voted(
         [reference, other], tiny, VoteConfig(min_votes=1, unpaired="reference"), tmp_path / "fixed"
     )
     compat = VoteConfig(min_votes=1, unpaired="reference", compat_unpaired_sigmoid=True)
-    buggy = run_vote([reference, other], tiny, compat, tmp_path / "buggy")
+    buggy = voted([reference, other], tiny, compat, tmp_path / "buggy")
     assert np.array_equal(fixed.masks(tiny.video("v"), "2"), bits("1000", "1000"))
     # sigmoid(p) > 0.5 for every p > 0: 0.9, 0.2 and 1e-3 all become foreground
     assert np.array_equal(buggy.masks(tiny.video("v"), "2"), bits("1110", "1110"))
@@ -172,7 +163,7 @@ def test_damaged_input_run(
     damage(three_runs[1].root)
     config = VoteConfig(min_votes=3, unpaired=2)
     with pytest.raises(InputError, match=message):
-        run_vote(three_runs, tiny, config, tmp_path / "out")
+        voted(three_runs, tiny, config, tmp_path / "out")
     assert not (tmp_path / "out" / "run.json").exists()
     assert not (tmp_path / "out" / "Annotations" / "v").exists()
 
@@ -185,7 +176,7 @@ def test_runs_of_different_sizes(three_runs: list[Run], tiny: Dataset, tmp_path:
     writer.write_video(tiny.video("v"), VideoResult(masks=wide))
     writer.finalize()
     with pytest.raises(InputError, match="mask is 1x5, expected 1x4"):
-        run_vote(
+        voted(
             [*three_runs, Run(tmp_path / "wide")],
             tiny,
             VoteConfig(min_votes=3, unpaired=2),

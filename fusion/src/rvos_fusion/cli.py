@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 from rvos_core.cli import add_dataset_args, dataset_from_args, run_main, shard_from_args
 from rvos_core.data import Dataset
 from rvos_core.errors import ConfigError
-from rvos_core.parallel import default_workers, for_each_video
-from rvos_core.runfolder import Run, RunWriter
-from rvos_core.shard import select_shard
+from rvos_core.parallel import default_workers
+from rvos_core.runfolder import Run
 from rvos_fusion.importers import import_png, import_pth
 from rvos_fusion.submission import write_submission
-from rvos_fusion.vote import VoteConfig, open_vote, vote_video
+from rvos_fusion.vote import VoteConfig, run_vote
 
 
 def _unpaired(text: str) -> float | str:
@@ -88,12 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _vote_one(runs: list[Run], writer: RunWriter, config: VoteConfig, video_id: str) -> None:
-    video = writer.dataset.video(video_id)
-    with writer.open_video(video) as out:
-        vote_video(runs, video, config, out)
-
-
 def _config(args: argparse.Namespace, dataset: Dataset) -> VoteConfig:
     grouping = args.grouping or dataset.grouping
     if args.soft and args.min_votes:
@@ -114,11 +106,8 @@ def cmd_vote(args: argparse.Namespace) -> int:
     dataset = dataset_from_args(args)
     runs = [Run(path) for path in args.runs]
     config = _config(args, dataset)
-    writer = open_vote(runs, dataset, config, args.out)
-    todo = select_shard(writer.todo(dataset.videos), shard_from_args(args))
-    task = partial(_vote_one, runs, writer, config)
-    for_each_video(task, todo, args.workers, desc=f"vote {args.out.name}")
-    return _report(writer.finalize(), args.out)
+    complete = run_vote(runs, dataset, config, args.out, shard_from_args(args), args.workers)
+    return _report(complete, args.out)
 
 
 def _report(complete: bool, out: Path) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +30,9 @@ import numpy as np
 from rvos_core.data import Dataset, Video
 from rvos_core.errors import ConfigError
 from rvos_core.masks import encode_mask_png
+from rvos_core.parallel import for_each_video
 from rvos_core.runfolder import ProbsReader, Run, RunWriter, VideoWriter
+from rvos_core.shard import select_shard
 
 Reference = Literal["reference"]
 
@@ -250,3 +253,24 @@ def open_vote(runs: Sequence[Run], dataset: Dataset, config: VoteConfig, out: Pa
     for run in runs:
         run.check_dataset(dataset)
     return RunWriter(out, dataset, vote_meta(runs, config))
+
+
+def _vote_one(runs: Sequence[Run], writer: RunWriter, config: VoteConfig, video_id: str) -> None:
+    video = writer.dataset.video(video_id)
+    with writer.open_video(video) as sink:
+        vote_video(runs, video, config, sink)
+
+
+def run_vote(
+    runs: Sequence[Run],
+    dataset: Dataset,
+    config: VoteConfig,
+    out: Path,
+    shard: tuple[int, int] = (0, 1),
+    workers: int = 1,
+) -> bool:
+    """Vote the videos of ``shard`` not done yet into run ``out``; True when the run is complete."""
+    writer = open_vote(runs, dataset, config, out)
+    todo = select_shard(writer.todo(dataset.videos), shard)
+    for_each_video(partial(_vote_one, runs, writer, config), todo, workers, desc=f"vote {out.name}")
+    return writer.finalize()
