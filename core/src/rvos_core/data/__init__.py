@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rvos_core.data import mevis, refytvos
+from rvos_core.data import mevis, refdavis, refytvos
 from rvos_core.data.base import Dataset, Expression, Grouping, Video, open_image, read_rgb
 from rvos_core.errors import InputError
 
-LOADERS = {"refytvos": refytvos.load, "mevis": mevis.load}
+LOADERS = {"refytvos": refytvos.load, "mevis": mevis.load, "refdavis": refdavis.load}
 
 
 def open_dataset(name: str, data: Path, split: str) -> Dataset:

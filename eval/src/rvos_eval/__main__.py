@@ -1,0 +1,5 @@
+"""``python -m rvos_eval``: see rvos_eval.cli."""
+
+from rvos_eval.cli import main
+
+raise SystemExit(main())

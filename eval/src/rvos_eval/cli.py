@@ -1,0 +1,162 @@
+"""``python -m rvos_eval RUN --dataset mevis|refdavis|davis --out DIR``: J&F of a run.
+
+RUN is a run folder (rvos_core.runfolder). Also accepted, as the official tools read them: for
+mevis a plain ``<video>/<exp_id>/<frame>.png`` folder, for refdavis ReferFormer's output folder
+(``anno_0`` .. ``anno_3`` of indexed PNGs), for davis a folder of indexed PNGs
+``<sequence>/<frame>.png``. DATA and SPLIT default to paths.env. Prints a table and writes
+``DIR/per_expression.csv`` (mevis) or ``DIR/per_object.csv`` and ``DIR/summary.json``, atomically,
+only when everything was evaluated; bad input is ``error: <file>: <problem>`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rvos_core.cli import dataset_from_args, run_main
+from rvos_core.data import Dataset
+from rvos_core.data.refdavis import RUNS
+from rvos_core.errors import ConfigError, InputError
+from rvos_core.paths import load_paths
+from rvos_core.runfolder import RUN_JSON, Run
+from rvos_eval import davis, mevis, refdavis
+from rvos_eval.parallel import default_workers
+from rvos_eval.report import mevis_csv, numbers, objects_csv, text_table, write_report
+from rvos_eval.stats import MEASURES
+
+DATASETS = ("mevis", "refdavis", "davis")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rvos_eval", description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path, help="run folder (or a folder the official tools read)")
+    parser.add_argument("--dataset", required=True, choices=DATASETS)
+    parser.add_argument("--data", type=Path, help="dataset root (default: DATA of paths.env)")
+    parser.add_argument("--split", help="split (default: SPLIT of paths.env)")
+    parser.add_argument(
+        "--task", choices=davis.TASKS, default="semi-supervised", help="DAVIS task (davis only)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder for the CSV and JSON")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="processes")
+    return parser
+
+
+def _data_and_split(args: argparse.Namespace) -> tuple[Path, str]:
+    if args.data is not None and args.split is not None:
+        return args.data, args.split
+    paths = load_paths()
+    return args.data or paths.require_dir("DATA"), args.split or paths.split
+
+
+def _completed_run(path: Path, dataset: Dataset) -> Run | None:
+    """The run folder at ``path`` (checked against ``dataset``), or None for another folder kind.
+
+    A folder that looks like a run folder but has no run.json is refused as incomplete.
+    """
+    if (path / RUN_JSON).is_file() or (path / ".pending.json").is_file():
+        run = Run(path)
+        run.check_dataset(dataset)
+        return run
+    if not path.is_dir():
+        raise InputError(path, "prediction folder does not exist")
+    return None
+
+
+def _mevis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
+    dataset = dataset_from_args(args)
+    run = _completed_run(args.run, dataset)
+    predictions = args.run / "Annotations" if run is not None else args.run
+    result = mevis.evaluate(dataset, dataset.extra["mask_dict"], predictions, args.workers)
+    missing = result.missing_videos
+    summary = {
+        "dataset": "mevis",
+        "split": dataset.split,
+        "predictions": str(args.run),
+        "J": result.j,
+        "F": result.f,
+        "J&F": result.jf,
+        "num_expressions": len(result.expressions),
+        "missing_videos": missing,
+    }
+    table = text_table(("J", "F", "J&F"), [(result.j, result.f, result.jf)])
+    title = f"MeViS {dataset.split}: {len(result.expressions)} expressions"
+    if missing:
+        title += f" ({len(missing)} videos without predictions score 0: {', '.join(missing)})"
+    return "per_expression.csv", mevis_csv(result), summary, f"{title}\n{table}"
+
+
+def _refdavis_layout(path: Path, dataset: Dataset) -> tuple[str, bool]:
+    """("referformer", False) for ReferFormer's anno_<a> folders, else ("run", has_probs)."""
+    if not (path / RUN_JSON).is_file() and (path / RUNS[0]).is_dir():
+        for name in RUNS:
+            if not (path / name).is_dir():
+                raise InputError(path / name, "annotator run folder is missing")
+        return "referformer", False
+    run = _completed_run(path, dataset)
+    if run is None:
+        raise InputError(path, f"neither a run folder (run.json) nor folders {', '.join(RUNS)}")
+    return "run", run.has_probs
+
+
+def _refdavis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
+    dataset = dataset_from_args(args)
+    layout, use_probs = _refdavis_layout(args.run, dataset)
+    result = refdavis.evaluate(dataset, args.run, layout, use_probs, args.workers)
+    overall = result.mean_over_runs
+    overlaps = {"referformer": "as read", "run": "probabilities" if use_probs else "lowest object"}
+    summary = {
+        "dataset": "refdavis",
+        "split": dataset.split,
+        "predictions": str(args.run),
+        "layout": layout,
+        "overlaps": overlaps[layout],
+        "J&F": overall["J&F-Mean"],
+        "J": overall["J-Mean"],
+        "F": overall["F-Mean"],
+        "mean_over_runs": numbers(overall),
+        "runs": {name: numbers(t) for name, t in result.tables.items()},
+        "num_objects_per_run": len(result.objects) // len(RUNS),
+    }
+    rows = [(name, t["J&F-Mean"], t["J-Mean"], t["F-Mean"]) for name, t in result.tables.items()]
+    rows.append(("mean", overall["J&F-Mean"], overall["J-Mean"], overall["F-Mean"]))
+    text = f"Ref-DAVIS17 {dataset.split}\n" + text_table(("run", "J&F", "J", "F"), rows)
+    return "per_object.csv", objects_csv(result.objects), summary, text
+
+
+def _davis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
+    data, split = _data_and_split(args)
+    root = davis.find_root(Path(data))
+    result = davis.evaluate(root, split, args.task, args.run, args.workers)
+    table = result.table
+    summary = {
+        "dataset": "davis",
+        "task": args.task,
+        "split": split,
+        "predictions": str(args.run),
+        "global": numbers(table),
+        "num_objects": len(result.objects),
+    }
+    text = f"DAVIS {split} {args.task}: {len(result.objects)} objects\n"
+    text += text_table(MEASURES, [tuple(table[m] for m in MEASURES)])
+    return "per_object.csv", objects_csv(result.objects), summary, text
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    evaluate = {"mevis": _mevis, "refdavis": _refdavis, "davis": _davis}[args.dataset]
+    csv_name, csv_data, summary, text = evaluate(args)
+    for key in ("J", "F", "J&F"):
+        if key in summary:
+            summary[key] = numbers({key: summary[key]})[key]
+    write_report(args.out, csv_name, csv_data, summary)
+    print(text)
+    print(f"wrote {args.out / csv_name} and {args.out / 'summary.json'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_body, argv)

@@ -1,0 +1,179 @@
+"""MeViS: the protocol of henghuiding/MeViS ``tools/eval_mevis.py`` (spec/evaluation.md §3.4).
+
+Per (video, expression): the ground truth of a frame is the union of the expression's ``anno_id``
+masks (COCO RLE in mask_dict.json; null = absent), the prediction is
+``<predictions>/<video>/<exp_id>/<frame>.png`` read as grayscale with any non-zero pixel foreground,
+every listed frame is scored (no void, no frame dropped) and the expression's J and F are the means
+over its frames. A video without a prediction folder scores (0, 0) for each of its expressions, as
+in the official script; a missing frame PNG inside an existing video folder is an error. Final
+J and F are means over expressions, J&F their mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rvos_core.data import Video
+from rvos_core.data.base import load_json
+from rvos_core.errors import InputError
+from rvos_eval.metrics import frame_counts
+from rvos_eval.parallel import map_units
+from rvos_eval.readers import decode_rle, read_gray_mask
+from rvos_eval.stats import mean
+
+
+@dataclass(frozen=True, eq=False)
+class ExpressionScore:
+    """Score of one expression; per-frame arrays are float64 [T], None for a missing video."""
+
+    video: str
+    exp_id: str
+    j: float
+    f: float
+    j_per_frame: np.ndarray | None
+    f_per_frame: np.ndarray | None
+
+    @property
+    def missing(self) -> bool:
+        return self.j_per_frame is None
+
+
+@dataclass(frozen=True)
+class MevisResult:
+    """All expression scores (videos sorted, expressions in meta order) and the final numbers."""
+
+    expressions: tuple[ExpressionScore, ...]
+
+    @property
+    def j(self) -> float:
+        return mean([e.j for e in self.expressions])
+
+    @property
+    def f(self) -> float:
+        return mean([e.f for e in self.expressions])
+
+    @property
+    def jf(self) -> float:
+        return (self.j + self.f) / 2
+
+    @property
+    def missing_videos(self) -> list[str]:
+        return sorted({e.video for e in self.expressions if e.missing})
+
+
+@dataclass(frozen=True)
+class VideoTask:
+    """Everything a worker needs for one video (the RLE lists of its anno_ids only)."""
+
+    video: str
+    frames: tuple[str, ...]
+    expressions: tuple[tuple[str, tuple[str, ...]], ...]  # (exp_id, anno_ids)
+    rles: dict[str, list[Any]]
+    predictions: Path
+    mask_dict: Path
+
+
+def build_tasks(videos: Iterable[Video], mask_dict: Path, predictions: Path) -> list[VideoTask]:
+    """One task per video; every anno_id must be in mask_dict.json with one entry per frame."""
+    masks = load_json(mask_dict)
+    if not isinstance(masks, dict):
+        raise InputError(
+            mask_dict, "mask_dict.json must be an object {anno_id: [RLE or null, ...]}"
+        )
+    tasks = []
+    for video in videos:
+        rles: dict[str, list[Any]] = {}
+        for exp in video.expressions:
+            for anno in exp.anno_ids:
+                entry = masks.get(anno)
+                if not isinstance(entry, list) or len(entry) != len(video.frames):
+                    problem = (
+                        "is missing" if entry is None else "is not a list of one RLE per frame"
+                    )
+                    raise InputError(
+                        mask_dict,
+                        f"anno_id {anno} (video {video.id}, expression {exp.id}) {problem}; "
+                        f"expected {len(video.frames)} entries",
+                    )
+                rles[anno] = entry
+        expressions = tuple((e.id, e.anno_ids) for e in video.expressions)
+        tasks.append(VideoTask(video.id, video.frames, expressions, rles, predictions, mask_dict))
+    return tasks
+
+
+def _frame_size(task: VideoTask) -> tuple[int, int] | None:
+    """(H, W) of the first non-null RLE of the video, or None when every entry is null."""
+    for anno, entries in task.rles.items():
+        for t, rle in enumerate(entries):
+            if rle is not None:
+                size = rle.get("size") if isinstance(rle, dict) else None
+                if not isinstance(size, list) or len(size) != 2:
+                    raise InputError(task.mask_dict, f"anno_id {anno}, frame {t}: RLE has no size")
+                return int(size[0]), int(size[1])
+    return None
+
+
+class _GroundTruth:
+    """Per-frame union of anno_id masks; each RLE is decoded once per frame."""
+
+    def __init__(self, task: VideoTask, shape: tuple[int, int] | None) -> None:
+        self.task, self.shape = task, shape
+        self._t = -1
+        self._decoded: dict[str, np.ndarray | None] = {}
+
+    def union(self, t: int, anno_ids: Sequence[str], shape: tuple[int, int]) -> np.ndarray:
+        """bool [H, W] of frame ``t``: the union of ``anno_ids`` (all absent: empty)."""
+        if t != self._t:
+            self._t, self._decoded = t, {}
+        out = np.zeros(shape, np.bool_)
+        for anno in anno_ids:
+            if anno not in self._decoded:
+                where = f"anno_id {anno}, frame {t} ({self.task.frames[t]})"
+                mask = decode_rle(self.task.rles[anno][t], self.task.mask_dict, where)
+                if mask is not None and mask.shape != shape:
+                    raise InputError(
+                        self.task.mask_dict,
+                        f"{where}: RLE is {mask.shape[0]}x{mask.shape[1]}, video frames are "
+                        f"{shape[0]}x{shape[1]}",
+                    )
+                self._decoded[anno] = mask
+            mask = self._decoded[anno]
+            if mask is not None:
+                out |= mask
+        return out
+
+
+def evaluate_video(task: VideoTask) -> list[ExpressionScore]:
+    """Scores of every expression of one video (a worker's unit of work)."""
+    folder = task.predictions / task.video
+    if not folder.is_dir():
+        return [ExpressionScore(task.video, e, 0.0, 0.0, None, None) for e, _ in task.expressions]
+    shape = _frame_size(task)
+    truth = _GroundTruth(task, shape)
+    per_frame: dict[str, list[tuple[float, float]]] = {e: [] for e, _ in task.expressions}
+    for t, frame in enumerate(task.frames):
+        for exp_id, anno_ids in task.expressions:
+            pred = read_gray_mask(folder / exp_id / f"{frame}.png", shape)
+            shape = pred.shape
+            counts = frame_counts(truth.union(t, anno_ids, shape), pred)
+            per_frame[exp_id].append((counts.j, counts.f))
+    scores = []
+    for exp_id, _ in task.expressions:
+        values = np.array(per_frame[exp_id], dtype=np.float64).reshape(-1, 2)
+        j, f = np.ascontiguousarray(values[:, 0]), np.ascontiguousarray(values[:, 1])
+        scores.append(ExpressionScore(task.video, exp_id, float(j.mean()), float(f.mean()), j, f))
+    return scores
+
+
+def evaluate(
+    videos: Iterable[Video], mask_dict: Path, predictions: Path, workers: int = 1
+) -> MevisResult:
+    """Evaluate ``predictions`` (a folder of <video>/<exp_id>/<frame>.png) on ``videos``."""
+    tasks = build_tasks(videos, mask_dict, predictions)
+    per_video = map_units(evaluate_video, tasks, workers, desc="mevis")
+    return MevisResult(tuple(score for scores in per_video for score in scores))
