@@ -1,4 +1,4 @@
-"""Preprocessing, post-processing, backbone reuse, frame chunks and the predictor's options."""
+"""Backbone reuse, frame chunks and the predictor's options (pre/post-processing: core tests)."""
 
 from __future__ import annotations
 
@@ -7,55 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from referformer_testlib import TEXTS, frames, tiny_model, tiny_tokenizer
 
 from rvos_core.errors import ConfigError
 from rvos_core.predictor import PredictorContext
-from rvos_referformer import (
-    ReferFormerPredictor,
-    create_predictor,
-    postprocess,
-    preprocess_frames,
-    resize_short_side,
-    select_query,
-)
-from rvos_referformer.preprocess import resized_size
-
-
-def test_resize_follows_torchvision_int_semantics() -> None:
-    # short side -> size, long side int(size * long / short) (truncated), orientation kept
-    assert resized_size(181, 109, 60) == (99, 60)  # 60 * 181 / 109 = 99.6
-    assert resized_size(109, 181, 60) == (60, 99)
-    assert resized_size(1280, 720, 360) == (640, 360)
-    assert resized_size(100, 100, 360) == (360, 360)
-    image = Image.new("RGB", (640, 360))
-    assert resize_short_side(image, 360) is image
-
-
-def test_normalisation_by_hand() -> None:
-    image = Image.new("RGB", (2, 2), color=(255, 0, 128))
-    x = preprocess_frames([image], 2)
-    expected = [(1 - 0.485) / 0.229, (0 - 0.456) / 0.224, (128 / 255 - 0.406) / 0.225]
-    torch.testing.assert_close(x[0, :, 0, 0], torch.tensor(expected), rtol=0, atol=1e-6)
-
-
-def test_query_choice_uses_the_time_mean() -> None:
-    # query 0 is best in 2 of 3 frames but query 1 has the higher mean probability
-    logits = torch.tensor([[[0.2], [0.0]], [[0.2], [0.0]], [[-3.0], [2.0]]])
-    query, per_query, class_info = select_query(logits)
-    assert query == 1
-    torch.testing.assert_close(per_query[:, 0], logits.sigmoid().mean(0)[:, 0])
-    torch.testing.assert_close(class_info, logits[:, 1, 0].sigmoid())
-
-
-def test_postprocess_resizes_logits_then_applies_sigmoid() -> None:
-    masks = torch.tensor([[[[-1.0, 3.0]], [[5.0, 5.0]]]])  # [T=1, Q=2, h=1, w=2]
-    result = postprocess(torch.tensor([[[1.0], [0.0]]]), masks, (2, 4))
-    assert result.query_index == 0
-    # bilinear, align_corners False, 2 -> 4 columns: -1, 0, 2, 3
-    torch.testing.assert_close(result.mask_logits[0], torch.tensor([[-1.0, 0.0, 2.0, 3.0]] * 2))
-    torch.testing.assert_close(result.probs, result.mask_logits.sigmoid())
+from rvos_referformer import ReferFormerPredictor, create_predictor, preprocess_frames
 
 
 @pytest.fixture(scope="module")

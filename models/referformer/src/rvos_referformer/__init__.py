@@ -1,5 +1,7 @@
 """ReferFormer (competition copy, Video-Swin-B) as an rvos model package."""
 
+from rvos_core.postprocess import VideoPrediction, postprocess, select_query
+from rvos_core.preprocess import preprocess_frames, resize_short_side
 from rvos_referformer.config import FULL, TINY, VARIANTS, ReferFormerConfig
 from rvos_referformer.model import (
     ReferFormer,
@@ -8,9 +10,7 @@ from rvos_referformer.model import (
     VideoFeatures,
     build,
 )
-from rvos_referformer.postprocess import VideoPrediction, postprocess, select_query
 from rvos_referformer.predictor import ReferFormerPredictor, create_predictor
-from rvos_referformer.preprocess import preprocess_frames, resize_short_side
 
 __all__ = [
     "FULL",

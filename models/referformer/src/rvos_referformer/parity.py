@@ -10,23 +10,22 @@ are the fixture README's.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
-from torch import nn
 
 from rvos_core.checkpoint import load_state_dict_strict
+from rvos_core.hooks import ForwardRecorder
 from rvos_core.parity import ParityCheck
+from rvos_core.postprocess import postprocess
+from rvos_core.preprocess import preprocess_frames
 from rvos_core.runfolder import key_frame_index
 from rvos_core.text import ROBERTA_TOKENIZER, load_tokenizer_folder
 from rvos_referformer.config import ReferFormerConfig
 from rvos_referformer.model import ReferFormer, ReferFormerOutput, build
-from rvos_referformer.postprocess import postprocess
 from rvos_referformer.predictor import ReferFormerPredictor
-from rvos_referformer.preprocess import preprocess_frames
 
 INTERMEDIATE = {"rtol": 1e-4, "atol": 1e-5}
 MASKS = {"rtol": 1e-4, "atol": 1e-3}
@@ -57,26 +56,6 @@ def fixture_model(fixture: Path) -> ReferFormer:
 def fixture_frames(inputs: dict[str, Any]) -> list[Image.Image]:
     """The original uint8 frames [T, H0, W0, 3] as PIL images."""
     return [Image.fromarray(frame.numpy()) for frame in inputs["frames_uint8"]]
-
-
-class _Recorder:
-    """Forward hooks that keep every output of the named sub-modules, in call order."""
-
-    def __init__(self, model: nn.Module, names: list[str]):
-        self.calls: dict[str, list[Any]] = {name: [] for name in names}
-        self.handles = [
-            model.get_submodule(name).register_forward_hook(self._hook(name)) for name in names
-        ]
-
-    def _hook(self, name: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            self.calls[name].append(output)
-
-        return hook
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
 
 
 def _check_outputs(check: ParityCheck, out: ReferFormerOutput, expected: dict[str, Any]) -> None:
@@ -175,7 +154,7 @@ def referformer_parity(fixture: Path, check: ParityCheck) -> None:
         "pixel_decoder",
         "controller",
     ]
-    recorder = _Recorder(model, names)
+    recorder = ForwardRecorder(model, names)
     with torch.no_grad():
         out = model(
             inputs["frames"],

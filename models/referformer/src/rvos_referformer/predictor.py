@@ -21,11 +21,12 @@ from PIL import Image
 from torch import Tensor
 
 from rvos_core.errors import ConfigError, InputError
+from rvos_core.options import parse_bool, parse_int
+from rvos_core.postprocess import postprocess
 from rvos_core.predictor import ExpressionPrediction, PredictorContext
+from rvos_core.preprocess import preprocess_frames
 from rvos_core.text import ROBERTA_TOKENIZER, Tokenizer, load_tokenizer
 from rvos_referformer.model import ReferFormer, VideoFeatures
-from rvos_referformer.postprocess import postprocess
-from rvos_referformer.preprocess import preprocess_frames
 
 OPTIONS = {
     "chunk_frames": "run the video as clips of at most N frames (0 = whole video, as upstream; "
@@ -88,25 +89,6 @@ class ReferFormerPredictor:
         return list(video.split(self.chunk_frames))
 
 
-def _parse_bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"option {name}={value!r}: use true or false")
-
-
-def _parse_chunk(value: str) -> int:
-    try:
-        chunk = int(value)
-    except ValueError:
-        raise ConfigError(f"option chunk_frames={value!r}: not an integer") from None
-    if chunk < 0:
-        raise ConfigError(f"option chunk_frames={value!r}: must be >= 0")
-    return chunk
-
-
 def create_predictor(model: ReferFormer, context: PredictorContext) -> ReferFormerPredictor:
     """The driver's factory (ModelEntry.create_predictor): tokenizer from PRETRAINED/roberta-base."""
     tokenizer = load_tokenizer(ROBERTA_TOKENIZER, context.pretrained, model.config.text.max_tokens)
@@ -115,6 +97,6 @@ def create_predictor(model: ReferFormer, context: PredictorContext) -> ReferForm
         model,
         tokenizer,
         context.device,
-        reuse_backbone=_parse_bool("reuse_backbone", options.get("reuse_backbone", "true")),
-        chunk_frames=_parse_chunk(options.get("chunk_frames", "0")),
+        reuse_backbone=parse_bool("reuse_backbone", options.get("reuse_backbone", "true")),
+        chunk_frames=parse_int("chunk_frames", options.get("chunk_frames", "0"), minimum=0),
     )

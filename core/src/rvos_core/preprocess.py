@@ -1,7 +1,9 @@
-"""Frame preprocessing of the competition ReferFormer inference (``inference_ytvos*.py``).
+"""Frame preprocessing shared by the Video-Swin RVOS models (ReferFormer, MUTR).
 
-``torchvision.transforms.Compose([Resize(360), ToTensor(), Normalize(ImageNet)])`` on PIL images,
-written without torchvision: the short side becomes ``size`` and the long side
+Upstream (RobertLuo1/iccv2023_RVOS_Challenge @ c538b0d, ``ReferFormer/inference_ytvos*.py``,
+``MUTR/inference_ytvos.py``, ``MUTR/infer_ytvos_ensemble.py``) applies
+``torchvision.transforms.Compose([Resize(size), ToTensor(), Normalize(ImageNet)])`` to PIL images.
+Written here without torchvision: the short side becomes ``size`` and the long side
 ``int(size * long / short)`` (truncated), resampled by PIL's bilinear filter; then uint8 -> float32
 / 255 and per-channel (x - mean) / std.
 """

@@ -1,9 +1,11 @@
-"""Competition post-processing of a ReferFormer forward (``inference_ytvos*.py``, ``ptf.py``).
+"""Post-processing of the video-level RVOS models (ReferFormer, MUTR): one query per video.
 
-One query for the whole video: sigmoid of the logits, mean over time, max over classes, argmax
-over queries (first on ties). Its per-frame score (class 0) is the ``class_info``; its mask logits
-are resized bilinearly (align_corners False, no antialias, no crop of the patch padding) straight
-to the original frame size; probabilities are their float32 sigmoid (foreground > 0.5).
+Upstream (RobertLuo1/iccv2023_RVOS_Challenge @ c538b0d, ``ReferFormer/inference_ytvos*.py``,
+``MUTR/inference_ytvos.py``, ``MUTR/infer_ytvos_ensemble.py``, ``ptf.py``): sigmoid of the logits,
+mean over time, max over classes, argmax over queries (first on ties). The chosen query's per-frame
+score (class 0) is the ``class_info``; its mask logits are resized bilinearly (align_corners False,
+no antialias, no crop of the patch padding) straight to the original frame size; probabilities are
+their float32 sigmoid (foreground > 0.5).
 """
 
 from __future__ import annotations
