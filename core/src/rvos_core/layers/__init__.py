@@ -36,6 +36,7 @@ from rvos_core.layers.mask_head import (
 from rvos_core.layers.mlp import MLP
 from rvos_core.layers.ms_deform_attn import MSDeformAttn, ms_deform_attn_core
 from rvos_core.layers.position import PositionEmbeddingSine1D, PositionEmbeddingSine2D
+from rvos_core.layers.temporal import TemporalQueryModule, shifted_window_mask
 from rvos_core.layers.video_swin import (
     VIDEO_SWIN_CONFIGS,
     VideoSwinBackbone,
@@ -56,6 +57,7 @@ __all__ = [
     "MaskedBackbone",
     "PositionEmbeddingSine1D",
     "PositionEmbeddingSine2D",
+    "TemporalQueryModule",
     "TransformerOutput",
     "VideoSwinBackbone",
     "VideoSwinConfig",
@@ -74,6 +76,7 @@ __all__ = [
     "pad_videos",
     "parse_dynamic_params",
     "resize_mask",
+    "shifted_window_mask",
     "tokens_to_maps",
     "valid_ratios",
 ]
