@@ -11,7 +11,12 @@ from rvos_core.errors import ConfigError
 from rvos_core.hooks import ForwardRecorder
 from rvos_core.options import parse_bool, parse_int
 from rvos_core.postprocess import postprocess, select_query
-from rvos_core.preprocess import preprocess_frames, resize_short_side, resized_size
+from rvos_core.preprocess import (
+    detr_short_side,
+    preprocess_frames,
+    resize_short_side,
+    resized_size,
+)
 
 
 def test_resize_follows_torchvision_int_semantics() -> None:
@@ -22,6 +27,17 @@ def test_resize_follows_torchvision_int_semantics() -> None:
     assert resized_size(100, 100, 360) == (360, 360)
     image = Image.new("RGB", (640, 360))
     assert resize_short_side(image, 360) is image
+
+
+def test_detr_random_resize_by_hand() -> None:
+    # RandomResize([size], max_size): shrink the short target when the long side would pass max_size
+    assert detr_short_side(1280, 720, 360, 640) == 360  # 1280 / 720 * 360 = 640, not above
+    assert detr_short_side(1000, 500, 360, 640) == 320  # 720 > 640: round(640 * 500 / 1000)
+    assert detr_short_side(197, 113, 60, 100) == 57  # round(100 * 113 / 197) = round(57.36)
+    assert detr_short_side(4, 1, 100, 10) == 2  # round(2.5): Python rounds half to even
+    assert detr_short_side(1000, 500, 360, None) == 360
+    frames = [Image.new("RGB", (197, 113))]
+    assert preprocess_frames(frames, 60, max_size=100).shape == (1, 3, 57, 99)  # int(57*197/113)
 
 
 def test_normalisation_by_hand() -> None:

@@ -1,11 +1,14 @@
-"""Frame preprocessing shared by the Video-Swin RVOS models (ReferFormer, MUTR).
+"""Frame preprocessing shared by the Video-Swin RVOS models (ReferFormer, MUTR, SOC).
 
 Upstream (RobertLuo1/iccv2023_RVOS_Challenge @ c538b0d, ``ReferFormer/inference_ytvos*.py``,
 ``MUTR/inference_ytvos.py``, ``MUTR/infer_ytvos_ensemble.py``) applies
 ``torchvision.transforms.Compose([Resize(size), ToTensor(), Normalize(ImageNet)])`` to PIL images.
 Written here without torchvision: the short side becomes ``size`` and the long side
 ``int(size * long / short)`` (truncated), resampled by PIL's bilinear filter; then uint8 -> float32
-/ 255 and per-channel (x - mean) / std.
+/ 255 and per-channel (x - mean) / std. SOC (``soc_test/infer_refytb*.py``) resizes with DETR's
+``RandomResize(sizes=[size], max_size)`` instead (``datasets/transforms.py``): when the long side
+would exceed ``max_size`` the short-side target becomes ``round(max_size * short / long)``, then the
+same truncating rule applies (``max_size`` argument below).
 """
 
 from __future__ import annotations
@@ -28,6 +31,18 @@ def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
+def detr_short_side(width: int, height: int, size: int, max_size: int | None) -> int:
+    """The short-side target of DETR's ``RandomResize([size], max_size)`` for a ``width`` x
+    ``height`` image: ``size``, or ``round(max_size * short / long)`` (Python rounding, half to
+    even) when ``long / short * size`` exceeds ``max_size``."""
+    if max_size is None:
+        return size
+    short, long = float(min(width, height)), float(max(width, height))
+    if long / short * size > max_size:
+        return round(max_size * short / long)
+    return size
+
+
 def resize_short_side(image: Image.Image, size: int) -> Image.Image:
     """torchvision ``Resize(size)`` on a PIL image (bilinear; unchanged when already that size)."""
     target = resized_size(image.width, image.height, size)
@@ -47,8 +62,20 @@ def to_normalized_tensor(image: Image.Image) -> Tensor:
     return x.sub(mean).div(std)
 
 
-def preprocess_frames(frames: Sequence[Image.Image], size: int) -> Tensor:
-    """All frames of a video -> float32 [T, 3, H, W] (every frame must have the same size)."""
+def preprocess_frames(
+    frames: Sequence[Image.Image], size: int, max_size: int | None = None
+) -> Tensor:
+    """All frames of a video -> float32 [T, 3, H, W] (every frame must have the same size).
+
+    ``max_size`` None: torchvision ``Resize(size)``; otherwise DETR ``RandomResize([size],
+    max_size)`` (see ``detr_short_side``)."""
     return torch.stack(
-        [to_normalized_tensor(resize_short_side(f.convert("RGB"), size)) for f in frames]
+        [
+            to_normalized_tensor(
+                resize_short_side(
+                    f.convert("RGB"), detr_short_side(f.width, f.height, size, max_size)
+                )
+            )
+            for f in frames
+        ]
     )
