@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from rvos_core.layers import (
@@ -40,46 +39,17 @@ from rvos_core.layers import (
     VisionLanguageFusion,
     build_video_swin,
     input_projections,
-    inverse_sigmoid,
-    maps_to_tokens,
-    resize_mask,
-    tokens_to_maps,
+)
+from rvos_core.layers.video_text import (
+    TextFeatures,
+    VideoFeatures,
+    boxes_from_reference,
+    encode_text_features,
+    encode_video_features,
+    fuse_level,
 )
 from rvos_core.text import FeatureResizer, build_text_encoder
 from rvos_referformer.config import ReferFormerConfig
-
-
-@dataclass(frozen=True)
-class VideoFeatures:
-    """The text-independent part of one video's forward (reused by all its expressions).
-
-    Attributes:
-        features: backbone stages [T, C_i, h_i, w_i] (stride 4 ... 32).
-        masks: bool [T, h, w] per transformer level and per backbone stage: ``level_masks`` for
-            the stride 8, 16, 32, 64 levels; ``stage_masks`` for stride 4 ... 32.
-        level_pos, stage_pos: [T, d, h, w] sine positions of the same maps.
-        projected: [T, d, h_l, w_l] input projections of the transformer levels (before fusion).
-    """
-
-    features: list[Tensor]
-    stage_masks: list[Tensor]
-    stage_pos: list[Tensor]
-    projected: list[Tensor]
-    level_masks: list[Tensor]
-    level_pos: list[Tensor]
-
-    @property
-    def num_frames(self) -> int:
-        return self.features[0].shape[0]
-
-
-@dataclass(frozen=True)
-class TextFeatures:
-    """words [1, L, d], pad_mask bool [1, L] (True = padding), sentence [1, d]."""
-
-    words: Tensor
-    pad_mask: Tensor
-    sentence: Tensor
 
 
 @dataclass(frozen=True)
@@ -158,31 +128,11 @@ class ReferFormer(nn.Module):
 
     def encode_video(self, frames: Tensor) -> VideoFeatures:
         """frames: [T, 3, H, W] normalised. Backbone, positions and input projections."""
-        t, _, h, w = frames.shape
-        mask = torch.zeros((1, t, h, w), dtype=torch.bool, device=frames.device)
-        out = self.backbone(frames[None], mask)
-        stages = out.features[1:]
-        projected = [proj(x) for proj, x in zip(self.input_proj[:-1], stages, strict=True)]
-        extra = self.input_proj[-1](
-            out.features[-1]
-        )  # the stride-64 level, from the raw last stage
-        extra_mask = resize_mask(mask[0], extra.shape[-2:])
-        extra_pos = self.backbone[1](extra_mask).to(extra.dtype)
-        return VideoFeatures(
-            features=out.features,
-            stage_masks=out.masks,
-            stage_pos=out.pos,
-            projected=[*projected, extra],
-            level_masks=[*out.masks[1:], extra_mask],
-            level_pos=[*out.pos[1:], extra_pos],
-        )
+        return encode_video_features(self.backbone, self.input_proj, frames)
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextFeatures:
         """input_ids, attention_mask: int64 [1, L] from upstream's tokenizer call."""
-        encoded = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
-        words = self.resizer(encoded.last_hidden_state)
-        sentence = self.resizer(encoded.pooler_output)
-        return TextFeatures(words, attention_mask.ne(1), sentence)
+        return encode_text_features(self.text_encoder, self.resizer, input_ids, attention_mask)
 
     def decode(
         self, video: VideoFeatures, text: TextFeatures, size: Tensor, *, with_aux: bool = False
@@ -191,7 +141,10 @@ class ReferFormer(nn.Module):
         t, q = video.num_frames, self.config.num_queries
         words = text.words.transpose(0, 1)
         text_pos = self.text_pos(text.pad_mask).permute(2, 0, 1)
-        srcs = [self._fuse(x, words, text.pad_mask, text_pos) for x in video.projected]
+        srcs = [
+            fuse_level(self.fusion_module, x, words, text.pad_mask, text_pos)
+            for x in video.projected
+        ]
         tgt = text.sentence[:, None, :].expand(t, q, -1)
         out = self.transformer(
             srcs, video.level_masks, video.level_pos, tgt, self.query_embed.weight
@@ -228,25 +181,13 @@ class ReferFormer(nn.Module):
             with_aux=with_aux,
         )
 
-    def _fuse(self, x: Tensor, words: Tensor, pad_mask: Tensor, text_pos: Tensor) -> Tensor:
-        """Multiply a level's visual tokens by their attention over the words."""
-        t, _, h, w = x.shape
-        fused = self.fusion_module(maps_to_tokens(x, 1), words, pad_mask, text_pos)
-        return tokens_to_maps(fused, t, h, w)
-
     def _heads(
         self, out: TransformerOutput, lvl: int, mask_features: Tensor, size: Tensor
     ) -> dict[str, Tensor]:
         """Class, box and mask predictions of decoder layer ``lvl`` ([1, T, Q, ...])."""
         hs = out.hs[lvl]
-        reference = inverse_sigmoid(
-            out.init_reference if lvl == 0 else out.inter_references[lvl - 1]
-        )
-        delta = self.bbox_embed[lvl](hs)
-        if reference.shape[-1] == 4:
-            boxes = (delta + reference).sigmoid()
-        else:
-            boxes = torch.cat([delta[..., :2] + reference, delta[..., 2:]], -1).sigmoid()
+        reference = out.init_reference if lvl == 0 else out.inter_references[lvl - 1]
+        boxes = boxes_from_reference(self.bbox_embed[lvl](hs), reference)
         params = self.controller(hs)
         masks = self.mask_head(
             mask_features[None], params[None], out.inter_references[lvl, ..., :2][None], size[None]
