@@ -1,0 +1,107 @@
+"""Comparisons shared by the parity handlers of the Video-Swin RVOS model fixtures.
+
+The ``referformer`` and ``mutr`` fixtures (``$RVOS_PARITY_DIR/<name>/``, see their READMEs) share
+a layout: ``inputs.pt`` (uint8 frames, preprocessed frames, caption, token ids), ``outputs.pt``,
+``intermediates.pt`` (forward-hook outputs of named sub-modules) and ``postprocess.pt`` (the
+one-query post-processing of the competition scripts). Tolerances are those READMEs'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from torch import Tensor
+
+from rvos_core.parity import ParityCheck
+from rvos_core.postprocess import VideoPrediction, postprocess
+from rvos_core.runfolder import key_frame_index
+from rvos_core.text import ROBERTA_TOKENIZER, Tokenizer, load_tokenizer_folder
+
+INTERMEDIATE = {"rtol": 1e-4, "atol": 1e-5}
+MASKS = {"rtol": 1e-4, "atol": 1e-3}
+SCORES = {"rtol": 0.0, "atol": 1e-5}
+MASK_MARGIN = 1e-3
+"""Binary masks are compared where |mask logit| >= this (the READMEs' robustness note)."""
+
+TOKENIZER_FIXTURE = "text_tokenizer"
+
+
+def fixture_frames(inputs: Mapping[str, Any]) -> list[Image.Image]:
+    """The original uint8 frames [T, H0, W0, 3] of ``inputs.pt`` as PIL images."""
+    return [Image.fromarray(frame.numpy()) for frame in inputs["frames_uint8"]]
+
+
+def check_calls(
+    check: ParityCheck, name: str, ours: Sequence[Any], theirs: Sequence[Any], **tolerance: float
+) -> None:
+    """The number of calls of a sub-module, then each call's output."""
+    check.equal(f"{name} (calls)", len(ours), len(theirs))
+    for i, (a, b) in enumerate(zip(ours, theirs, strict=False)):
+        check.close(f"{name}[{i}]", a, b, **tolerance)
+
+
+def check_shared_intermediates(
+    check: ParityCheck, calls: Mapping[str, list[Any]], expected: Mapping[str, Any]
+) -> None:
+    """Sub-modules the models share: ``text_encoder``, ``resizer``, ``fusion_module``,
+    ``backbone``, ``transformer``, ``pixel_decoder`` (each recorded by a ForwardRecorder)."""
+    text = calls["text_encoder"][0]
+    for key in ("last_hidden_state", "pooler_output"):
+        check.close(
+            f"text_encoder.{key}", getattr(text, key), expected["text_encoder"][key], **INTERMEDIATE
+        )
+    for name in ("resizer", "fusion_module"):
+        check_calls(check, name, calls[name], expected[name], **INTERMEDIATE)
+    features = calls["backbone"][0].features
+    for i, theirs in enumerate(expected["backbone"]["features"]):
+        check.close(f"backbone.features[{i}]", features[i], theirs, **INTERMEDIATE)
+    transformer = calls["transformer"][0]
+    for key in ("hs", "init_reference", "inter_references"):
+        check.close(
+            f"transformer.{key}",
+            getattr(transformer, key),
+            expected["transformer"][key],
+            **INTERMEDIATE,
+        )
+    for i, theirs in enumerate(expected["transformer"]["memory"]):
+        check.close(f"transformer.memory[{i}]", transformer.memory[i], theirs, **INTERMEDIATE)
+    check.close(
+        "pixel_decoder", calls["pixel_decoder"][0], expected["pixel_decoder"], **INTERMEDIATE
+    )
+
+
+def check_postprocess(
+    check: ParityCheck, pred_logits: Tensor, pred_masks: Tensor, expected: Mapping[str, Any]
+) -> VideoPrediction:
+    """The competition post-processing of pred_logits [T, Q, K], pred_masks [T, Q, h, w]
+    against ``postprocess.pt``."""
+    size = tuple(int(v) for v in expected["original_size"])
+    result = postprocess(pred_logits, pred_masks, size)
+    check.equal("query_index", result.query_index, expected["query_index"])
+    check.close("scores_per_query", result.scores_per_query, expected["scores_per_query"], **SCORES)
+    check.close("class_info", result.class_info, expected["class_info_tensor"], **SCORES)
+    check.equal(
+        "key_frame_index", key_frame_index(result.class_info.tolist()), expected["key_frame_index"]
+    )
+    check.close("mask_logits", result.mask_logits, expected["mask_logits"], **MASKS)
+    sure = expected["mask_logits"].abs() >= MASK_MARGIN
+    check.equal("masks (|logit| >= 1e-3)", (result.probs > 0.5)[sure], expected["masks"][sure])
+    return result
+
+
+def fixture_tokenizer(fixture: Path, max_tokens: int | None) -> Tokenizer | None:
+    """The sibling ``text_tokenizer`` fixture's tokenizer (RoBERTa layout), None when absent."""
+    folder = fixture.parent / TOKENIZER_FIXTURE
+    if not folder.is_dir():
+        return None
+    return load_tokenizer_folder(folder, ROBERTA_TOKENIZER, max_tokens)
+
+
+def check_tokens(check: ParityCheck, tokenizer: Tokenizer, inputs: Mapping[str, Any]) -> None:
+    """Our tokenizer call on the caption gives the fixture's ids and attention mask."""
+    tokens = tokenizer([inputs["caption"]])
+    check.equal("tokenizer.input_ids", tokens.input_ids, inputs["input_ids"])
+    check.equal("tokenizer.attention_mask", tokens.attention_mask, inputs["attention_mask"])
