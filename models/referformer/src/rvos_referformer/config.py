@@ -8,31 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rvos_core.errors import ConfigError
-from rvos_core.layers import VIDEO_SWIN_CONFIGS, VideoSwinConfig
+from rvos_core.layers import VideoSwinConfig
 from rvos_core.text import TEXT_ENCODERS, TextEncoderConfig
-
-# Upstream options (``opts.py``) that only matter for training or for the process, not for the
-# model's inference arithmetic: accepted by from_upstream and not stored.
-TRAINING_ONLY = frozenset(
-    {
-        "backbone_pretrained",
-        "use_checkpoint",
-        "num_frames",
-        "aux_loss",
-        "freeze_text_encoder",
-        "device",
-    }
-)
-# Upstream options whose other values select code paths the competition model does not use.
-FIXED = {
-    "two_stage": False,
-    "with_box_refine": True,
-    "masks": True,
-    "position_embedding": "sine",
-    "threshold": 0.5,
-}
-# ``num_classes`` of upstream ``build`` when ``binary`` is False.
-DATASET_CLASSES = {"ytvos": 65, "davis": 78, "a2d": 1, "jhmdb": 1}
+from rvos_core.upstream_opts import check_resizer_width, config_values
 
 
 @dataclass(frozen=True)
@@ -104,53 +82,15 @@ class ReferFormerConfig:
             overrides: upstream constructor changes; only ``FeatureResizer.input_feat_size`` is
                 known, and it must equal the text width (ours is taken from the encoder).
         """
-        values = dict(model_args)
-        backbone = _backbone(values.pop("backbone", "video_swin_b_p4w7"), video_swin)
-        encoder = TextEncoderConfig.from_mapping(
-            TEXT_ENCODERS["roberta-base"], _text_values(text or {})
-        )
-        _check_overrides(overrides or {}, encoder)
-        num_classes = _num_classes(values.pop("binary", True), values.pop("dataset_file", "ytvos"))
-        for key, wanted in FIXED.items():
-            if key in values and values.pop(key) != wanted:
-                raise ConfigError(
-                    f"upstream option {key}={model_args[key]!r} is not supported (only {wanted!r})"
-                )
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names - TRAINING_ONLY)
-        if unknown:
-            raise ConfigError(f"unknown ReferFormer option(s): {', '.join(unknown)}")
-        kept = {k: v for k, v in values.items() if k in names}
-        return cls(backbone=backbone, text=encoder, num_classes=num_classes, **kept)
-
-
-def _backbone(name: str, values: Mapping[str, Any] | None) -> VideoSwinConfig:
-    if values is not None:
-        return VideoSwinConfig.from_upstream(values)
-    if name not in VIDEO_SWIN_CONFIGS:
-        raise ConfigError(
-            f"backbone {name!r} is not supported; known: {', '.join(VIDEO_SWIN_CONFIGS)}"
+        values = config_values(
+            model_args, fields=names, model="ReferFormer", video_swin=video_swin, text=text
         )
-    return VIDEO_SWIN_CONFIGS[name]
-
-
-def _text_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """transformers config values without the entries that describe the runtime only."""
-    return {k: v for k, v in values.items() if not k.startswith("attn_implementation")}
-
-
-def _check_overrides(overrides: Mapping[str, Any], text: TextEncoderConfig) -> None:
-    for key, value in overrides.items():
-        if key != "FeatureResizer.input_feat_size":
-            raise ConfigError(f"unknown upstream constructor override {key!r}")
-        if value != text.hidden_size:
-            raise ConfigError(f"{key}={value} differs from the text width {text.hidden_size}")
-
-
-def _num_classes(binary: bool, dataset_file: str) -> int:
-    if binary:
-        return 1
-    return DATASET_CLASSES.get(dataset_file, 91)
+        for key, value in (overrides or {}).items():
+            if key != "FeatureResizer.input_feat_size":
+                raise ConfigError(f"unknown upstream constructor override {key!r}")
+            check_resizer_width(key, value, values["text"])
+        return cls(**values)
 
 
 FULL = ReferFormerConfig()
