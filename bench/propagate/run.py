@@ -1,0 +1,172 @@
+"""Benchmark of key-frame propagation (issue 5): frames per second and peak memory of the full
+Swin-L AOT and DeAOT (random weights: same time and memory as the real ones) on a synthetic 720p
+clip, through the competition procedure (3 scales x flip = 6 views, rvos_vos.procedure).
+
+Each propagator runs in a fresh process: build, one reference (key) frame, then N propagated frames
+(predict + commit, frame decoding and view resizing included, as the command does). Reported:
+build time, reference time, per-frame time (median), propagated frames per second, peak memory
+(process peak RSS on CPU; peak CUDA allocation on GPU), long-term memory frames at the end, and
+the process CPU time per frame (all threads; a steadier figure than wall time on a shared machine).
+Reference ("floor"): the Swin-L encoder alone on the frame's views; frame / floor is the share of
+everything else (LSTT / gated propagation, decoder, upsampling, averaging).
+
+    python bench/propagate/run.py [--propagators aot,deaot] [--frames 3] [--size 720x1280]
+        [--device cpu] [--precision fp32] [--threads 2] [--gap 5] [--max-long-term N]
+
+On CPU a few frames suffice (about a minute per frame on 2 cores); on GPU use
+``--device cuda --precision amp --frames 40`` to see the memory growth of long videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from multiprocessing import get_context
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from rvos_core.precision import check_precision, inference_context, resolve_device
+from rvos_vos.procedure import MultiViewTracker
+from rvos_vos.propagators import PROPAGATORS
+from rvos_vos.views import ViewConfig, make_views
+
+PRECISION_ALIASES = {"amp": "fp16"}
+
+
+def synthetic_clip(count: int, height: int, width: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Frames (float32 RGB 0..255, smooth texture + a moving ellipse) and the key mask [H, W]."""
+    rng = np.random.default_rng(0)
+    base = cv2.resize(rng.uniform(40, 200, (height // 32, width // 32, 3)).astype(np.float32),
+                      (width, height), interpolation=cv2.INTER_CUBIC)  # fmt: skip
+    yy, xx = np.mgrid[:height, :width]
+    frames, masks = [], []
+    for t in range(count):
+        cy, cx = height * (0.4 + 0.01 * t), width * (0.4 + 0.015 * t)
+        mask = ((yy - cy) / (0.2 * height)) ** 2 + ((xx - cx) / (0.12 * width)) ** 2 <= 1
+        frame = base.copy()
+        frame[mask] = (230, 60, 40)
+        frames.append(frame)
+        masks.append(mask)
+    return frames, masks[0]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+
+
+def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One propagator, in the calling (fresh) process."""
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    precision = check_precision(PRECISION_ALIASES.get(args.precision, args.precision), device)
+    propagator = PROPAGATORS[name]
+    config = propagator.config("swinl")
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    net = propagator.build(config).to(device).eval()
+    build_s = time.perf_counter() - start
+    height, width = args.size
+    frames, key = synthetic_clip(args.frames + 1, height, width)
+    views = ViewConfig()
+    tracker = MultiViewTracker(
+        net,
+        propagator.policy(config, args.gap, args.max_long_term),
+        propagator.live_ids(config, objects=1),
+        views,
+        (height, width),
+    )
+
+    def frame_views(t: int) -> list[torch.Tensor]:
+        return [v.to(device) for v in make_views(frames[t], views)]
+
+    with inference_context(device, precision):
+        _sync(device)
+        start = time.perf_counter()
+        for image in frame_views(0):
+            net.encode(image)
+        _sync(device)
+        floor_s = time.perf_counter() - start
+        start = time.perf_counter()
+        tracker.add_reference(frame_views(0), torch.from_numpy(key.astype(np.int64)).to(device))
+        _sync(device)
+        reference_s = time.perf_counter() - start
+        steps, cpu = [], []
+        for t in range(1, args.frames + 1):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            label = tracker.predict(frame_views(t)).argmax(dim=0)
+            tracker.commit(label)
+            _sync(device)
+            steps.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+    return {
+        "propagator": name,
+        "device": str(device),
+        "precision": args.precision,
+        "threads": args.threads,
+        "size": f"{height}x{width}",
+        "views": [list(s) for s in views.sizes(height, width)],
+        "frames": args.frames,
+        "build_s": round(build_s, 2),
+        "encoder_floor_s": round(floor_s, 2),
+        "reference_s": round(reference_s, 2),
+        "frame_s_median": round(statistics.median(steps), 2),
+        "frame_s": [round(s, 2) for s in steps],
+        "frame_cpu_s": [round(s, 2) for s in cpu],
+        "fps": round(len(steps) / sum(steps), 4),
+        "peak_gb": round(_peak_gb(device), 2),
+        "long_term_frames": tracker.sessions[0].long_term_frames,
+    }
+
+
+def _size(text: str) -> tuple[int, int]:
+    height, width = (int(v) for v in text.lower().split("x"))
+    return height, width
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--propagators", default="aot,deaot")
+    parser.add_argument(
+        "--frames", type=int, default=3, help="propagated frames after the key frame"
+    )
+    parser.add_argument("--size", type=_size, default=(720, 1280), help="HxW (default 720x1280)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", help="fp32, amp (= fp16), fp16, bf16")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--gap", type=int, help="long-term memory gap (default: the model's, 5)")
+    parser.add_argument("--max-long-term", type=int)
+    args = parser.parse_args(argv)
+    context = get_context("spawn")
+    for name in args.propagators.split(","):
+        with context.Pool(1) as pool:  # a fresh process: its own peak memory
+            result = pool.apply(measure, (name, args))
+        print(
+            f"{name:6s} {result['device']} {result['precision']} {result['size']}: "
+            f"build {result['build_s']} s, encoder floor {result['encoder_floor_s']} s, "
+            f"reference {result['reference_s']} s, frame {result['frame_s_median']} s (median; "
+            f"CPU {result['frame_cpu_s']} s), "
+            f"{result['fps']} fps, peak {result['peak_gb']} GB, "
+            f"long-term memory {result['long_term_frames']} frames"
+        )
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
