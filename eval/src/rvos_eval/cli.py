@@ -53,9 +53,11 @@ def _data_and_split(args: argparse.Namespace) -> tuple[Path, str]:
 def _completed_run(path: Path, dataset: Dataset) -> Run | None:
     """The run folder at ``path`` (checked against ``dataset``), or None for another folder kind.
 
-    A folder that looks like a run folder but has no run.json is refused as incomplete.
+    A folder that looks like a run folder (Annotations/, .pending.json) but has no run.json is
+    refused as incomplete.
     """
-    if (path / RUN_JSON).is_file() or (path / ".pending.json").is_file():
+    markers = (RUN_JSON, ".pending.json", "Annotations")
+    if any((path / name).exists() for name in markers):
         run = Run(path)
         run.check_dataset(dataset)
         return run

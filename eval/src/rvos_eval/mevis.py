@@ -23,7 +23,7 @@ from rvos_core.data.base import load_json
 from rvos_core.errors import InputError
 from rvos_eval.metrics import frame_counts
 from rvos_eval.parallel import map_units
-from rvos_eval.readers import decode_rle, read_gray_mask
+from rvos_eval.readers import decode_rles, read_gray_mask
 from rvos_eval.stats import mean
 
 
@@ -112,39 +112,38 @@ def _frame_size(task: VideoTask) -> tuple[int, int] | None:
         for t, rle in enumerate(entries):
             if rle is not None:
                 size = rle.get("size") if isinstance(rle, dict) else None
-                if not isinstance(size, list) or len(size) != 2:
+                if (
+                    not isinstance(size, list)
+                    or len(size) != 2
+                    or not all(isinstance(s, int) and s > 0 for s in size)
+                ):
                     raise InputError(task.mask_dict, f"anno_id {anno}, frame {t}: RLE has no size")
                 return int(size[0]), int(size[1])
     return None
 
 
 class _GroundTruth:
-    """Per-frame union of anno_id masks; each RLE is decoded once per frame."""
+    """Per-frame union of anno_id masks; a frame's RLEs are decoded once, together."""
 
-    def __init__(self, task: VideoTask, shape: tuple[int, int] | None) -> None:
-        self.task, self.shape = task, shape
+    def __init__(self, task: VideoTask) -> None:
+        self.task = task
         self._t = -1
-        self._decoded: dict[str, np.ndarray | None] = {}
+        self._masks: dict[str, np.ndarray] = {}
+
+    def _decode(self, t: int, shape: tuple[int, int]) -> None:
+        present = {a: rles[t] for a, rles in self.task.rles.items() if rles[t] is not None}
+        where = [f"anno_id {a}, frame {t} ({self.task.frames[t]})" for a in present]
+        masks = decode_rles(list(present.values()), shape, self.task.mask_dict, where)
+        self._t, self._masks = t, dict(zip(present, masks, strict=True))
 
     def union(self, t: int, anno_ids: Sequence[str], shape: tuple[int, int]) -> np.ndarray:
         """bool [H, W] of frame ``t``: the union of ``anno_ids`` (all absent: empty)."""
         if t != self._t:
-            self._t, self._decoded = t, {}
+            self._decode(t, shape)
         out = np.zeros(shape, np.bool_)
         for anno in anno_ids:
-            if anno not in self._decoded:
-                where = f"anno_id {anno}, frame {t} ({self.task.frames[t]})"
-                mask = decode_rle(self.task.rles[anno][t], self.task.mask_dict, where)
-                if mask is not None and mask.shape != shape:
-                    raise InputError(
-                        self.task.mask_dict,
-                        f"{where}: RLE is {mask.shape[0]}x{mask.shape[1]}, video frames are "
-                        f"{shape[0]}x{shape[1]}",
-                    )
-                self._decoded[anno] = mask
-            mask = self._decoded[anno]
-            if mask is not None:
-                out |= mask
+            if anno in self._masks:
+                out |= self._masks[anno]
         return out
 
 
@@ -154,7 +153,7 @@ def evaluate_video(task: VideoTask) -> list[ExpressionScore]:
     if not folder.is_dir():
         return [ExpressionScore(task.video, e, 0.0, 0.0, None, None) for e, _ in task.expressions]
     shape = _frame_size(task)
-    truth = _GroundTruth(task, shape)
+    truth = _GroundTruth(task)
     per_frame: dict[str, list[tuple[float, float]]] = {e: [] for e, _ in task.expressions}
     for t, frame in enumerate(task.frames):
         for exp_id, anno_ids in task.expressions:
@@ -175,5 +174,10 @@ def evaluate(
 ) -> MevisResult:
     """Evaluate ``predictions`` (a folder of <video>/<exp_id>/<frame>.png) on ``videos``."""
     tasks = build_tasks(videos, mask_dict, predictions)
+    if tasks and not any((predictions / t.video).is_dir() for t in tasks):
+        raise InputError(
+            predictions,
+            "holds a folder for no video of the split (expected <video>/<exp_id>/<frame>.png)",
+        )
     per_video = map_units(evaluate_video, tasks, workers, desc="mevis")
     return MevisResult(tuple(score for scores in per_video for score in scores))

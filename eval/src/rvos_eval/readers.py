@@ -6,6 +6,8 @@ Every problem is an InputError naming the file: missing, unreadable, of the wron
 from __future__ import annotations
 
 import io
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,32 +74,44 @@ def read_index_png(
     return labels
 
 
-def decode_rle(rle: Any, source: Path, where: str) -> np.ndarray | None:
-    """bool [H, W] C-contiguous of one COCO RLE ({"size": [H, W], "counts": str}); None for null.
-
-    ``source`` and ``where`` name the file and the entry in errors. The structure is checked; the
-    run lengths themselves are trusted (pycocotools decodes them as the official script does).
-    """
-    if rle is None:
-        return None
+def _check_rle(rle: Any, shape: tuple[int, int], source: Path, where: str) -> dict[str, Any]:
+    """A COCO RLE ({"size": [H, W], "counts": str | list}) of ``shape``, ready for pycocotools."""
     size = rle.get("size") if isinstance(rle, dict) else None
     counts = rle.get("counts") if isinstance(rle, dict) else None
     if (
         not isinstance(size, list | tuple)
         or len(size) != 2
-        or not all(isinstance(s, int) and s > 0 for s in size)
+        or not all(isinstance(s, int) for s in size)
         or not isinstance(counts, str | bytes | list)
     ):
         raise InputError(source, f"{where}: not a COCO RLE {{'size': [H, W], 'counts': ...}}")
-    height, width = size
+    if tuple(size) != tuple(shape):
+        raise InputError(
+            source, f"{where}: RLE is {size[0]}x{size[1]}, the frames are {shape[0]}x{shape[1]}"
+        )
     if isinstance(counts, list):
-        rle = coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    elif isinstance(counts, str):
-        rle = {"size": [height, width], "counts": counts.encode("ascii", "replace")}
-    try:
-        decoded = coco_mask.decode(rle)
-    except (ValueError, TypeError) as exc:
-        raise InputError(source, f"{where}: undecodable RLE: {exc}") from None
-    if decoded.shape != (height, width):
-        raise InputError(source, f"{where}: RLE decodes to {decoded.shape}, not {height}x{width}")
-    return np.ascontiguousarray(decoded, dtype=np.bool_)
+        return coco_mask.frPyObjects({"size": list(size), "counts": counts}, *shape)
+    if isinstance(counts, str):
+        return {"size": list(size), "counts": counts.encode("ascii", "replace")}
+    return {"size": list(size), "counts": counts}
+
+
+def decode_rles(
+    rles: Sequence[Any], shape: tuple[int, int], source: Path, where: Sequence[str]
+) -> np.ndarray:
+    """bool [N, H, W] of N COCO RLEs of size ``shape`` (``where[i]`` names entry i in errors).
+
+    The structure and size are checked; the run lengths themselves are trusted (pycocotools decodes
+    them as the official script does).
+    """
+    if not rles:
+        return np.zeros((0, *shape), np.bool_)
+    ready = [_check_rle(r, shape, source, w) for r, w in zip(rles, where, strict=True)]
+    with warnings.catch_warnings():
+        # pycocotools 2.0.11 still calls np.array(..., copy=False) on its own type
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        try:
+            decoded = coco_mask.decode(ready)
+        except (ValueError, TypeError) as exc:
+            raise InputError(source, f"{where[0]}..: undecodable RLE: {exc}") from None
+    return np.ascontiguousarray(np.moveaxis(decoded, 2, 0), dtype=np.bool_)
