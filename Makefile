@@ -155,7 +155,7 @@ $(W)/submission.zip: $(W)/final/run.json
 # (rvos_fusion.demo), so it needs no checkpoint; every fusion node, the submission and the report are real.
 
 DEMO := $(WORK)/demo
-demo: $(VENV)/.stamp ## run the whole chain on generated data (simulated model outputs) and report J
+demo: $(VENV)/.stamp ## run the whole chain on generated data (simulated model outputs) and report J&F
 	$(PY) -m rvos_fusion.demo prepare --out $(DEMO)
 	$(MAKE) --no-print-directory submission DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid \
 	    PROPAGATE="$(PY) -m rvos_fusion.demo propagate"

@@ -6,7 +6,7 @@ from (``DIR/work/valid/<node>``). They are SIMULATED: each "model" is the ground
 kind of error (a shift, missed frames, a wrong object, speckle), so that the votes have something to
 correct. ``python -m rvos_fusion.demo propagate ...`` is the stand-in propagator the demo hands to
 Make (same command line as ``rvos_vos.propagate``): it copies the input run (identity propagation).
-``python -m rvos_fusion.demo report --out DIR`` prints the J&F of every node against the truth.
+``python -m rvos_fusion.demo report --out DIR`` prints J, F and J&F of every node against the truth.
 """
 
 from __future__ import annotations
@@ -147,29 +147,33 @@ def propagate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _iou_table(out: Path) -> list[tuple[str, float]]:
+def _scores(out: Path) -> list[tuple[str, float, float]]:
+    """(node, J, F) of every complete run of the demo: per expression the mean over frames, then
+    the mean over expressions (the MeViS convention), with rvos_eval's exact J and F."""
+    from rvos_eval.metrics import video_jf
+
     dataset = open_dataset("refytvos", out / "data", "valid")
     truth = np.load(out / "truth.npz")
     rows = []
     for node in sorted(p.parent.name for p in (out / "work" / "valid").glob("*/run.json")):
-        run, scores = Run(out / "work" / "valid" / node), []
+        run, j, f = Run(out / "work" / "valid" / node), [], []
         for video in dataset:
             for exp_id in video.exp_ids:
-                pred, gt = run.masks(video, exp_id), truth[f"{video.id}/{exp_id}"]
-                union = np.logical_or(pred, gt).sum(axis=(1, 2))
-                inter = np.logical_and(pred, gt).sum(axis=(1, 2))
-                scores.append(np.mean(np.where(union == 0, 1.0, inter / np.maximum(union, 1))))
-        rows.append((node, float(np.mean(scores))))
+                per_j, per_f = video_jf(truth[f"{video.id}/{exp_id}"], run.masks(video, exp_id))
+                j.append(per_j.mean())
+                f.append(per_f.mean())
+        rows.append((node, float(np.mean(j)), float(np.mean(f))))
     return rows
 
 
 def report(out: Path) -> int:
-    """Print the region similarity J of every node against the ground truth."""
-    rows = _iou_table(out)
-    print(f"{'node':<26}{'J (mean IoU)':>12}")
-    for node, value in rows:
-        print(f"{node:<26}{value:>12.4f}")
-    (out / "report.json").write_text(json.dumps(dict(rows), indent=1))
+    """Print J, F and J&F of every node against the ground truth; also written to report.json."""
+    rows = _scores(out)
+    print(f"{'node':<26}{'J':>8}{'F':>8}{'J&F':>8}")
+    for node, j, f in rows:
+        print(f"{node:<26}{j:>8.4f}{f:>8.4f}{(j + f) / 2:>8.4f}")
+    table = {node: {"J": j, "F": f, "J&F": (j + f) / 2} for node, j, f in rows}
+    (out / "report.json").write_text(json.dumps(table, indent=1))
     return 0
 
 
