@@ -35,7 +35,7 @@ FUSION = $(PY) -m rvos_fusion
 INFER = $(PY) -m rvos_core.infer
 PROPAGATE = $(PY) -m rvos_vos.propagate
 
-PACKAGES := core fusion eval models/referformer vos
+PACKAGES := core fusion eval models/referformer vos models/soc
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
 .PHONY: help env env-uninext test lint format demo submission models propagated round1 round2 \

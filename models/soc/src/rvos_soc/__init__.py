@@ -1,0 +1,32 @@
+"""SOC (competition copy ``soc_test``, Video-Swin-B, checkpoint joint_base.tar) as an rvos model
+package."""
+
+from rvos_soc.config import (
+    FULL,
+    TINY,
+    VARIANTS,
+    DeformTransformerConfig,
+    SOCConfig,
+    VitaConfig,
+)
+from rvos_soc.entry import CHECKPOINT_RULES, ENTRY
+from rvos_soc.model import SOC, SOCOutput, build
+from rvos_soc.predictor import SOCPredictor, create_predictor
+from rvos_soc.spatial_decoder import FPNSpatialDecoder
+
+__all__ = [
+    "CHECKPOINT_RULES",
+    "ENTRY",
+    "FULL",
+    "SOC",
+    "TINY",
+    "VARIANTS",
+    "DeformTransformerConfig",
+    "FPNSpatialDecoder",
+    "SOCConfig",
+    "SOCOutput",
+    "SOCPredictor",
+    "VitaConfig",
+    "build",
+    "create_predictor",
+]
