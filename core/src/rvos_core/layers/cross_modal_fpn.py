@@ -7,7 +7,8 @@ same except that its early fusion adds instead of multiplying (``combine="add"``
 
 Token layout inside the blocks is upstream's sequence-first ``[(T * h * w), B, C]``: a clip's
 tokens of all frames attend to each other. Differences: post-norm only (``normalize_before`` is
-never set by the models); attention weights are not materialised (``need_weights=False``);
+never set by the models); attention weights are not materialised (``need_weights=False``) and the
+feed-forward layers run over chunks of tokens (same values, bounded memory);
 initialisation is PyTorch's default (upstream's fvcore/Xavier fill only matters for training).
 """
 
@@ -19,6 +20,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rvos_core.layers.chunking import rowwise
 from rvos_core.layers.position import PositionEmbeddingSine1D
 
 
@@ -116,7 +118,9 @@ class VisionLanguageBlock(nn.Module):
             key_padding_mask=memory_key_padding_mask,
             need_weights=False,
         )[0]
-        tgt = self.norm2(tgt + self.dropout2(attended))
+        return rowwise(self._ffn, self.norm2(tgt + self.dropout2(attended)))
+
+    def _ffn(self, tgt: Tensor) -> Tensor:
         ffn = self.linear2(self.dropout(F.relu(self.linear1(tgt))))
         return self.norm3(tgt + self.dropout3(ffn))
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rvos_core.layers.box import inverse_sigmoid
+from rvos_core.layers.chunking import rowwise
 from rvos_core.layers.ms_deform_attn import MSDeformAttn, SpatialShapes
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
@@ -114,6 +115,9 @@ class DeformableTransformerEncoderLayer(nn.Module):
         """src, pos: [N, S, C]; reference_points: [N, S, L, 2]. Returns [N, S, C]."""
         attended = self.self_attn(src + pos, reference_points, src, spatial_shapes, padding_mask)[0]
         src = self.norm1(src + self.dropout1(attended))
+        return rowwise(self._ffn, src)
+
+    def _ffn(self, src: Tensor) -> Tensor:
         ffn = self.linear2(self.dropout2(self.activation(self.linear1(src))))
         return self.norm2(src + self.dropout3(ffn))
 

@@ -5,8 +5,9 @@ ICLR 2021. Upstream: fundamentalvision/Deformable-DETR ``models/ops``, vendored 
 ReferFormer, MUTR and SOC in RobertLuo1/iccv2023_RVOS_Challenge @ c538b0d (``*/models/ops``).
 
 Differences from upstream: the compiled CUDA kernel is replaced by ``grid_sample`` (upstream's own
-reference path); levels are accumulated one at a time instead of stacked, which bounds the
-temporary memory to one level (the sum order differs, ~1e-7 relative); the sampling always runs in
+reference path); levels are accumulated one at a time instead of stacked and batch elements are
+sampled in chunks, which bounds the temporary memory (the sum order differs, ~1e-7 relative);
+the sampling always runs in
 float32, also under autocast (as UNINEXT's copy forces); the level start index is not an argument
 (only the CUDA kernel reads it); levels are given as Python ``(H, W)`` pairs.
 """
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 SpatialShapes = Sequence[tuple[int, int]]
+# Samples of one level held at once (batch chunks; 2**25 float32 = 128 MiB).
+SAMPLED_ELEMENTS = 1 << 25
 
 
 def ms_deform_attn_core(
@@ -39,9 +42,18 @@ def ms_deform_attn_core(
         [N, Lq, M * D] (channel m * D + d), computed in float32 and returned in ``value``'s dtype.
     """
     dtype = value.dtype
+    n, _, heads, dim = value.shape
+    num_queries, points = locations.shape[1], locations.shape[4]
+    chunk = max(1, SAMPLED_ELEMENTS // (heads * dim * num_queries * points))
+    parts = []
     with torch.autocast(device_type=value.device.type, enabled=False):
-        out = _sample_levels(value.float(), spatial_shapes, locations.float(), weights.float())
-    return out.to(dtype)
+        for start in range(0, n, chunk):
+            part = slice(start, start + chunk)
+            sampled = _sample_levels(
+                value[part].float(), spatial_shapes, locations[part].float(), weights[part].float()
+            )
+            parts.append(sampled.to(dtype))
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def _sample_levels(

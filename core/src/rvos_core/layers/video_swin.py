@@ -17,8 +17,8 @@ window of N tokens uses the top-left N x N block of the full window's relative-p
 an index recomputed for the smaller window; exact when only time shrinks).
 
 Differences: stochastic depth and dropout (training only, rate 0 or inactive in eval) are not
-modelled; attention runs through ``scaled_dot_product_attention`` with the relative-position bias
-(and the shift mask) as an additive mask, which needs less memory than the explicit product.
+modelled; the attention runs over chunks of windows and the MLP over chunks of tokens, which bounds
+the temporary memory of long clips without changing any value.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rvos_core.errors import ConfigError
+from rvos_core.layers.chunking import rowwise
 
 Triple = tuple[int, int, int]
+# Attention-matrix elements computed at once (window chunks; 2**25 float32 = 128 MiB).
+ATTENTION_ELEMENTS = 1 << 25
 
 # Upstream constructor arguments that only matter for training (dropout, stochastic depth,
 # activation checkpointing): accepted by VideoSwinConfig.from_upstream and not modelled.
@@ -157,24 +160,33 @@ class WindowAttention3D(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        """x: [B * nW, N, C]; mask: additive [nW, N, N] or None. Returns [B * nW, N, C]."""
-        windows, tokens, channels = x.shape
-        qkv = self.qkv(x).reshape(windows, tokens, 3, self.num_heads, channels // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B * nW, heads, N, d]
+        """x: [B * nW, N, C]; mask: additive [nW, N, N] or None. Returns [B * nW, N, C].
+
+        Windows are processed in chunks so that one chunk's attention matrices stay small.
+        """
+        windows, tokens, _ = x.shape
         index = self.relative_position_index[:tokens, :tokens].reshape(-1)
         bias = self.relative_position_bias_table[index].view(tokens, tokens, -1).permute(2, 0, 1)
-        bias = bias.to(q.dtype)
-        if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], scale=self.scale)
-        else:
-            groups = mask.shape[0]
-            shape = (windows // groups, groups, self.num_heads, tokens, -1)
-            attn_mask = bias[None, None] + mask[None, :, None].to(q.dtype)
-            out = F.scaled_dot_product_attention(
-                q.view(shape), k.view(shape), v.view(shape), attn_mask=attn_mask, scale=self.scale
-            )
-        out = out.reshape(windows, self.num_heads, tokens, -1).transpose(1, 2)
-        return self.proj(out.reshape(windows, tokens, channels))
+        chunk = max(1, ATTENTION_ELEMENTS // (self.num_heads * tokens * tokens))
+        out = torch.empty_like(x)
+        for start in range(0, windows, chunk):
+            stop = min(start + chunk, windows)
+            window_mask = None
+            if mask is not None:
+                window_mask = mask[torch.arange(start, stop, device=mask.device) % mask.shape[0]]
+            out[start:stop] = self._attend(x[start:stop], bias, window_mask)
+        return out
+
+    def _attend(self, x: Tensor, bias: Tensor, mask: Tensor | None) -> Tensor:
+        """Upstream's arithmetic on a chunk of windows [w, N, C] (mask [w, N, N] or None)."""
+        windows, tokens, channels = x.shape
+        qkv = self.qkv(x).reshape(windows, tokens, 3, self.num_heads, channels // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [w, heads, N, d]
+        attn = (q * self.scale) @ k.transpose(-2, -1) + bias.to(q.dtype)[None]
+        if mask is not None:
+            attn = attn + mask[:, None].to(attn.dtype)
+        out = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(windows, tokens, channels)
+        return self.proj(out)
 
 
 class Mlp(nn.Module):
@@ -220,7 +232,7 @@ class SwinTransformerBlock3D(nn.Module):
     def forward(self, x: Tensor, shift_mask: Tensor | None) -> Tensor:
         """x: [B, D, H, W, C]; shift_mask: the stage's mask for shifted blocks. Same shape out."""
         x = x + self._attention(x, shift_mask)
-        return x + self.mlp(self.norm2(x))
+        return rowwise(lambda t: t + self.mlp(self.norm2(t)), x)
 
     def _attention(self, x: Tensor, shift_mask: Tensor | None) -> Tensor:
         b, d, h, w, _ = x.shape
