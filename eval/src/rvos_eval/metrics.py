@@ -119,13 +119,12 @@ def as_binary(mask: np.ndarray) -> np.ndarray:
 def binary_counts(g: np.ndarray, p: np.ndarray, footprint: Disk) -> FrameCounts:
     """Counts of uint8 0/1 masks g, p: [H, W] (void already removed), disk ``footprint``."""
     union = cv2.bitwise_or(g, p)
-    box = union_box(union)
+    box, union_count = union_box(union)
     if box is None:
         return EMPTY
     rows, cols = slice(box[0], box[1]), slice(box[2], box[3])
     g, p = g[rows, cols], p[rows, cols]
     intersection = cv2.countNonZero(cv2.bitwise_and(g, p))
-    union_count = cv2.countNonZero(union[rows, cols])
     g_map, g_points = padded_boundary(g, footprint.reach)
     p_map, p_points = padded_boundary(p, footprint.reach)
     pred_matched = gt_matched = 0
@@ -138,20 +137,23 @@ def binary_counts(g: np.ndarray, p: np.ndarray, footprint: Disk) -> FrameCounts:
     )
 
 
-def union_box(union: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1): bounding box of ``union`` [H, W] grown by one pixel, clipped; None if empty."""
-    rows = _span(cv2.reduce(union, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S))
+def union_box(union: np.ndarray) -> tuple[tuple[int, int, int, int] | None, int]:
+    """Bounding box (y0, y1, x0, x1) of ``union`` [H, W] grown by one pixel and clipped (None if
+    empty), and the number of set pixels."""
+    sums = cv2.reduce(union, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
+    rows = _span(sums)
     if rows is None:
-        return None
+        return None, 0
     cols = _span(cv2.reduce(union[rows[0] : rows[1]], 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S))
-    height, width = union.shape
     assert cols is not None
-    return (
+    height, width = union.shape
+    box = (
         max(rows[0] - 1, 0),
         min(rows[1] + 1, height),
         max(cols[0] - 1, 0),
         min(cols[1] + 1, width),
     )
+    return box, int(sums.sum())
 
 
 def _span(sums: np.ndarray) -> tuple[int, int] | None:
@@ -174,7 +176,8 @@ def padded_boundary(seg: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def boundary_into(seg: np.ndarray, out: np.ndarray) -> None:
-    """Write the official ``_seg2bmap`` of uint8 0/1 ``seg`` [h, w] into zeroed ``out`` [h, w].
+    """Write the official ``_seg2bmap`` of uint8 0/1 ``seg`` [h, w] into zeroed ``out`` [h, w]
+    (``out`` may be a view of a larger buffer; OpenCV writes into it in place).
 
     A pixel is boundary iff its 2x2 window (itself, right, below, below-right; clipped at the
     image edge) is not constant: H(y, x) | H(y + 1, x) | V(y, x) with H, V the horizontal and
@@ -189,4 +192,4 @@ def boundary_into(seg: np.ndarray, out: np.ndarray) -> None:
         out[:-1, -1] = vertical[:, -1]
     if height > 1 and width > 1:
         either = cv2.bitwise_or(horizontal[:-1], horizontal[1:])
-        out[:-1, :-1] = cv2.bitwise_or(either, vertical[:, :-1])
+        cv2.bitwise_or(either, vertical[:, :-1], dst=out[:-1, :-1])
