@@ -206,13 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.precision}: {args.videos} videos x {args.expressions} expressions x "
         f"{args.frames} frames of {height}x{width}"
     )
-    results = [measure(mode, args, root) for mode in modes]
-    memory = "peak CUDA MiB" if results and results[0]["cuda"] else "peak RSS MiB"
+    memory = "peak CUDA MiB" if args.device.startswith("cuda") else "peak RSS MiB"
     print(
         f"{'mode':<10}{'load s':>8}{'cold s':>10}{'warm s':>10}{'s/expr':>10}{'frames/s':>10}{memory:>15}"
     )
-    for result in results:
-        print(_row(result, args))
+    results = []
+    for mode in modes:  # each row as soon as it is measured (full-size CPU runs are slow)
+        results.append(measure(mode, args, root))
+        print(_row(results[-1], args), flush=True)
     print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}))
     return 0
 
