@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -85,6 +86,13 @@ def test_from_upstream_refuses_what_it_cannot_honour() -> None:
         SOCConfig.from_upstream({"VITA": {"window": 4}})
     with pytest.raises(ConfigError, match="backbone"):
         SOCConfig.from_upstream({"backbone": "resnet50"})
+
+
+def test_public_release_names() -> None:
+    public = SOCConfig.from_upstream({"VOC": {"enc_layers": 2}, "vl_loss": True})
+    assert public == FULL.replace(vita=dataclasses.replace(FULL.vita, enc_layers=2))
+    with pytest.raises(ConfigError, match="given twice"):
+        SOCConfig.from_upstream({"VOC": {}, "VITA": {}})
 
 
 def test_from_upstream_defaults() -> None:

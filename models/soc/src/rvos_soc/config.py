@@ -4,7 +4,9 @@ Upstream reads ``soc_test/configs/refer_youtube_vos.yaml`` (plus the inference s
 line) into one namespace; the model's values live at its top level and in the two nested dicts
 ``DeformTransformer`` and ``VITA``. ``SOCConfig.from_upstream`` takes that namespace as a mapping
 (as stored in the parity fixture's config.json: ``build.model_config``); ``transformer`` and
-``vita`` below hold the two dicts' values under their upstream keys.
+``vita`` below hold the two dicts' values under their upstream keys. The public release
+(RobertLuo1/NeurIPS2023_SOC, ``configs/refer_youtube_vos.yaml``) names two of them differently:
+``VOC`` for ``VITA`` and ``vl_loss`` for ``text_refer_loss``; both spellings are accepted.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ SECTION_FIXED = {"DeformTransformer": {"two_stage": False}}
 SECTION_TRAINING_ONLY = {"VITA": frozenset({"num_frames"})}
 # Fields of SOCConfig that from_upstream builds from their own sections.
 NESTED = frozenset({"backbone", "text", "transformer", "vita"})
+# The public release's names -> the competition copy's.
+PUBLIC_NAMES = {"VOC": "VITA", "vl_loss": "text_refer_loss"}
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,7 @@ class SOCConfig:
             video_swin: the backbone's constructor values (default: the named ``backbone``).
             text: transformers-named RoBERTa settings on top of roberta-base.
         """
-        values = dict(model_config)
+        values = _competition_names(model_config)
         backbone = _backbone(values.pop("backbone", "video-swin-b"), video_swin)
         encoder = TextEncoderConfig.from_mapping(
             TEXT_ENCODERS["roberta-base"],
@@ -166,6 +170,17 @@ class SOCConfig:
             raise ConfigError(f"unknown SOC option(s): {', '.join(unknown)}")
         kept = {k: v for k, v in values.items() if k in names}
         return cls(backbone=backbone, text=encoder, transformer=transformer, vita=vita, **kept)
+
+
+def _competition_names(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with the public release's names replaced by the competition copy's."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = PUBLIC_NAMES.get(key, key)
+        if name in out:
+            raise ConfigError(f"upstream option {name} is given twice (also as {key})")
+        out[name] = value
+    return out
 
 
 def _backbone(name: str, values: Mapping[str, Any] | None) -> VideoSwinConfig:
