@@ -23,6 +23,7 @@ from rvos_core.checkpoint import (
     fold_keys,
     load_checkpoint,
     load_state_dict_strict,
+    main,
     shared_groups,
 )
 from rvos_core.errors import InputError
@@ -296,24 +297,27 @@ def test_check_on_meta_model_matches_load(tmp_path: Path) -> None:
     assert report.ok and report.filled == [] and len(report.shared) == 2
 
 
-def _report_cli(registered: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(registered)])}
-    command = [sys.executable, "-m", "rvos_core.checkpoint", "report", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-
-
-def test_report_cli(tmp_path: Path, registered: Path) -> None:
+def test_report_cli(tmp_path: Path, registered: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "double.pth"
     save_checkpoint(good)
-    ok = _report_cli(registered, "double", str(good))
-    assert ok.returncode == 0, ok.stderr
-    assert "OK: loads strictly" in ok.stdout and "variant tiny" in ok.stdout
-    other = _report_cli(registered, "double", str(good), "--variant", "full")
-    assert other.returncode == 1
-    assert "mis-shaped (stored vs model) (" in other.stdout
+    assert main(["report", "double", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "OK: loads strictly" in out and "variant tiny" in out
+    assert main(["report", "double", str(good), "--variant", "full"]) == 1
+    assert "mis-shaped (stored vs model) (" in capsys.readouterr().out
     broken = tmp_path / "broken.pth"
     broken.write_bytes(good.read_bytes()[:100])
-    bad = _report_cli(registered, "double", str(broken))
-    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
-    unknown = _report_cli(registered, "nope", str(good))
-    assert unknown.returncode == 2 and "registered (rvos.models): double" in unknown.stderr
+    assert main(["report", "double", str(broken)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert main(["report", "nope", str(good)]) == 2
+    assert "registered (rvos.models): double" in capsys.readouterr().err
+
+
+def test_report_module_cli(tmp_path: Path, registered: Path) -> None:
+    good = tmp_path / "double.pth"
+    save_checkpoint(good)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(registered)])}
+    command = [sys.executable, "-m", "rvos_core.checkpoint", "report", "double", str(good)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "OK: loads strictly" in done.stdout
