@@ -35,7 +35,7 @@ FUSION = $(PY) -m rvos_fusion
 INFER = $(PY) -m rvos_core.infer
 PROPAGATE = $(PY) -m rvos_vos.propagate
 
-PACKAGES := core fusion eval models/referformer vos models/soc
+PACKAGES := core fusion eval models/referformer vos models/soc models/mutr
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
 .PHONY: help env env-uninext test lint format demo submission models propagated round1 round2 \
@@ -105,6 +105,9 @@ infer-uninext-convnext: $(W)/uninext_convnext/run.json ## UNINEXT ConvNeXt-L mod
 $(W)/referformer_ft/run.json:
 	$(CHECK_DATA)
 	$(INFER) referformer --checkpoint $(CHECKPOINTS)/referformer_ft.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
+# MUTR's input short side (models/mutr/README.md): 360 as upstream's mutr.pth, which round 1 fuses;
+# MUTR_OPTS="--option short_side=432" reproduces upstream's MUTR Annotations instead.
+MUTR_OPTS ?= --option short_side=360
 $(W)/mutr/run.json:
 	$(CHECK_DATA)
 	$(INFER) mutr --checkpoint $(CHECKPOINTS)/mutr.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS) $(MUTR_OPTS)

@@ -1,0 +1,278 @@
+"""MUTR: a unified temporal transformer for referring video object segmentation.
+
+Paper: Yan, Zhang, Guo, Wang, Zhu, Li, Shen, Qiao, Gao, Li, "Referred by Multi-Modality: A Unified
+Temporal Transformer for Video Object Segmentation", AAAI 2024. Upstream: ``MUTR/models/mutr.py``
+(with ``models/mti.py``, ``models/segmentation.py``: ``MTA``, ``MTALayer``,
+``VisionLanguageFusionModule``, ``CrossModalFPNDecoder``) in RobertLuo1/iccv2023_RVOS_Challenge @
+c538b0dca85da0719b32ea45253f8b3077defea6 (the competition copy; its model code equals
+OpenGVLab/MUTR apart from the text-encoder path), competition configuration
+``--with_box_refine --binary --freeze_text_encoder --backbone video_swin_b_p4w7``.
+
+State-dict keys are upstream's: ReferFormer's (``backbone.0.body.*``, ``input_proj``,
+``text_encoder``, ``resizer``, ``fusion_module``, ``transformer``, ``query_embed``,
+``class_embed``, ``bbox_embed`` (also stored as ``transformer.decoder.bbox_embed``),
+``pixel_decoder``, ``controller``) plus ``MTA.layers.0`` and ``mti``.
+
+What differs from ReferFormer (``parity/mutr/README.md``):
+1. the early text-vision fusion adds the attended text to the visual tokens (ReferFormer
+   multiplies);
+2. MTA: one MTALayer, applied once per transformer level with the same weights, updates the word
+   features by attending to the clip's un-fused projected level; token 0 of the result seeds the
+   decoder's content queries (the RoBERTa pooler output is computed but unused); the pixel decoder
+   still reads the original words;
+3. ``mti`` (rvos_core.layers.TemporalQueryModule, windows of 4 frames, shifted on odd encoder
+   layers, learned ``query_feat``) turns the last decoder layer's per-frame queries into video
+   queries;
+4. the heads upstream's eval path really uses: because ``mti`` returns a single layer in eval,
+   the prediction loop runs for layer 0 only: ``class_embed.0`` and the ``controller`` on the
+   video queries (the same on every frame), ``bbox_embed.0`` on the FIRST decoder layer's states
+   with the initial references, and the masks' relative coordinates from the references after
+   decoder layer 0. Heads 1..L-1 are used in training only.
+
+Differences from upstream:
+- one video per call; the forward is split into the text-independent ``encode_video`` and
+  ``decode``, so several expressions of a video reuse one ``encode_video``;
+- the token ids come from the caller (rvos_core.text reproduces upstream's tokenizer call);
+- the class head and the controller run once on the video queries and are broadcast over the
+  frames (upstream repeats the queries over time first, which is correct for batch 1 only); the
+  per-frame scores are therefore exactly constant, as upstream's are for batch 1;
+- the values upstream hard-codes (resizer input 768, MTA and MTI feed-forward 2048, MTI window,
+  layers and heads) are configuration fields;
+- inference only: no training path (upstream's ``aux_outputs`` is empty in eval anyway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rvos_core.layers import (
+    MLP,
+    CrossModalFPNDecoder,
+    DeformableTransformer,
+    DynamicMaskHead,
+    Joiner,
+    MaskedBackbone,
+    PositionEmbeddingSine1D,
+    PositionEmbeddingSine2D,
+    TemporalQueryModule,
+    VisionLanguageFusion,
+    build_video_swin,
+    input_projections,
+    maps_to_tokens,
+)
+from rvos_core.layers.video_text import (
+    TextFeatures,
+    VideoFeatures,
+    boxes_from_reference,
+    encode_text_features,
+    encode_video_features,
+    fuse_level,
+)
+from rvos_core.text import FeatureResizer, build_text_encoder
+from rvos_mutr.config import MUTRConfig
+
+
+@dataclass(frozen=True)
+class MUTROutput:
+    """pred_logits [1, T, Q, K] (the same on every frame), pred_boxes [1, T, Q, 4] (cx, cy, w, h
+    in 0..1, from decoder layer 0), pred_masks [1, T, Q, h, w] (logits at stride 4 of the input),
+    reference_points [1, T, Q, 2] (the last decoder layer's input references)."""
+
+    pred_logits: Tensor
+    pred_boxes: Tensor
+    pred_masks: Tensor
+    reference_points: Tensor
+
+
+class MTALayer(nn.Module):
+    """Words attend to a clip's visual tokens; residual + LayerNorm; ReLU FFN; residual +
+    LayerNorm. Keys ``multihead_attn``, ``norm1``, ``linear1``, ``linear2``, ``norm2``."""
+
+    def __init__(self, *, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.0):
+        super().__init__()
+        self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.dropout2 = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.dropout3 = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(d_model)
+
+    def forward(
+        self, words: Tensor, memory: Tensor, memory_key_padding_mask: Tensor, query_pos: Tensor
+    ) -> Tensor:
+        """words, query_pos: [L, B, C]; memory: [S, B, C] (no position);
+        memory_key_padding_mask: bool [B, S]. Returns [L, B, C]."""
+        attended = self.multihead_attn(
+            words + query_pos,
+            memory,
+            memory,
+            key_padding_mask=memory_key_padding_mask,
+            need_weights=False,
+        )[0]
+        words = self.norm1(words + self.dropout1(attended))
+        ffn = self.linear2(self.dropout2(F.relu(self.linear1(words))))
+        return self.norm2(words + self.dropout3(ffn))
+
+
+class MTA(nn.Module):
+    """Multi-scale temporal aggregation: a stack of MTALayers (``layers.i``)."""
+
+    def __init__(self, *, num_layers: int, d_model: int, nhead: int, dim_feedforward: int):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            MTALayer(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward)
+            for _ in range(num_layers)
+        )
+
+    def forward(
+        self, words: Tensor, memory: Tensor, memory_key_padding_mask: Tensor, query_pos: Tensor
+    ) -> Tensor:
+        """See MTALayer.forward."""
+        for layer in self.layers:
+            words = layer(words, memory, memory_key_padding_mask, query_pos)
+        return words
+
+
+class MUTR(nn.Module):
+    """The competition MUTR (see the module docstring)."""
+
+    def __init__(self, *, config: MUTRConfig):
+        super().__init__()
+        self.config = config
+        d = config.hidden_dim
+        body = build_video_swin(config.backbone)
+        self.backbone = Joiner(
+            MaskedBackbone(body), PositionEmbeddingSine2D(num_pos_feats=d // 2, normalize=True)
+        )
+        self.input_proj = input_projections(
+            in_channels=body.num_channels[1:],
+            hidden_dim=d,
+            num_feature_levels=config.num_feature_levels,
+        )
+        self.text_encoder = build_text_encoder(config.text)
+        self.resizer = FeatureResizer(
+            in_features=config.text.hidden_size, out_features=d, dropout=0.1
+        )
+        self.fusion_module = VisionLanguageFusion(
+            d_model=d, nhead=config.fusion_heads, combine="add"
+        )
+        self.MTA = MTA(
+            num_layers=config.mta_layers,
+            d_model=d,
+            nhead=config.mta_heads,
+            dim_feedforward=config.mta_dim_feedforward,
+        )
+        self.text_pos = PositionEmbeddingSine1D(num_pos_feats=d, normalize=True)
+        self.transformer = DeformableTransformer(
+            d_model=d,
+            nhead=config.nheads,
+            num_encoder_layers=config.enc_layers,
+            num_decoder_layers=config.dec_layers,
+            dim_feedforward=config.dim_feedforward,
+            dropout=config.dropout,
+            num_feature_levels=config.num_feature_levels,
+            dec_n_points=config.dec_n_points,
+            enc_n_points=config.enc_n_points,
+        )
+        self.query_embed = nn.Embedding(config.num_queries, d)
+        self.class_embed = nn.ModuleList(
+            nn.Linear(d, config.num_classes) for _ in range(config.dec_layers)
+        )
+        self.bbox_embed = nn.ModuleList(
+            MLP(input_dim=d, hidden_dim=d, output_dim=4, num_layers=3)
+            for _ in range(config.dec_layers)
+        )
+        self.transformer.decoder.bbox_embed = self.bbox_embed  # iterative refinement (stored twice)
+        self.pixel_decoder = CrossModalFPNDecoder(
+            feature_channels=[body.num_channels[0]] + [d] * (len(body.num_channels) - 1),
+            conv_dim=d,
+            mask_dim=config.mask_dim,
+            dim_feedforward=config.dim_feedforward,
+        )
+        self.mask_head = DynamicMaskHead(
+            in_channels=config.mask_dim,
+            channels=config.dynamic_mask_channels,
+            num_layers=config.controller_layers,
+            rel_coord=config.rel_coord,
+        )
+        self.controller = MLP(
+            input_dim=d, hidden_dim=d, output_dim=self.mask_head.num_gen_params, num_layers=3
+        )
+        self.mti = TemporalQueryModule(
+            d_model=d,
+            num_frame_queries=config.num_queries,
+            num_queries=config.num_queries,
+            nheads=config.mti_nheads,
+            dim_feedforward=config.mti_dim_feedforward,
+            enc_layers=config.mti_enc_layers,
+            dec_layers=config.mti_dec_layers,
+            window_size=config.mti_window_size,
+            dropout=config.mti_dropout,
+            learned_query_feat=True,
+        )
+
+    def encode_video(self, frames: Tensor) -> VideoFeatures:
+        """frames: [T, 3, H, W] normalised. Backbone, positions and input projections."""
+        return encode_video_features(self.backbone, self.input_proj, frames)
+
+    def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextFeatures:
+        """input_ids, attention_mask: int64 [1, L] from upstream's tokenizer call."""
+        return encode_text_features(self.text_encoder, self.resizer, input_ids, attention_mask)
+
+    def sentence_feature(self, video: VideoFeatures, words: Tensor, text_pos: Tensor) -> Tensor:
+        """MTA over the un-fused projected levels, coarsest last; token 0 of the result [1, d].
+
+        words, text_pos: [L, 1, d] sequence-first."""
+        for level, mask in zip(video.projected, video.level_masks, strict=True):
+            words = self.MTA(words, maps_to_tokens(level, 1), mask.reshape(1, -1), text_pos)
+        return words[0]
+
+    def decode(self, video: VideoFeatures, text: TextFeatures, size: Tensor) -> MUTROutput:
+        """Everything that depends on the text. size: (H, W) of the model input (int64 [2])."""
+        t, q = video.num_frames, self.config.num_queries
+        words = text.words.transpose(0, 1)
+        text_pos = self.text_pos(text.pad_mask).permute(2, 0, 1)
+        srcs = [
+            fuse_level(self.fusion_module, x, words, text.pad_mask, text_pos)
+            for x in video.projected
+        ]
+        sentence = self.sentence_feature(video, words, text_pos)
+        tgt = sentence[:, None, :].expand(t, q, -1)
+        out = self.transformer(
+            srcs, video.level_masks, video.level_pos, tgt, self.query_embed.weight
+        )
+        video_queries = self.mti(out.hs[-1][:, None])[0]  # [Q, d]
+        maps = [video.features[0], *out.memory]
+        mask_features = self.pixel_decoder(
+            maps, video.stage_masks, video.stage_pos, text.words, text.pad_mask, t
+        )
+        logits = self.class_embed[0](video_queries).expand(t, -1, -1)
+        boxes = boxes_from_reference(self.bbox_embed[0](out.hs[0]), out.init_reference)
+        params = self.controller(video_queries).expand(t, -1, -1)
+        masks = self.mask_head(
+            mask_features[None], params[None], out.inter_references[0, ..., :2][None], size[None]
+        )
+        return MUTROutput(
+            pred_logits=logits[None],
+            pred_boxes=boxes[None],
+            pred_masks=masks,
+            reference_points=out.inter_references[-2, ..., :2][None],
+        )
+
+    def forward(
+        self, frames: Tensor, input_ids: Tensor, attention_mask: Tensor, size: Tensor
+    ) -> MUTROutput:
+        """One video [T, 3, H, W] and one expression (token ids [1, L]); see ``decode``."""
+        return self.decode(
+            self.encode_video(frames), self.encode_text(input_ids, attention_mask), size
+        )
+
+
+def build(config: MUTRConfig) -> MUTR:
+    """MUTR with random weights (works under ``torch.device("meta")``)."""
+    return MUTR(config=config)

@@ -1,0 +1,42 @@
+"""Helpers of the MUTR tests: a seeded tiny model, a tiny tokenizer, synthetic frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rvos_core.testing import write_tokenizer
+from rvos_core.text import ROBERTA_TOKENIZER, Tokenizer, load_tokenizer
+from rvos_mutr import MUTR, TINY, build
+
+TEXTS = ("the black dog jumping over the fence", "a duck swimming in the lake", "a red car")
+
+
+def tiny_model(seed: int = 0) -> MUTR:
+    """The tiny variant with its seeded default initialisation, in eval mode."""
+    torch.manual_seed(seed)
+    return build(TINY).eval()
+
+
+def pretrained_folder(root: Path) -> Path:
+    """A PRETRAINED folder holding a tiny tokenizer in roberta-base's file layout."""
+    write_tokenizer(root / "roberta-base", "roberta")
+    return root
+
+
+def tiny_tokenizer(root: Path) -> Tokenizer:
+    return load_tokenizer(ROBERTA_TOKENIZER, pretrained_folder(root), TINY.text.max_tokens)
+
+
+def frames(count: int, size: tuple[int, int], seed: int = 0) -> list[Image.Image]:
+    """``count`` RGB frames of (height, width): a blocky random pattern drifting right."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    blocks = rng.integers(0, 256, (h // 4 + 1, w // 4 + count + 1, 3), dtype=np.uint8)
+    pattern = blocks.repeat(4, axis=0).repeat(4, axis=1)
+    return [
+        Image.fromarray(np.ascontiguousarray(pattern[:h, 4 * t : 4 * t + w])) for t in range(count)
+    ]

@@ -1,0 +1,150 @@
+"""The registered entry: checkpoints in the competition layout, wrong checkpoints, driver runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from mutr_testlib import pretrained_folder, tiny_model
+
+from rvos_core import checkpoint as checkpoint_cli
+from rvos_core.checkpoint import CheckpointMismatch, load_checkpoint
+from rvos_core.data import open_dataset
+from rvos_core.errors import InputError
+from rvos_core.infer import InferSettings, infer, main
+from rvos_core.predictor import load_model_entry
+from rvos_core.synthetic import VideoSpec, write_refytvos
+from rvos_core.testing import parity_dir
+from rvos_mutr import TINY, build
+from rvos_mutr.parity import fixture_config
+
+
+def _competition_file(path: Path, state: dict[str, torch.Tensor], max_positions: int) -> Path:
+    """A checkpoint as upstream's MUTR/train.py saves it (legacy position_ids included)."""
+    model = dict(state)
+    model["text_encoder.embeddings.position_ids"] = torch.arange(max_positions)[None]
+    args = argparse.Namespace(backbone="video_swin_b_p4w7", with_box_refine=True)
+    torch.save(
+        {"model": model, "optimizer": {}, "lr_scheduler": {}, "epoch": 3, "args": args}, path
+    )
+    return path
+
+
+def _fixture_state(name: str) -> dict[str, torch.Tensor]:
+    return torch.load(parity_dir(name) / "state_dict.pt", weights_only=True)
+
+
+def _referformer_file(path: Path) -> Path:
+    """The referformer fixture's weights saved as upstream saves a ReferFormer checkpoint."""
+    config = json.loads((parity_dir("referformer") / "config.json").read_text())
+    positions = config["build"]["roberta_config"]["max_position_embeddings"]
+    return _competition_file(path, _fixture_state("referformer"), positions)
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_entry_loads_the_competition_layout_strictly(tmp_path: Path) -> None:
+    entry = load_model_entry("mutr")
+    assert entry.variants == ("full", "tiny") and entry.value_domain == "logit"
+    assert entry.checkpoint_file == "mutr.pth"
+    source = tiny_model(seed=1)
+    positions = source.config.text.max_position_embeddings
+    path = _competition_file(tmp_path / "ckpt.pth", source.state_dict(), positions)
+    target = entry.build("tiny")
+    report = load_checkpoint(target, path, entry.checkpoint_rules)
+    assert report.ok and report.container == "model"
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+@pytest.mark.parity
+def test_a_referformer_checkpoint_is_refused_with_a_report_and_nothing_loaded(
+    tmp_path: Path,
+) -> None:
+    referformer = _fixture_state("referformer")
+    path = _referformer_file(tmp_path / "referformer.pth")
+    model = build(fixture_config(parity_dir("mutr")))
+    before = _snapshot(model)
+    with pytest.raises(CheckpointMismatch) as caught:
+        load_checkpoint(model, path, load_model_entry("mutr").checkpoint_rules)
+    report = caught.value.report
+    # what MUTR has and ReferFormer lacks, from the two fixtures' state dicts
+    assert sorted(report.missing) == sorted(set(_fixture_state("mutr")) - set(referformer))
+    assert {k.split(".")[0] for k in report.missing} == {"MTA", "mti"}
+    assert report.unexpected == [] and report.misshaped == []
+    assert "does not match the model" in str(caught.value)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_damaged_and_foreign_files(tmp_path: Path) -> None:
+    entry = load_model_entry("mutr")
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(InputError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(entry.build("tiny"), truncated, entry.checkpoint_rules)
+    state = tiny_model().state_dict()
+    del state["mti.query_feat.weight"]
+    state["mti.extra.weight"] = torch.zeros(1)
+    state["MTA.layers.0.linear1.weight"] = torch.zeros(3, 3)
+    path = _competition_file(tmp_path / "bad.pth", state, TINY.text.max_position_embeddings)
+    with pytest.raises(CheckpointMismatch) as caught:
+        load_checkpoint(entry.build("tiny"), path, entry.checkpoint_rules)
+    report = caught.value.report
+    assert report.missing == ["mti.query_feat.weight"]
+    assert report.unexpected == ["mti.extra.weight"]
+    assert [k for k, *_ in report.misshaped] == ["MTA.layers.0.linear1.weight"]
+
+
+def _dataset(root: Path) -> Path:
+    specs = [
+        VideoSpec("vid_a", expressions=2, frames=3, size=(36, 48)),
+        VideoSpec("vid_b", expressions=1, frames=1, size=(40, 40)),
+    ]
+    write_refytvos(root, "valid", specs)
+    return root
+
+
+def test_driver_run_with_the_tiny_variant(tmp_path: Path) -> None:
+    dataset = open_dataset("refytvos", _dataset(tmp_path / "data"), "valid")
+    settings = InferSettings(
+        variant="tiny",
+        checkpoint=None,
+        pretrained=pretrained_folder(tmp_path / "pre"),
+        options={"short_side": "48"},
+    )
+    assert infer(load_model_entry("mutr"), dataset, tmp_path / "run", settings)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["model"] == "mutr" and run["value_domain"] == "logit"
+    assert run["options"] == {"short_side": "48"}
+    scores = json.loads((tmp_path / "run" / "scores" / "vid_a.json").read_text())
+    assert sorted(scores) == sorted(dataset.video("vid_a").exp_ids)
+    assert all(len(v) == 3 and len(set(v)) == 1 for v in scores.values())  # constant over time
+
+
+@pytest.mark.parity
+def test_cli_refuses_a_referformer_checkpoint_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _dataset(tmp_path / "data")
+    pretrained = pretrained_folder(tmp_path / "pre")
+    env = tmp_path / "paths.env"
+    env.write_text(
+        f"DATA = {data}\nPRETRAINED = {pretrained}\nCHECKPOINTS = {tmp_path}\n"
+        f"WORK = {tmp_path / 'work'}\nSPLIT = valid\n"
+    )
+    for name in ("DATA", "PRETRAINED", "CHECKPOINTS", "WORK", "SPLIT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RVOS_PATHS_ENV", str(env))
+    path = _referformer_file(tmp_path / "referformer_ft.pth")
+    out = tmp_path / "run"
+    args = ["mutr", "--out", str(out), "--variant", "tiny", "--checkpoint", str(path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not match the model" in err and "mti" in err
+    assert not out.exists()
+    assert checkpoint_cli.main(["report", "mutr", str(path), "--variant", "tiny"]) == 1
