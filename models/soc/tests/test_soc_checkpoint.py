@@ -10,11 +10,12 @@ import pytest
 import torch
 from soc_testlib import competition_file, tiny_model
 
-from rvos_core.checkpoint import CheckpointMismatch, load_checkpoint
-from rvos_core.errors import InputError
+from rvos_core.checkpoint import CheckpointMismatch, check_checkpoint, load_checkpoint
+from rvos_core.errors import ConfigError, InputError
+from rvos_core.paths import load_paths
 from rvos_core.predictor import load_model_entry
 from rvos_core.testing import parity_dir
-from rvos_soc import CHECKPOINT_RULES, TINY
+from rvos_soc import CHECKPOINT_RULES, ENTRY, TINY
 
 
 def _positions() -> int:
@@ -126,3 +127,18 @@ def test_unreadable_files(tmp_path: Path) -> None:
     torch.save({"epoch": 3, "model_state_dict": {}}, empty)
     with pytest.raises(InputError, match="no state dict found"):
         load_checkpoint(tiny_model(), empty, CHECKPOINT_RULES)
+
+
+@pytest.mark.weights
+def test_the_real_checkpoint_loads_strictly() -> None:
+    try:
+        path = load_paths().checkpoints / ENTRY.checkpoint_file
+    except ConfigError as exc:
+        pytest.skip(f"no paths.env: {exc}")
+    if not path.is_file():
+        pytest.skip(f"{path} is not there (CHECKPOINTS in paths.env)")
+    with torch.device("meta"):
+        model = ENTRY.build("full")
+    report = check_checkpoint(model, path, CHECKPOINT_RULES)
+    assert report.ok, report.format()
+    assert report.container == "model_state_dict"
