@@ -160,17 +160,16 @@ class TemporalQueryModule(nn.Module):
         self.num_queries = num_queries
         self.nheads = nheads
 
-        def attention() -> dict[str, float | int]:
-            return {"d_model": d_model, "nhead": nheads, "dropout": dropout}
+        attention = {"d_model": d_model, "nhead": nheads, "dropout": dropout}
 
         def ffn() -> FFNLayer:
             return FFNLayer(d_model=d_model, dim_feedforward=dim_feedforward, dropout=dropout)
 
         self.transformer_self_attention_layers = nn.ModuleList(
-            SelfAttentionLayer(**attention()) for _ in range(dec_layers)
+            SelfAttentionLayer(**attention) for _ in range(dec_layers)
         )
         self.transformer_cross_attention_layers = nn.ModuleList(
-            CrossAttentionLayer(**attention()) for _ in range(dec_layers)
+            CrossAttentionLayer(**attention) for _ in range(dec_layers)
         )
         self.transformer_ffn_layers = nn.ModuleList(ffn() for _ in range(dec_layers))
         self.fq_pos = nn.Embedding(num_frame_queries, d_model)
@@ -178,7 +177,7 @@ class TemporalQueryModule(nn.Module):
         self.query_feat = nn.Embedding(num_queries, d_model) if learned_query_feat else None
         self.decoder_norm = nn.LayerNorm(d_model)
         self.enc_self_attn = nn.ModuleList(
-            SelfAttentionLayer(**attention()) for _ in range(enc_layers)
+            SelfAttentionLayer(**attention) for _ in range(enc_layers)
         )
         self.enc_ffn = nn.ModuleList(ffn() for _ in range(enc_layers))
 
