@@ -126,6 +126,21 @@ def test_driver_run_with_the_tiny_variant(tmp_path: Path) -> None:
     assert all(len(v) == 3 and len(set(v)) == 1 for v in scores.values())  # constant over time
 
 
+def test_driver_run_in_bf16_on_the_cpu(tmp_path: Path) -> None:
+    dataset = open_dataset("refytvos", _dataset(tmp_path / "data"), "valid")
+    settings = InferSettings(
+        variant="tiny",
+        checkpoint=None,
+        pretrained=pretrained_folder(tmp_path / "pre"),
+        precision="bf16",
+        options={"short_side": "32"},
+        save_probs=True,
+    )
+    assert infer(load_model_entry("mutr"), dataset, tmp_path / "run", settings)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["precision"] == "bf16" and run["has_probs"]
+
+
 @pytest.mark.parity
 def test_cli_refuses_a_referformer_checkpoint_before_writing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -106,6 +106,13 @@ def test_a_video_without_frames_is_an_input_error(model, tmp_path: Path) -> None
         list(predictor.predict([], TEXTS[:1]))
 
 
+def test_an_expression_too_long_for_the_text_encoder(model, tmp_path: Path) -> None:
+    predictor = MUTRPredictor(model, tiny_tokenizer(tmp_path), CPU, short_side=SHORT)
+    too_long = " ".join(["the black dog"] * model.config.text.max_tokens)
+    with pytest.raises(InputError, match="tokens; the roberta text encoder takes at most"):
+        list(predictor.predict(frames(2, (32, 40)), [too_long]))
+
+
 def test_create_predictor_options(model, tmp_path: Path) -> None:
     root = pretrained_folder(tmp_path)
 

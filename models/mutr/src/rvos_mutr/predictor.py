@@ -60,12 +60,13 @@ class MUTRPredictor:
         """Yield one prediction per text (probs float32 [T, H0, W0], scores [T])."""
         if not frames:
             raise InputError(None, "a video without frames cannot be predicted")
+        tokenized = [self.tokenizer([text]) for text in texts]  # a bad text fails before any work
         original = (frames[0].height, frames[0].width)
         video = preprocess_frames(frames, self.short_side).to(self.device)
         size = torch.tensor(video.shape[-2:], dtype=torch.int64, device=self.device)
         features = self.model.encode_video(video) if self.reuse_backbone else None
-        for text in texts:
-            tokens = self.tokenizer([text]).to(self.device)
+        for tokens in tokenized:
+            tokens = tokens.to(self.device)
             words = self.model.encode_text(tokens.input_ids, tokens.attention_mask)
             out = self.model.decode(
                 features if features is not None else self.model.encode_video(video), words, size
