@@ -102,6 +102,7 @@ class UninextPredictor:
         features = [self._encode(chunk) for chunk in chunks] if self.reuse_backbone else None
         return PreparedVideo(chunks, features, (size[1], size[0]))
 
+    @torch.inference_mode()
     def _encode(self, chunk: Sequence[Image.Image]) -> VisualFeatures:
         config = self.model.config
         batch: FrameBatch = prepare_frames(
@@ -109,6 +110,7 @@ class UninextPredictor:
         )
         return self.model.encode_frames(batch)
 
+    @torch.inference_mode()
     def predict_tokens(self, video: PreparedVideo, tokens: Tokens) -> ExpressionPrediction:
         """One expression, already tokenized ([1, L]), on a prepared video."""
         text = self.model.encode_text(tokens.input_ids, tokens.attention_mask)
