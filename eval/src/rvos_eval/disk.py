@@ -89,40 +89,55 @@ class Disk:
             points: int64 [N], flat indices into the integral of the query pixels (every
                 footprint offset of them must stay inside the integral: pad by ``reach``).
 
-        Tests run on shrinking sets: the largest rectangle, then the bounding rectangle (drops
-        what is out of reach), then the other rectangles.
+        The largest rectangle decides most points; of the others, those with nothing in the
+        bounding rectangle are out of reach; the few left are tested against all the other
+        rectangles at once.
         """
-        lowest, tests = _plan(self, width)
-        left = points + lowest
-        matched = 0
-        for (a, b, c, d), positive in tests:
-            hit = (
-                integral[a:][left] - integral[b:][left] - integral[c:][left] + integral[d:][left]
-            ) > 0
-            if positive:
-                count = int(np.count_nonzero(hit))
-                if count:
-                    matched += count
-                    left = left[~hit]
-            else:
-                left = left[hit]
-            if not left.size:
-                break
+        plan = _plan(self, width)
+        left = points + plan.lowest
+        first = _rect_sums(integral, left, plan.first) > 0
+        matched = int(np.count_nonzero(first))
+        left = left[~first]
+        if left.size:
+            left = left[_rect_sums(integral, left, plan.outer) > 0]
+        if left.size and plan.rest.size:
+            corners = integral[left[:, None] + plan.rest[None, :]].reshape(left.size, -1, 4)
+            sums = corners[..., 0] - corners[..., 1] - corners[..., 2] + corners[..., 3]
+            matched += int(np.count_nonzero((sums > 0).any(axis=1)))
         return matched
 
 
+def _rect_sums(
+    integral: np.ndarray, left: np.ndarray, corners: tuple[int, int, int, int]
+) -> np.ndarray:
+    """Sums [N] of one rectangle at each of ``left`` (flat indices shifted by the plan's lowest)."""
+    a, b, c, d = corners
+    return integral[a:][left] - integral[b:][left] - integral[c:][left] + integral[d:][left]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Corner offsets of Disk.matched's tests for one integral row length, shifted to be >= 0.
+
+    Attributes:
+        lowest: the shift (added to every query index).
+        first, outer: corners of the largest and of the bounding rectangle.
+        rest: int64 [4 (K - 1)], corners of the other rectangles.
+    """
+
+    lowest: int
+    first: tuple[int, int, int, int]
+    outer: tuple[int, int, int, int]
+    rest: np.ndarray
+
+
 @lru_cache(maxsize=256)
-def _plan(disk: Disk, width: int) -> tuple[int, tuple[tuple[tuple[int, int, int, int], bool], ...]]:
-    """The tests of Disk.matched for integral rows of ``width``: corner offsets shifted to be >= 0."""
-    order = [(disk.rectangles[0], True), (disk.outer, False)]
-    order += [(r, True) for r in disk.rectangles[1:]]
-    corners = [_corner_offsets(r, width) for r, _ in order]
+def _plan(disk: Disk, width: int) -> _Plan:
+    corners = [_corner_offsets(r, width) for r in (*disk.rectangles, disk.outer)]
     lowest = min(min(c) for c in corners)
-    shifted = tuple(
-        (tuple(o - lowest for o in c), positive)
-        for c, (_, positive) in zip(corners, order, strict=True)
-    )
-    return lowest, shifted  # type: ignore[return-value]
+    shifted = [tuple(o - lowest for o in c) for c in corners]
+    rest = np.array(shifted[1:-1], dtype=np.int64).reshape(-1)
+    return _Plan(lowest, shifted[0], shifted[-1], rest)  # type: ignore[arg-type]
 
 
 def _corner_offsets(rect: Rect, width: int) -> tuple[int, int, int, int]:
