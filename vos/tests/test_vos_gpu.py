@@ -5,29 +5,25 @@ from __future__ import annotations
 
 import pytest
 import torch
-from vos_testlib import MARGIN, fixture_config, load_pt, tiny_net
+from vos_testlib import MARGIN, load_pt, tiny_net
 
 from rvos_core.precision import inference_context
+from rvos_core.testing import parity_dir
+from rvos_vos.parity import fixture_views, stored_frame
 from rvos_vos.procedure import MultiViewTracker, bidirectional
 from rvos_vos.propagators import PROPAGATORS
-from rvos_vos.views import ViewConfig
 
 pytestmark = [pytest.mark.gpu, pytest.mark.parity]
 
 
 def run(name: str, precision: str) -> dict[int, torch.Tensor]:
+    """The free-running procedure on the fixture clip, on the GPU: t -> label."""
     device = torch.device("cuda")
+    fixture = parity_dir(name)
     trace = load_pt(name, "trace_bidirectional.pt")
     net = tiny_net(name).to(device)
     propagator = PROPAGATORS[name]
-    scales = tuple(sorted({v["scale"] for v in trace["views"]}))
-    views = ViewConfig(scales=scales, max_size=fixture_config(name)["procedure"]["TEST_MAX_SIZE"])
-    stored = load_pt(name, "clip.pt")["views_normalized"]
-
-    def frame(t: int) -> list[torch.Tensor]:
-        images = [next(v for k, v in stored.items() if float(k) == s)[t] for s in scales]
-        return [torch.stack([x, x.flip(-1)]).to(device) for x in images]
-
+    views = fixture_views(fixture, trace)
     tracker = MultiViewTracker(
         net,
         propagator.policy(net.config, trace["long_term_mem_gap"]),
@@ -35,6 +31,10 @@ def run(name: str, precision: str) -> dict[int, torch.Tensor]:
         views,
         tuple(trace["key_mask"].shape),
     )
+
+    def frame(t: int) -> list[torch.Tensor]:
+        return [v.to(device) for v in stored_frame(fixture, t, views)]
+
     key = trace["key_mask"].long().to(device)
     count = trace["final"]["label"].shape[0]
     with inference_context(device, precision):

@@ -17,7 +17,7 @@ from rvos_core.data import Dataset, open_dataset
 from rvos_core.runfolder import Run, RunWriter, VideoResult
 from rvos_core.testing import parity_dir
 from rvos_vos.network import PropagationNet
-from rvos_vos.propagators import PROPAGATORS
+from rvos_vos.parity import fixture_network
 
 SPLIT = "valid"
 # Labels are compared where the stored averaged probability has top-1 - top-2 above this (READMEs).
@@ -45,10 +45,7 @@ def upstream_config(name: str) -> dict[str, Any]:
 
 def tiny_net(name: str) -> PropagationNet:
     """The fixture's tiny network with its weights (strict load)."""
-    propagator = PROPAGATORS[name]
-    net = propagator.build(propagator.config_type.from_upstream(upstream_config(name)))
-    net.load_state_dict(load_pt(name, "state_dict.pt"), strict=True)
-    return net.eval()
+    return fixture_network(name, parity_dir(name))
 
 
 def write_checkpoint(name: str, path: Path, prefix: str = "module.") -> Path:
