@@ -10,6 +10,7 @@ import torch
 from referformer_testlib import TEXTS, frames, tiny_model, tiny_tokenizer
 
 from rvos_core.errors import ConfigError
+from rvos_core.precision import inference_context
 from rvos_core.predictor import PredictorContext
 from rvos_referformer import ReferFormerPredictor, create_predictor, preprocess_frames
 
@@ -57,6 +58,20 @@ def test_predictor_with_and_without_reuse(model, tmp_path: Path) -> None:
         assert a.probs.shape == (4, 40, 60) and a.probs.dtype == np.float32
         assert a.scores.shape == (4,)
         assert np.array_equal(a.probs, b.probs) and np.array_equal(a.scores, b.scores)
+
+
+def test_bf16_autocast_runs_close_to_fp32(model, tmp_path: Path) -> None:
+    tokenizer = tiny_tokenizer(tmp_path)
+    video = frames(count=3, size=(40, 60))
+    predictor = ReferFormerPredictor(model, tokenizer, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    with inference_context(cpu, "fp32"):
+        (full,) = predictor.predict(video, TEXTS[:1])
+    with inference_context(cpu, "bf16"):
+        (half,) = predictor.predict(video, TEXTS[:1])
+    assert half.probs.dtype == np.float32 and np.isfinite(half.probs).all()
+    assert np.abs(half.probs - full.probs).max() < 0.25
+    assert np.abs(half.scores - full.scores).max() < 0.05
 
 
 def test_frame_chunks(model, tmp_path: Path) -> None:

@@ -11,8 +11,10 @@ from rvos_referformer.model import (
     build,
 )
 from rvos_referformer.predictor import ReferFormerPredictor, create_predictor
+from rvos_referformer.weights import CHECKPOINT_RULES, load_checkpoint
 
 __all__ = [
+    "CHECKPOINT_RULES",
     "FULL",
     "TINY",
     "VARIANTS",
@@ -25,6 +27,7 @@ __all__ = [
     "VideoPrediction",
     "build",
     "create_predictor",
+    "load_checkpoint",
     "postprocess",
     "preprocess_frames",
     "resize_short_side",
