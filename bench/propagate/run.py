@@ -83,11 +83,11 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     frames, key = synthetic_clip(args.frames + 1, height, width)
     views = ViewConfig()
     tracker = MultiViewTracker(
-        net,
-        propagator.policy(config, args.gap, args.max_long_term),
-        propagator.live_ids(config, objects=1),
-        views,
-        (height, width),
+        net=net,
+        policy=propagator.policy(config, args.gap, args.max_long_term),
+        live_ids=propagator.live_ids(config, objects=1),
+        views=views,
+        size=(height, width),
     )
 
     def frame_views(t: int) -> list[torch.Tensor]:

@@ -25,11 +25,11 @@ def run(name: str, precision: str) -> dict[int, torch.Tensor]:
     propagator = PROPAGATORS[name]
     views = fixture_views(fixture, trace)
     tracker = MultiViewTracker(
-        net,
-        propagator.policy(net.config, trace["long_term_mem_gap"]),
-        propagator.live_ids(net.config, objects=1),
-        views,
-        tuple(trace["key_mask"].shape),
+        net=net,
+        policy=propagator.policy(net.config, trace["long_term_mem_gap"]),
+        live_ids=propagator.live_ids(net.config, objects=1),
+        views=views,
+        size=tuple(trace["key_mask"].shape),
     )
 
     def frame(t: int) -> list[torch.Tensor]:

@@ -99,7 +99,7 @@ def tiny_session(policy: MemoryPolicy) -> tuple[Session, torch.Tensor, torch.Ten
     image = torch.randn(1, 3, 64, 96)
     label = torch.zeros(1, 1, 64, 96, dtype=torch.long)
     label[..., 16:40, 30:60] = 1
-    return Session(net, policy, live_ids=1), image, label
+    return Session(net=net, policy=policy, live_ids=1), image, label
 
 
 def test_memory_cap_keeps_references_and_the_newest_frames() -> None:

@@ -164,7 +164,7 @@ def _check_single_view(
     trace = _load(fixture, "trace_single_view.pt")
     views = fixture_views(fixture, trace)
     policy = propagator.policy(net.config, trace["long_term_mem_gap"])
-    session = Session(net, policy, _live(trace))
+    session = Session(net=net, policy=policy, live_ids=_live(trace))
     ids = _live(trace) + 1
     (single,) = trace["passes"]
     reference = single["reference"]
@@ -205,7 +205,13 @@ def _tracker(
 ) -> MultiViewTracker:
     views = fixture_views(fixture, trace)
     policy = propagator.policy(net.config, trace["long_term_mem_gap"])
-    return MultiViewTracker(net, policy, _live(trace), views, tuple(trace["key_mask"].shape))
+    return MultiViewTracker(
+        net=net,
+        policy=policy,
+        live_ids=_live(trace),
+        views=views,
+        size=tuple(trace["key_mask"].shape),
+    )
 
 
 def _per_view(trk: MultiViewTracker, label: Tensor) -> list[Tensor]:

@@ -39,6 +39,7 @@ class MultiViewTracker:
 
     def __init__(
         self,
+        *,
         net: PropagationNet,
         policy: MemoryPolicy,
         live_ids: int,
@@ -47,7 +48,9 @@ class MultiViewTracker:
     ) -> None:
         self.views, self.size = views, size
         self.view_sizes = views.sizes(*size)
-        self.sessions = [Session(net, policy, live_ids) for _ in self.view_sizes]
+        self.sessions = [
+            Session(net=net, policy=policy, live_ids=live_ids) for _ in self.view_sizes
+        ]
         self.last_lowres: list[Tensor] = []
 
     def add_reference(self, frame: FrameViews, label: Tensor) -> None:

@@ -55,6 +55,16 @@ class Settings:
     device: torch.device
     precision: str
 
+    def tracker(self, net: PropagationNet, size: tuple[int, int]) -> MultiViewTracker:
+        """The views' sessions for one expression; the key mask (PNG > 0) is one object."""
+        return MultiViewTracker(
+            net=net,
+            policy=self.policy,
+            live_ids=self.propagator.live_ids(self.config, objects=1),
+            views=self.views,
+            size=size,
+        )
+
     def record(self) -> dict[str, Any]:
         """What run.json records (and what a resumed run must repeat)."""
         return {
@@ -235,13 +245,7 @@ def propagate_video(
         out.write_png(job.exp_id, job.key, job.key_png, size)
         if key_mask.any():
             label = torch.from_numpy(key_mask.astype(np.int64)).to(settings.device)
-            tracker = MultiViewTracker(
-                net,
-                settings.policy,
-                settings.propagator.live_ids(settings.config, objects=1),
-                settings.views,
-                size,
-            )
+            tracker = settings.tracker(net, size)
             for t, predicted in bidirectional(tracker, frames, job.key, label, len(video.frames)):
                 out.write_mask(job.exp_id, t, (predicted > 0).cpu().numpy())
                 bar.update(1)

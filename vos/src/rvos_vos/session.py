@@ -92,7 +92,7 @@ class Session:
             fp32), as upstream's decoder does for ids above the object count.
     """
 
-    def __init__(self, net: PropagationNet, policy: MemoryPolicy, live_ids: int) -> None:
+    def __init__(self, *, net: PropagationNet, policy: MemoryPolicy, live_ids: int) -> None:
         self.net, self.policy, self.live_ids = net, policy, live_ids
         self.frame_step = 0
         self.last_mem_step = -1
