@@ -90,6 +90,10 @@ class Session:
         policy: the memory schedule.
         live_ids: decoded identities 1..live_ids stay live; higher ones get logit -1e10 (-1e4 below
             fp32), as upstream's decoder does for ids above the object count.
+
+    ``features`` / ``embs`` hold the last frame's encoder maps and layer outputs (for inspection
+    and the parity checks); ``frame_step``, ``last_mem_step`` and ``long`` are upstream's counters
+    and memory.
     """
 
     def __init__(self, *, net: PropagationNet, policy: MemoryPolicy, live_ids: int) -> None:
