@@ -109,3 +109,20 @@ def test_overlaps_resolved_by_stored_probabilities(tmp_path: Path, dataset: Data
     assert with_probs.mean_over_runs["J&F-Mean"] == 1.0
     without = refdavis.evaluate(dataset, tmp_path / "probs", "run", use_probs=False)
     assert without.mean_over_runs["J&F-Mean"] < 1.0
+
+
+def test_missing_ground_truth_and_wrong_size_prediction(
+    tmp_path: Path, dataset: Dataset, capsys: pytest.CaptureFixture
+) -> None:
+    run = half_right(dataset, tmp_path)
+    common = ["--dataset", "refdavis", "--data", str(dataset.root.parent), "--split", "valid"]
+    argv = [str(run), *common, "--out", str(tmp_path / "out"), "--workers", "1"]
+    png = run / "Annotations" / "v" / "4" / "00002.png"
+    png.write_bytes((run / "Annotations" / "v" / "4" / "00001.png").read_bytes()[:40])
+    assert main(argv) == 2
+    assert f"{png}: " in capsys.readouterr().err
+    annotation = dataset.root / "valid" / "Annotations" / "v" / "00001.png"
+    annotation.unlink()
+    assert main(argv) == 2
+    assert f"{annotation}: annotation PNG is missing" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
