@@ -111,6 +111,10 @@ class UninextConfig:
             raise ConfigError(
                 "hidden_dim must be 256 (DINO's 512-wide box sine embedding feeds ref_point_head)"
             )
+        if not 0 <= self.num_vl_layers <= self.enc_layers:
+            raise ConfigError(
+                f"num_vl_layers {self.num_vl_layers} must be between 0 and enc_layers {self.enc_layers}"
+            )
         if self.text.hidden_size != self.lang_dim:
             raise ConfigError(
                 f"text encoder width {self.text.hidden_size} differs from lang_dim {self.lang_dim}"

@@ -82,14 +82,6 @@ class VisualFeatures(NamedTuple):
     poses: list[Tensor]
     image_sizes: tuple[tuple[int, int], ...]
 
-    def select(self, index: slice) -> VisualFeatures:
-        return VisualFeatures(
-            [s[index] for s in self.srcs],
-            [m[index] for m in self.masks],
-            [p[index] for p in self.poses],
-            self.image_sizes[index],
-        )
-
 
 class FrameOutputs(NamedTuple):
     """Last-decoder-layer predictions per frame: pred_logits [N, Q, 1], pred_boxes [N, Q, 4]

@@ -49,8 +49,12 @@ def _load(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
 def _config(fixture: Path) -> dict[str, Any]:
-    return json.loads((fixture / "config.json").read_text())
+    return _json(fixture / "config.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,7 +117,7 @@ def convnext_parity(fixture: Path, check: ParityCheck) -> None:
 
 def preprocess_parity(fixture: Path, check: ParityCheck) -> None:
     """``uninext/preprocess``: uint8-exact resize, padded size, mask and normalised values."""
-    spec = _config_file(fixture / "cases.json")
+    spec = _json(fixture / "cases.json")
     short, longest = spec["short_edge"], spec["max_size"]
     for name, case in spec["cases"].items():
         original = Image.open(fixture / name / "original.png").convert("RGB")
@@ -141,10 +145,6 @@ def preprocess_parity(fixture: Path, check: ParityCheck) -> None:
                 batch.tensors[..., -rows:, :],
                 tensors["padded_input_last120rows"],
             )
-
-
-def _config_file(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
 
 
 # ---------------------------------------------------------------------------------------------

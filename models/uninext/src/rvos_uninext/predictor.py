@@ -20,7 +20,6 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -124,7 +123,7 @@ class UninextPredictor:
             scores.append(best)
         return ExpressionPrediction(
             probs=torch.cat(probs).float().cpu().numpy(),
-            scores=torch.cat(scores).double().cpu().numpy().astype(np.float64),
+            scores=torch.cat(scores).double().cpu().numpy(),
         )
 
 

@@ -79,13 +79,6 @@ class FrameBatch:
     mask: Tensor
     image_sizes: tuple[tuple[int, int], ...]
 
-    def __getitem__(self, index: slice) -> FrameBatch:
-        """Frames ``index`` (a slice), keeping the padded size."""
-        return FrameBatch(self.tensors[index], self.mask[index], self.image_sizes[index])
-
-    def to(self, device: torch.device) -> FrameBatch:
-        return FrameBatch(self.tensors.to(device), self.mask.to(device), self.image_sizes)
-
 
 def pad_batch(images: Sequence[Tensor], divisibility: int = SIZE_DIVISIBILITY) -> FrameBatch:
     """[3, h_i, w_i] float frames -> FrameBatch padded to multiples of ``divisibility``.

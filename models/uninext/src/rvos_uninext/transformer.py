@@ -37,6 +37,7 @@ from rvos_core.layers.deformable_transformer import (
     valid_ratios,
 )
 from rvos_core.layers.mlp import MLP
+from rvos_core.text import FeatureResizer
 from rvos_uninext.fusion import VLFuse
 
 
@@ -59,18 +60,6 @@ def box_sine_embedding(
         )
     parts[0], parts[1] = parts[1], parts[0]
     return torch.cat(parts, dim=2)
-
-
-class FeatureResizer(nn.Module):
-    """Linear -> LayerNorm(eps 1e-12) (upstream ``FeatureResizer``; dropout omitted)."""
-
-    def __init__(self, *, input_dim: int, output_dim: int) -> None:
-        super().__init__()
-        self.fc = nn.Linear(input_dim, output_dim)
-        self.layer_norm = nn.LayerNorm(output_dim, eps=1e-12)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layer_norm(self.fc(x))
 
 
 def average_text(hidden: Tensor, mask: Tensor) -> Tensor:
@@ -118,8 +107,7 @@ class VLEncoder(nn.Module):
     ):
         super().__init__()
         self.vl_layers = nn.ModuleList(
-            fusion if i == 0 else (_clone(fusion) if i < num_vl_layers else nn.Identity())
-            for i in range(num_layers)
+            _clone(fusion) if i < num_vl_layers else nn.Identity() for i in range(num_layers)
         )
         self.layers = nn.ModuleList(_clone(layer) for _ in range(num_layers))
 
@@ -138,7 +126,8 @@ class BoxQueryDecoder(nn.Module):
     """Decoder over box references: sine(box) -> ``ref_point_head`` -> query positions.
 
     ``bbox_embed`` / ``class_embed`` are the detector's head lists (assigned by the detector,
-    stored twice in checkpoints as upstream does). ``refine=False`` is upstream's reid head.
+    stored twice in checkpoints as upstream does); ``run_layers`` without ``bbox_embed`` keeps the
+    boxes fixed (upstream's reid head).
     """
 
     def __init__(self, *, layer: DeformableTransformerDecoderLayer, num_layers: int, d_model: int):
@@ -244,7 +233,7 @@ class DinoVLTransformer(nn.Module):
         self.tgt_embed = nn.Embedding(num_proposals, d_model)
         self.enc_output = nn.Linear(d_model, d_model)
         self.enc_output_norm = nn.LayerNorm(d_model)
-        self.resizer = FeatureResizer(input_dim=lang_dim, output_dim=d_model)
+        self.resizer = FeatureResizer(in_features=lang_dim, out_features=d_model)
 
     def flatten(
         self, srcs: Sequence[Tensor], masks: Sequence[Tensor], poses: Sequence[Tensor]
