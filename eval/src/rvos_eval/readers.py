@@ -98,20 +98,21 @@ def _check_rle(rle: Any, shape: tuple[int, int], source: Path, where: str) -> di
 
 def decode_rles(
     rles: Sequence[Any], shape: tuple[int, int], source: Path, where: Sequence[str]
-) -> np.ndarray:
-    """bool [N, H, W] of N COCO RLEs of size ``shape`` (``where[i]`` names entry i in errors).
+) -> list[np.ndarray]:
+    """bool [H, W] (C-contiguous) of each of N COCO RLEs of size ``shape``.
 
-    The structure and size are checked; the run lengths themselves are trusted (pycocotools decodes
-    them as the official script does).
+    ``where[i]`` names entry i in errors. The structure and size are checked; the run lengths
+    themselves are trusted (pycocotools decodes them as the official script does).
     """
     if not rles:
-        return np.zeros((0, *shape), np.bool_)
+        return []
     ready = [_check_rle(r, shape, source, w) for r, w in zip(rles, where, strict=True)]
     with warnings.catch_warnings():
         # pycocotools 2.0.11 still calls np.array(..., copy=False) on its own type
         warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
         try:
-            decoded = coco_mask.decode(ready)
+            decoded = coco_mask.decode(ready)  # uint8 0/1 [H, W, N], column-major
         except (ValueError, TypeError) as exc:
             raise InputError(source, f"{where[0]}..: undecodable RLE: {exc}") from None
-    return np.ascontiguousarray(np.moveaxis(decoded, 2, 0), dtype=np.bool_)
+    # plane.T is a row-major [W, H] view; cv2.transpose makes the row-major [H, W] copy fast
+    return [cv2.transpose(decoded[:, :, i].T).view(np.bool_) for i in range(len(ready))]
