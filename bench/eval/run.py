@@ -17,6 +17,7 @@ numbers on every frame (asserted). Synthetic masks, two models:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import sys
@@ -28,9 +29,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reference  # noqa: E402
+import reference
 
-from rvos_eval.metrics import frame_jf  # noqa: E402
+from rvos_eval.metrics import frame_jf
 
 SIZES = ((480, 854), (720, 1280))
 Pair = tuple[np.ndarray, np.ndarray]
@@ -48,7 +49,9 @@ def blob(shape: tuple[int, int], centre: np.ndarray, radii: np.ndarray, phase: f
 def smooth_noise(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """float32 [H, W], unit standard deviation, correlated over ~10 px."""
     coarse = rng.standard_normal((shape[0] // 8 + 2, shape[1] // 8 + 2)).astype(np.float32)
-    field = cv2.GaussianBlur(cv2.resize(coarse, shape[::-1], interpolation=cv2.INTER_CUBIC), (0, 0), 3)
+    field = cv2.GaussianBlur(
+        cv2.resize(coarse, shape[::-1], interpolation=cv2.INTER_CUBIC), (0, 0), 3
+    )
     return field / field.std()
 
 
@@ -97,7 +100,9 @@ def official(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     return reference.jaccard(truth, pred), reference.boundary_f(truth, pred)
 
 
-def time_per_frame(fn: Callable[[np.ndarray, np.ndarray], object], pairs: list[Pair], repeat: int) -> float:
+def time_per_frame(
+    fn: Callable[[np.ndarray, np.ndarray], object], pairs: list[Pair], repeat: int
+) -> float:
     """Best CPU milliseconds per frame over ``repeat`` passes."""
     best = float("inf")
     for _ in range(repeat):
@@ -108,6 +113,18 @@ def time_per_frame(fn: Callable[[np.ndarray, np.ndarray], object], pairs: list[P
     return 1e3 * best / len(pairs)
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what platform knows, and the CPU count."""
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name} ({os.cpu_count()} CPUs)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=8)
@@ -116,8 +133,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     cv2.setNumThreads(1)
-    print(f"CPU: {platform.processor() or platform.machine()}, numpy {np.__version__}, OpenCV {cv2.__version__}")
-    print(f"{'masks':6} {'size':>9} {'frames':>6} {'official ms':>11} {'ours ms':>8} {'speed-up':>8}  identical")
+    print(
+        f"CPU: {platform.processor() or platform.machine()}, numpy {np.__version__}, OpenCV {cv2.__version__}"
+    )
+    print(
+        f"{'masks':6} {'size':>9} {'frames':>6} {'official ms':>11} {'ours ms':>8} {'speed-up':>8}  identical"
+    )
     for model in ("mix", "large"):
         for shape in SIZES:
             rng = np.random.default_rng([args.seed, shape[0], len(model)])
@@ -126,7 +147,9 @@ def main() -> None:
             slow = time_per_frame(official, pairs, args.repeat)
             fast = time_per_frame(frame_jf, pairs, args.repeat)
             size = f"{shape[0]}x{shape[1]}"
-            print(f"{model:6} {size:>9} {len(pairs):>6} {slow:11.3f} {fast:8.3f} {slow / fast:7.1f}x  {same}")
+            print(
+                f"{model:6} {size:>9} {len(pairs):>6} {slow:11.3f} {fast:8.3f} {slow / fast:7.1f}x  {same}"
+            )
             assert same, "J or F differ from the official algorithm"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (max RSS): {peak:.0f} MiB")
