@@ -133,9 +133,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     cv2.setNumThreads(1)
-    print(
-        f"CPU: {platform.processor() or platform.machine()}, numpy {np.__version__}, OpenCV {cv2.__version__}"
-    )
+    print(f"CPU: {cpu_name()}, numpy {np.__version__}, OpenCV {cv2.__version__}")
     print(
         f"{'masks':6} {'size':>9} {'frames':>6} {'official ms':>11} {'ours ms':>8} {'speed-up':>8}  identical"
     )
