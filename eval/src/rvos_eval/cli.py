@@ -129,6 +129,7 @@ def _refdavis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str
 
 def _davis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
     data, split = _data_and_split(args)
+    split = davis.SPLIT_ALIASES.get(split, split)
     root = davis.find_root(Path(data))
     result = davis.evaluate(root, split, args.task, args.run, args.workers)
     table = result.table
