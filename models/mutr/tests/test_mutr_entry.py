@@ -11,14 +11,16 @@ import torch
 from mutr_testlib import pretrained_folder, tiny_model
 
 from rvos_core import checkpoint as checkpoint_cli
-from rvos_core.checkpoint import CheckpointMismatch, load_checkpoint
+from rvos_core.checkpoint import CheckpointMismatch, check_checkpoint, load_checkpoint
 from rvos_core.data import open_dataset
-from rvos_core.errors import InputError
+from rvos_core.errors import ConfigError, InputError
 from rvos_core.infer import InferSettings, infer, main
+from rvos_core.paths import load_paths
 from rvos_core.predictor import load_model_entry
 from rvos_core.synthetic import VideoSpec, write_refytvos
 from rvos_core.testing import parity_dir
-from rvos_mutr import TINY, build
+from rvos_mutr import CHECKPOINT_RULES, ENTRY, TINY, build
+from rvos_mutr import load_checkpoint as load_mutr
 from rvos_mutr.parity import fixture_config
 
 
@@ -163,3 +165,28 @@ def test_cli_refuses_a_referformer_checkpoint_before_writing(
     assert err.startswith("error: ") and "does not match the model" in err and "mti" in err
     assert not out.exists()
     assert checkpoint_cli.main(["report", "mutr", str(path), "--variant", "tiny"]) == 1
+
+
+def test_package_loader_is_the_entry_rules(tmp_path: Path) -> None:
+    source = tiny_model(seed=2)
+    path = _competition_file(
+        tmp_path / "mutr.pth", source.state_dict(), TINY.text.max_position_embeddings
+    )
+    target = build(TINY)
+    assert load_mutr(target, path).ok and ENTRY.checkpoint_rules is CHECKPOINT_RULES
+    assert torch.equal(target.mti.query_feat.weight, source.mti.query_feat.weight)
+
+
+@pytest.mark.weights
+def test_the_real_checkpoint_loads_strictly() -> None:
+    try:
+        path = load_paths().checkpoints / ENTRY.checkpoint_file
+    except ConfigError as exc:
+        pytest.skip(f"no paths.env: {exc}")
+    if not path.is_file():
+        pytest.skip(f"{path} is not there (CHECKPOINTS in paths.env)")
+    with torch.device("meta"):
+        model = ENTRY.build("full")
+    report = check_checkpoint(model, path, CHECKPOINT_RULES)
+    assert report.ok, report.format()
+    assert report.container == "model"

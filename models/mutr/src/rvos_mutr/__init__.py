@@ -1,10 +1,14 @@
 """MUTR (competition copy, Video-Swin-B) as an rvos model package."""
 
 from rvos_mutr.config import FULL, TINY, VARIANTS, MUTRConfig
+from rvos_mutr.entry import ENTRY
 from rvos_mutr.model import MTA, MUTR, MTALayer, MUTROutput, build
 from rvos_mutr.predictor import MUTRPredictor, create_predictor
+from rvos_mutr.weights import CHECKPOINT_RULES, load_checkpoint
 
 __all__ = [
+    "CHECKPOINT_RULES",
+    "ENTRY",
     "FULL",
     "MTA",
     "MUTR",
@@ -16,4 +20,5 @@ __all__ = [
     "MUTRPredictor",
     "build",
     "create_predictor",
+    "load_checkpoint",
 ]
