@@ -23,7 +23,7 @@ from rvos_core.paths import load_paths
 from rvos_core.runfolder import RUN_JSON, Run
 from rvos_eval import davis, mevis, refdavis
 from rvos_eval.parallel import default_workers
-from rvos_eval.report import mevis_csv, numbers, objects_csv, text_table, write_report
+from rvos_eval.report import mevis_csv, number, numbers, objects_csv, text_table, write_report
 from rvos_eval.stats import MEASURES
 
 DATASETS = ("mevis", "refdavis", "davis")
@@ -76,9 +76,9 @@ def _mevis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
         "dataset": "mevis",
         "split": dataset.split,
         "predictions": str(args.run),
-        "J": result.j,
-        "F": result.f,
-        "J&F": result.jf,
+        "J": number(result.j),
+        "F": number(result.f),
+        "J&F": number(result.jf),
         "num_expressions": len(result.expressions),
         "missing_videos": missing,
     }
@@ -114,9 +114,9 @@ def _refdavis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str
         "predictions": str(args.run),
         "layout": layout,
         "overlaps": overlaps[layout],
-        "J&F": overall["J&F-Mean"],
-        "J": overall["J-Mean"],
-        "F": overall["F-Mean"],
+        "J&F": number(overall["J&F-Mean"]),
+        "J": number(overall["J-Mean"]),
+        "F": number(overall["F-Mean"]),
         "mean_over_runs": numbers(overall),
         "runs": {name: numbers(t) for name, t in result.tables.items()},
         "num_objects_per_run": len(result.objects) // len(RUNS),
@@ -152,9 +152,6 @@ def _body(argv: Sequence[str] | None) -> int:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     evaluate = {"mevis": _mevis, "refdavis": _refdavis, "davis": _davis}[args.dataset]
     csv_name, csv_data, summary, text = evaluate(args)
-    for key in ("J", "F", "J&F"):
-        if key in summary:
-            summary[key] = numbers({key: summary[key]})[key]
     write_report(args.out, csv_name, csv_data, summary)
     print(text)
     print(f"wrote {args.out / csv_name} and {args.out / 'summary.json'}")
