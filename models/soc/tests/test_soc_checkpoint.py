@@ -10,12 +10,13 @@ import pytest
 import torch
 from soc_testlib import competition_file, tiny_model
 
-from rvos_core.checkpoint import CheckpointMismatch, check_checkpoint, load_checkpoint
+from rvos_core.checkpoint import CheckpointMismatch, check_checkpoint
+from rvos_core.checkpoint import load_checkpoint as load_with_rules
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.paths import load_paths
 from rvos_core.predictor import load_model_entry
 from rvos_core.testing import parity_dir
-from rvos_soc import CHECKPOINT_RULES, ENTRY, TINY
+from rvos_soc import ENTRY, TINY, load_checkpoint
 
 
 def _positions() -> int:
@@ -34,7 +35,7 @@ def test_competition_layout_loads_strictly(tmp_path: Path) -> None:
     source = tiny_model(seed=1)
     path = competition_file(tmp_path / "joint_base.tar", source.state_dict(), _positions())
     target = entry.build("tiny")
-    report = load_checkpoint(target, path, entry.checkpoint_rules)
+    report = load_with_rules(target, path, entry.checkpoint_rules)  # the driver's call
     assert report.ok and report.container == "model_state_dict"
     assert report.ignored["legacy-text-buffers"] == ["text_encoder.embeddings.position_ids"]
     assert _same_weights(target, source)
@@ -51,7 +52,7 @@ def test_public_release_names_load_through_the_key_map(tmp_path: Path) -> None:
     )
     path = competition_file(tmp_path / "public.pth", state, _positions())
     target = tiny_model(seed=3)
-    report = load_checkpoint(target, path, CHECKPOINT_RULES)
+    report = load_checkpoint(target, path)
     assert report.ok and report.renamed == {r"voc\.": sum(k.startswith("voc.") for k in state)}
     assert _same_weights(target, source)
 
@@ -61,7 +62,7 @@ def test_both_names_at_once_are_refused(tmp_path: Path) -> None:
     state["voc.fq_pos.weight"] = state["vita.fq_pos.weight"].clone()
     path = competition_file(tmp_path / "both.pth", state, _positions())
     with pytest.raises(InputError, match=re.escape("both map to 'vita.fq_pos.weight'")):
-        load_checkpoint(tiny_model(), path, CHECKPOINT_RULES)
+        load_checkpoint(tiny_model(), path)
 
 
 def test_profiler_counters_are_ignored_other_extras_are_not(tmp_path: Path) -> None:
@@ -69,16 +70,12 @@ def test_profiler_counters_are_ignored_other_extras_are_not(tmp_path: Path) -> N
     state["vita.decoder_norm.total_ops"] = torch.zeros(1, dtype=torch.float64)
     state["total_params"] = torch.zeros(1, dtype=torch.float64)
     report = load_checkpoint(
-        tiny_model(), competition_file(tmp_path / "thop.pth", state, _positions()), CHECKPOINT_RULES
+        tiny_model(), competition_file(tmp_path / "thop.pth", state, _positions())
     )
     assert report.ok and len(report.ignored["thop-profiler-counters"]) == 2
     state["mask_refiner.weight"] = torch.zeros(3)
     with pytest.raises(CheckpointMismatch, match="1 unexpected"):
-        load_checkpoint(
-            tiny_model(),
-            competition_file(tmp_path / "x.pth", state, _positions()),
-            CHECKPOINT_RULES,
-        )
+        load_checkpoint(tiny_model(), competition_file(tmp_path / "x.pth", state, _positions()))
 
 
 def test_missing_and_misshaped_keys_are_reported_before_loading(tmp_path: Path) -> None:
@@ -89,7 +86,7 @@ def test_missing_and_misshaped_keys_are_reported_before_loading(tmp_path: Path) 
     target = tiny_model(seed=5)
     before = {k: v.clone() for k, v in target.state_dict().items()}
     with pytest.raises(CheckpointMismatch) as caught:
-        load_checkpoint(target, path, CHECKPOINT_RULES)
+        load_checkpoint(target, path)
     report = caught.value.report
     assert report.missing == ["controller.layers.2.bias"]
     assert [k for k, _, _ in report.misshaped] == ["vita.query_embed.weight"]
@@ -105,7 +102,7 @@ def test_a_referformer_checkpoint_is_refused_with_a_mismatch_report(tmp_path: Pa
     target = tiny_model(seed=6)
     before = {k: v.clone() for k, v in target.state_dict().items()}
     with pytest.raises(CheckpointMismatch) as caught:
-        load_checkpoint(target, path, CHECKPOINT_RULES)
+        load_checkpoint(target, path)
     report = caught.value.report
     message = str(caught.value)
     assert str(path) in message and "does not match the model" in message
@@ -120,13 +117,13 @@ def test_unreadable_files(tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.tar"
     damaged.write_bytes(b"PK\x03\x04 not really a checkpoint")
     with pytest.raises(InputError, match="not a readable PyTorch checkpoint"):
-        load_checkpoint(tiny_model(), damaged, CHECKPOINT_RULES)
+        load_checkpoint(tiny_model(), damaged)
     with pytest.raises(InputError, match="missing"):
-        load_checkpoint(tiny_model(), tmp_path / "absent.tar", CHECKPOINT_RULES)
+        load_checkpoint(tiny_model(), tmp_path / "absent.tar")
     empty = tmp_path / "empty.tar"
     torch.save({"epoch": 3, "model_state_dict": {}}, empty)
     with pytest.raises(InputError, match="no state dict found"):
-        load_checkpoint(tiny_model(), empty, CHECKPOINT_RULES)
+        load_checkpoint(tiny_model(), empty)
 
 
 @pytest.mark.weights
@@ -139,6 +136,6 @@ def test_the_real_checkpoint_loads_strictly() -> None:
         pytest.skip(f"{path} is not there (CHECKPOINTS in paths.env)")
     with torch.device("meta"):
         model = ENTRY.build("full")
-    report = check_checkpoint(model, path, CHECKPOINT_RULES)
+    report = check_checkpoint(model, path, ENTRY.checkpoint_rules)
     assert report.ok, report.format()
     assert report.container == "model_state_dict"

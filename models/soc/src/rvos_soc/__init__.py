@@ -9,10 +9,11 @@ from rvos_soc.config import (
     SOCConfig,
     VitaConfig,
 )
-from rvos_soc.entry import CHECKPOINT_RULES, ENTRY
+from rvos_soc.entry import ENTRY
 from rvos_soc.model import SOC, SOCOutput, build
 from rvos_soc.predictor import SOCPredictor, create_predictor
 from rvos_soc.spatial_decoder import FPNSpatialDecoder
+from rvos_soc.weights import CHECKPOINT_RULES, load_checkpoint
 
 __all__ = [
     "CHECKPOINT_RULES",
@@ -29,4 +30,5 @@ __all__ = [
     "VitaConfig",
     "build",
     "create_predictor",
+    "load_checkpoint",
 ]

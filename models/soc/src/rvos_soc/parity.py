@@ -33,9 +33,9 @@ from rvos_core.parity_checks import (
 )
 from rvos_core.preprocess import preprocess_frames
 from rvos_soc.config import SOCConfig
-from rvos_soc.entry import CHECKPOINT_RULES
 from rvos_soc.model import SOC, SOCOutput, build
 from rvos_soc.predictor import SOCPredictor
+from rvos_soc.weights import CHECKPOINT_RULES
 
 RECORDED = (
     "backbone",
