@@ -30,8 +30,16 @@ DATASETS = ("mevis", "refdavis", "davis")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rvos_eval", description=__doc__.split("\n")[0])
-    parser.add_argument("run", type=Path, help="run folder (or a folder the official tools read)")
+    parser = argparse.ArgumentParser(
+        prog="python -m rvos_eval",
+        description="J&F of a run on MeViS, Ref-DAVIS17 or DAVIS, exact to the official code.",
+    )
+    parser.add_argument(
+        "run",
+        type=Path,
+        help="run folder; or, as the official tools read them: mevis <video>/<exp_id>/<frame>.png, "
+        "refdavis ReferFormer's anno_0..anno_3, davis <sequence>/<frame>.png (indexed PNGs)",
+    )
     parser.add_argument("--dataset", required=True, choices=DATASETS)
     parser.add_argument("--data", type=Path, help="dataset root (default: DATA of paths.env)")
     parser.add_argument("--split", help="split (default: SPLIT of paths.env)")
