@@ -4,16 +4,17 @@ clip, through the competition procedure (3 scales x flip = 6 views, rvos_vos.pro
 
 Each propagator runs in a fresh process: build, one reference (key) frame, then N propagated frames
 (predict + commit, frame decoding and view resizing included, as the command does). Reported:
-build time, reference time, per-frame time (median), propagated frames per second, peak memory
-(process peak RSS on CPU; peak CUDA allocation on GPU), long-term memory frames at the end, and
-the process CPU time per frame (all threads; a steadier figure than wall time on a shared machine).
+build time, reference time (the first, cold), per-frame time (median), propagated frames per
+second, peak memory (process peak RSS on CPU; peak CUDA allocation on GPU), long-term memory frames
+at the end; every time also as process CPU time (all threads: with --threads 1 the steadiest
+figure on a shared machine, where waiting threads spin).
 Reference ("floor"): the Swin-L encoder alone on the frame's views; frame / floor is the share of
 everything else (LSTT / gated propagation, decoder, upsampling, averaging).
 
     python bench/propagate/run.py [--propagators aot,deaot] [--frames 3] [--size 720x1280]
         [--device cpu] [--precision fp32] [--threads 2] [--gap 5] [--max-long-term N]
 
-On CPU a few frames suffice (about a minute per frame on 2 cores); on GPU use
+On CPU a few frames suffice (a 720p frame costs minutes of CPU time); on GPU use
 ``--device cuda --precision amp --frames 40`` to see the memory growth of long videos.
 """
 
@@ -25,6 +26,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing import get_context
 from typing import Any
 
@@ -93,25 +95,22 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     def frame_views(t: int) -> list[torch.Tensor]:
         return [v.to(device) for v in make_views(frames[t], views)]
 
+    def timed(work: Callable[[], object]) -> tuple[float, float]:
+        """(wall, process CPU) seconds of ``work``."""
+        _sync(device)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        work()
+        _sync(device)
+        return time.perf_counter() - start, time.process_time() - start_cpu
+
+    def step(t: int) -> None:
+        tracker.commit(tracker.predict(frame_views(t)).argmax(dim=0))
+
+    label = torch.from_numpy(key.astype(np.int64)).to(device)
     with inference_context(device, precision):
-        _sync(device)
-        start = time.perf_counter()
-        for image in frame_views(0):
-            net.encode(image)
-        _sync(device)
-        floor_s = time.perf_counter() - start
-        start = time.perf_counter()
-        tracker.add_reference(frame_views(0), torch.from_numpy(key.astype(np.int64)).to(device))
-        _sync(device)
-        reference_s = time.perf_counter() - start
-        steps, cpu = [], []
-        for t in range(1, args.frames + 1):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            label = tracker.predict(frame_views(t)).argmax(dim=0)
-            tracker.commit(label)
-            _sync(device)
-            steps.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
+        reference = timed(lambda: tracker.add_reference(frame_views(0), label))
+        steps = [timed(lambda t=t: step(t)) for t in range(1, args.frames + 1)]
+        floor = timed(lambda: [net.encode(image) for image in frame_views(0)])  # warm, like steps
     return {
         "propagator": name,
         "device": str(device),
@@ -121,12 +120,15 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "views": [list(s) for s in views.sizes(height, width)],
         "frames": args.frames,
         "build_s": round(build_s, 2),
-        "encoder_floor_s": round(floor_s, 2),
-        "reference_s": round(reference_s, 2),
-        "frame_s_median": round(statistics.median(steps), 2),
-        "frame_s": [round(s, 2) for s in steps],
-        "frame_cpu_s": [round(s, 2) for s in cpu],
-        "fps": round(len(steps) / sum(steps), 4),
+        "encoder_floor_s": round(floor[0], 2),
+        "encoder_floor_cpu_s": round(floor[1], 2),
+        "reference_s": round(reference[0], 2),
+        "reference_cpu_s": round(reference[1], 2),
+        "frame_s_median": round(statistics.median(s[0] for s in steps), 2),
+        "frame_cpu_s_median": round(statistics.median(s[1] for s in steps), 2),
+        "frame_s": [round(s[0], 2) for s in steps],
+        "frame_cpu_s": [round(s[1], 2) for s in steps],
+        "fps": round(len(steps) / sum(s[0] for s in steps), 4),
         "peak_gb": round(_peak_gb(device), 2),
         "long_term_frames": tracker.sessions[0].long_term_frames,
     }
@@ -158,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             result = pool.apply(measure, (name, args))
         print(
             f"{name:6s} {result['device']} {result['precision']} {result['size']}: "
-            f"build {result['build_s']} s, encoder floor {result['encoder_floor_s']} s, "
-            f"reference {result['reference_s']} s, frame {result['frame_s_median']} s (median; "
-            f"CPU {result['frame_cpu_s']} s), "
-            f"{result['fps']} fps, peak {result['peak_gb']} GB, "
-            f"long-term memory {result['long_term_frames']} frames"
+            f"build {result['build_s']} s; wall (CPU) seconds: encoder floor "
+            f"{result['encoder_floor_s']} ({result['encoder_floor_cpu_s']}), reference "
+            f"{result['reference_s']} ({result['reference_cpu_s']}), frame median "
+            f"{result['frame_s_median']} ({result['frame_cpu_s_median']}); {result['fps']} fps, "
+            f"peak {result['peak_gb']} GB, long-term memory {result['long_term_frames']} frames"
         )
         print(json.dumps(result), flush=True)
     return 0
