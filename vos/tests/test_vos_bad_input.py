@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from vos_testlib import Setup, make_setup, write_checkpoint
+from vos_testlib import Setup, clip_length, load_pt, make_setup, write_checkpoint
 
 from rvos_core.masks import encode_mask_png
 from rvos_vos.propagate import main
@@ -19,7 +19,8 @@ pytestmark = pytest.mark.parity
 
 @pytest.fixture
 def setup(tmp_path: Path) -> Setup:
-    return make_setup("aot", tmp_path, {"v": 2}, {"v": {"0": 3, "1": 3}})
+    key = load_pt("aot", "trace_bidirectional.pt")["key_frame"]
+    return make_setup("aot", tmp_path, {"v": 2}, {"v": {"0": key, "1": key}})
 
 
 def edit_key_frames(setup: Setup, change: Callable[[dict], None]) -> Path:
@@ -63,20 +64,21 @@ def test_key_frame_that_is_not_the_scores_maximum(
     setup: Setup, capsys: pytest.CaptureFixture
 ) -> None:
     def change(table: dict) -> None:
-        table["v"]["0"]["index_info"]["class_index"] = 0
+        key = table["v"]["0"]["index_info"]["class_index"]
+        table["v"]["0"]["index_info"]["class_index"] = (key + 1) % clip_length("aot")
 
     path = edit_key_frames(setup, change)
     assert "first maximum" in fails(setup, capsys, path)
 
 
 def test_missing_frame(setup: Setup, capsys: pytest.CaptureFixture) -> None:
-    path = frame_path(setup, 4)
+    path = frame_path(setup, clip_length("aot") - 1)
     path.unlink()
     assert "missing" in fails(setup, capsys, path)
 
 
 def test_frame_of_another_size(setup: Setup, capsys: pytest.CaptureFixture) -> None:
-    path = frame_path(setup, 5)
+    path = frame_path(setup, clip_length("aot") - 1)  # not the first: the first sets the size
     image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
     path.write_bytes(cv2.imencode(".png", image[:-8])[1].tobytes())
     assert "first is" in fails(setup, capsys, path)
@@ -84,14 +86,15 @@ def test_frame_of_another_size(setup: Setup, capsys: pytest.CaptureFixture) -> N
 
 def test_masks_of_another_size_than_the_frames(setup: Setup, capsys: pytest.CaptureFixture) -> None:
     video = setup.dataset.video("v")
-    path = setup.run.mask_path("v", "0", video.frames[3])
+    key = setup.trace["key_frame"]
+    path = setup.run.mask_path("v", "0", video.frames[key])
     height, width = setup.trace["key_mask"].shape
     path.write_bytes(encode_mask_png(np.ones((height // 2, width), bool)))
     assert "the frames of video v are" in fails(setup, capsys, path)
 
 
 def test_unreadable_frame(setup: Setup, capsys: pytest.CaptureFixture) -> None:
-    path = frame_path(setup, 2)
+    path = frame_path(setup, 0)
     path.write_bytes(b"not an image")
     assert "unreadable" in fails(setup, capsys, path)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from vos_testlib import load_pt, make_setup, sure_pixels
+from vos_testlib import clip_length, load_pt, make_setup, sure_pixels
 
 from rvos_core.runfolder import Run
 from rvos_vos.propagate import main
@@ -42,7 +42,8 @@ def test_procedure_matches_upstream_pngs(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parity
 def test_provenance(tmp_path: Path) -> None:
-    setup = make_setup("deaot", tmp_path, {"v": 1}, {"v": {"0": 2}})
+    key = load_pt("deaot", "trace_bidirectional.pt")["key_frame"]
+    setup = make_setup("deaot", tmp_path, {"v": 1}, {"v": {"0": key}})
     out = tmp_path / "out"
     assert main(setup.argv(out, "--max-long-term", "4")) == 0
     meta = json.loads((out / "run.json").read_text())
@@ -71,7 +72,8 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 def test_shards_and_resume_give_the_same_bytes(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    setup = make_setup("aot", tmp_path, {"a": 1, "b": 1}, {"a": {"0": 1}, "b": {"0": 4}})
+    last = clip_length("aot") - 1  # 'a' propagates forward only, 'b' backward only
+    setup = make_setup("aot", tmp_path, {"a": 1, "b": 1}, {"a": {"0": 0}, "b": {"0": last}})
     fast = ("--scales", "1.0", "--no-flip")
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
     assert main([*setup.argv(whole), *fast]) == 0
@@ -89,7 +91,8 @@ def test_shards_and_resume_give_the_same_bytes(
 
 @pytest.mark.parity
 def test_resume_refuses_other_settings(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    setup = make_setup("aot", tmp_path, {"a": 1, "b": 1}, {"a": {"0": 1}, "b": {"0": 4}})
+    last = clip_length("aot") - 1  # 'a' propagates forward only, 'b' backward only
+    setup = make_setup("aot", tmp_path, {"a": 1, "b": 1}, {"a": {"0": 0}, "b": {"0": last}})
     out = tmp_path / "out"
     fast = ("--scales", "1.0", "--no-flip")
     assert main([*setup.argv(out), *fast, "--shard", "0/2"]) == 0

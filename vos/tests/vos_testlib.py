@@ -34,6 +34,11 @@ def fixture_config(name: str) -> dict[str, Any]:
     return json.loads((parity_dir(name) / "config.json").read_text())
 
 
+def clip_length(name: str) -> int:
+    """Frames of the fixture clip."""
+    return len(load_pt(name, "clip.pt")["frame_names"])
+
+
 def upstream_config(name: str) -> dict[str, Any]:
     """The fixture's network config in the layout ``NetConfig.from_upstream`` reads."""
     cfg = fixture_config(name)
