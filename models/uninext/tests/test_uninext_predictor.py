@@ -128,3 +128,31 @@ def test_frame_batches_change_rounding_only(tmp_path):
 def test_bad_options_are_config_errors(tmp_path, options, message):
     with pytest.raises(ConfigError, match=message):
         _predictor(tmp_path, **options)
+
+
+def _run(predictor: UninextPredictor, device: torch.device, precision: str):
+    from rvos_core.precision import inference_context
+
+    with inference_context(device, precision):
+        return next(iter(predictor.predict(frames(2, size=(30, 45)), ["a red disc"])))
+
+
+def test_bf16_autocast_runs_with_a_float32_transformer(tmp_path):
+    """Under autocast the backbone and BERT run in bf16; the outputs stay float32 and finite."""
+    predictor = _predictor(tmp_path, "convnext")
+    result = _run(predictor, torch.device("cpu"), "bf16")
+    assert result.probs.dtype == np.float32 and np.isfinite(result.probs).all()
+    assert result.probs.min() >= 0.0 and result.probs.max() <= 1.0
+    assert np.isfinite(result.scores).all()
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(tmp_path):
+    """Same model on CUDA (cuDNN may use TF32 convolutions: a looser bound than CPU-to-CPU)."""
+    cpu = _run(_predictor(tmp_path, "vit"), torch.device("cpu"), "fp32")
+    predictor = _predictor(tmp_path, "vit")
+    predictor.model.to("cuda")
+    predictor.device = torch.device("cuda")
+    gpu = _run(predictor, torch.device("cuda"), "fp32")
+    assert np.allclose(cpu.scores, gpu.scores, atol=1e-3)
+    assert np.mean(np.abs(cpu.probs - gpu.probs) > 0.5) < 1e-2
