@@ -6,11 +6,12 @@ Upstream: yoxu515/aot-benchmark @ 75e46fe and its competition copy RobertLuo1/ic
 ``networks/decoders/fpn.py`` (identical in both).
 
 Differences: global attention runs through ``scaled_dot_product_attention`` (same math, no
-[queries x memory] matrix kept); the local attention is written once, as a 15x15 window gathered
-row by row from a zero-padded map (the math of upstream's pure-PyTorch ``MultiheadLocalAttentionV3``
-/ ``LocalGatedPropagation(enable_corr=False)`` and of the correlation-sampler path), so no compiled
-correlation op is needed and no [queries x map] matrix is built. Out-of-map window positions get
--inf instead of -1e8 (both give weight 0 after the softmax).
+[queries x memory] matrix kept); the local attention is written once, as one shifted product per
+window position over a zero-padded map (the math of upstream's pure-PyTorch
+``MultiheadLocalAttentionV3`` / ``LocalGatedPropagation(enable_corr=False)`` and of the
+correlation-sampler path), so no compiled correlation op is needed and neither a [queries x map]
+matrix nor an unfolded copy of the keys / values is built. Out-of-map window positions get -inf
+instead of -1e8 (both give weight 0 after the softmax).
 """
 
 from __future__ import annotations
@@ -85,37 +86,38 @@ def local_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> tuple[Tens
             positions in raster order, row offset first).
 
     Returns:
-        (out [N, heads, dv, h, w], attention [N, heads, h, w, 225]); positions outside the map get
-        weight 0.
+        (out [N, heads, dv, h, w], attention [N, heads, 225, h, w]); positions outside the map get
+        weight 0. One shifted product per window position: no unfolded copy of k or v is made.
     """
-    win = 2 * MAX_DIS + 1
     h, w = q.shape[-2:]
     k_pad = F.pad(k, (MAX_DIS,) * 4)
-    rows = []
-    for dy in range(win):
-        window = k_pad[..., dy : dy + h, :].unfold(-1, win, 1)  # [N, heads, dk, h, w, win]
-        rows.append(torch.einsum("nacyx,nacyxk->nayxk", q, window))
-    logits = torch.cat(rows, dim=-1) + bias.permute(0, 1, 3, 4, 2)
+    logits = bias.clone()
+    for i, (dy, dx) in enumerate(_offsets()):
+        logits[:, :, i] += (q * k_pad[..., dy : dy + h, dx : dx + w]).sum(dim=2)
     logits = logits.masked_fill(~_inside(h, w, q.device), float("-inf"))
-    attn = torch.softmax(logits, dim=-1)
+    attn = torch.softmax(logits, dim=2)
     v_pad = F.pad(v, (MAX_DIS,) * 4)
     out = torch.zeros_like(v)
-    for dy in range(win):
-        window = v_pad[..., dy : dy + h, :].unfold(-1, win, 1)  # [N, heads, dv, h, w, win]
-        weights = attn[..., dy * win : (dy + 1) * win]
-        out = out + torch.einsum("nayxk,nacyxk->nacyx", weights, window)
+    for i, (dy, dx) in enumerate(_offsets()):
+        out.addcmul_(attn[:, :, i : i + 1].to(v.dtype), v_pad[..., dy : dy + h, dx : dx + w])
     return out, attn
 
 
+def _offsets() -> list[tuple[int, int]]:
+    """Window positions as (row, column) offsets into the padded map, raster order."""
+    win = 2 * MAX_DIS + 1
+    return [(dy, dx) for dy in range(win) for dx in range(win)]
+
+
 def _inside(h: int, w: int, device: torch.device) -> Tensor:
-    """bool [h, w, 225]: whether each window position of each query lies inside the map."""
+    """bool [225, h, w]: whether each window position of each query lies inside the map."""
     win = 2 * MAX_DIS + 1
     offsets = torch.arange(win, device=device) - MAX_DIS
-    ys = torch.arange(h, device=device)[:, None] + offsets  # [h, win]
-    xs = torch.arange(w, device=device)[:, None] + offsets  # [w, win]
+    ys = offsets[:, None] + torch.arange(h, device=device)  # [win, h]
+    xs = offsets[:, None] + torch.arange(w, device=device)  # [win, w]
     in_y = (ys >= 0) & (ys < h)
     in_x = (xs >= 0) & (xs < w)
-    return (in_y[:, None, :, None] & in_x[None, :, None, :]).reshape(h, w, win * win)
+    return (in_y[:, None, :, None] & in_x[None, :, None, :]).reshape(win * win, h, w)
 
 
 def normalize_outputs(

@@ -97,7 +97,7 @@ class LocalAttention(nn.Module):
         out, attn = local_attention(
             q, k.reshape(n, heads, dk, h, w), v.reshape(n, heads, dk, h, w), bias
         )
-        out = out + torch.einsum("nayxk,ack->nacyx", attn, self.relative_emb_v)
+        out = out + torch.einsum("nakyx,ack->nacyx", attn, self.relative_emb_v)
         return self.projection(out.reshape(n, c, h * w).permute(2, 0, 1))
 
 
