@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rvos_core.allocator import keep_freed_memory
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.errors import RvosError
 from rvos_core.paths import load_paths
@@ -39,7 +40,11 @@ def shard_from_args(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def run_main(body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a CLI body; an RvosError becomes 'error: ...' on stderr and exit status 2."""
+    """Run a CLI body; an RvosError becomes 'error: ...' on stderr and exit status 2.
+
+    Also keeps freed memory in the process (rvos_core.allocator): every tool decodes frames.
+    """
+    keep_freed_memory()
     try:
         return body(argv)
     except RvosError as exc:

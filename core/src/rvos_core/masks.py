@@ -49,7 +49,8 @@ def decode_mask_png(
     # every value is 0 or 255 <=> the sum is 255 x the number of non-zero pixels (values <= 255)
     if cv2.sumElems(array)[0] != 255.0 * cv2.countNonZero(array):
         raise InputError(path, "mask PNG holds values other than 0 and 255")
-    return array > 127
+    # in place: a second frame-sized allocation per decode makes glibc return and re-fault pages
+    return np.greater(array, 127, out=array.view(np.bool_))
 
 
 def read_mask_png(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:

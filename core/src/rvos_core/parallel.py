@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
+from rvos_core.allocator import keep_freed_memory
 from rvos_core.progress import progress, progress_bar
 
 
@@ -29,7 +30,9 @@ def for_each_video(
         return
     context = get_context("spawn")
     with (
-        ProcessPoolExecutor(min(workers, len(video_ids)), mp_context=context) as pool,
+        ProcessPoolExecutor(
+            min(workers, len(video_ids)), mp_context=context, initializer=keep_freed_memory
+        ) as pool,
         progress_bar(len(video_ids), desc) as bar,
     ):
         pending = {pool.submit(task, v) for v in video_ids}
