@@ -41,3 +41,12 @@ def tree_digest(root: Path) -> str:
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
     return digest.hexdigest()
+
+
+def square_or_fail(value: int) -> int:
+    """A picklable task for the worker-pool tests: value**2, or an InputError for negatives."""
+    if value < 0:
+        from rvos_core.errors import InputError
+
+        raise InputError(Path(f"/data/item{value}.png"), "negative item")
+    return value * value

@@ -20,9 +20,9 @@ from eval_testlib import write_gray, write_mevis, write_run
 
 from rvos_core.data import Dataset
 from rvos_core.errors import InputError
+from rvos_core.parallel import map_videos
 from rvos_core.runfolder import RUN_JSON
 from rvos_eval.cli import main
-from rvos_eval.parallel import map_units
 from rvos_eval.readers import read_gray_mask
 
 SHAPE = (6, 8)
@@ -161,7 +161,7 @@ def test_refuses_incomplete_or_foreign_runs(tmp_path: Path, dataset: Dataset, ca
 def test_worker_errors_name_the_file(tmp_path: Path) -> None:
     good, missing = tmp_path / "good.png", tmp_path / "missing.png"
     write_gray(good, np.zeros(SHAPE, np.uint8))
-    masks = map_units(read_gray_mask, [good, good], workers=2, desc="test")
+    masks = map_videos(read_gray_mask, [good, good], workers=2, desc="test")
     assert [m.shape for m in masks] == [SHAPE, SHAPE]
     with pytest.raises(InputError, match=f"{missing}: prediction PNG is missing"):
-        map_units(read_gray_mask, [good, missing, good], workers=2, desc="test")
+        map_videos(read_gray_mask, [good, missing, good], workers=2, desc="test")

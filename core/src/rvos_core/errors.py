@@ -22,6 +22,11 @@ class InputError(RvosError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
 
+    def __reduce__(self) -> tuple[type, tuple[Path | None, str]]:
+        """Pickle by (path, problem), so that the error crosses process boundaries (a subclass
+        arrives as an InputError with the same path and message)."""
+        return InputError, (self.path, self.problem)
+
 
 class ConfigError(RvosError):
     """A missing or wrong setting (a paths.env variable, a command-line option)."""

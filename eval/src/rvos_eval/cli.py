@@ -19,10 +19,10 @@ from rvos_core.cli import dataset_from_args, run_main
 from rvos_core.data import Dataset
 from rvos_core.data.refdavis import RUNS
 from rvos_core.errors import ConfigError, InputError
+from rvos_core.parallel import default_workers
 from rvos_core.paths import load_paths
 from rvos_core.runfolder import RUN_JSON, Run
 from rvos_eval import davis, mevis, refdavis
-from rvos_eval.parallel import default_workers
 from rvos_eval.report import mevis_csv, number, numbers, objects_csv, text_table, write_report
 from rvos_eval.stats import MEASURES
 

@@ -25,8 +25,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from rvos_core.errors import InputError
+from rvos_core.parallel import map_videos
 from rvos_eval.metrics import FrameCounts, frame_counts
-from rvos_eval.parallel import map_units
 from rvos_eval.readers import read_index_png
 from rvos_eval.stats import Stats, global_table, statistics
 
@@ -268,5 +268,5 @@ def evaluate(root: Path, split: str, task: str, results: Path, workers: int = 1)
         SequenceTask(name, annotations / name, results / name, task)
         for name in sequence_names(root, split)
     ]
-    rows = map_units(evaluate_sequence, tasks, workers, desc=f"davis {task}", unit="sequence")
+    rows = map_videos(evaluate_sequence, tasks, workers, desc=f"davis {task}", unit="sequence")
     return DavisResult(tuple(r for sequence_rows in rows for r in sequence_rows))

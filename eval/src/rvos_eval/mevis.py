@@ -21,8 +21,8 @@ import numpy as np
 from rvos_core.data import Video
 from rvos_core.data.base import load_json
 from rvos_core.errors import InputError
+from rvos_core.parallel import map_videos
 from rvos_eval.metrics import frame_counts
-from rvos_eval.parallel import map_units
 from rvos_eval.readers import decode_rles, read_gray_mask
 from rvos_eval.stats import mean
 
@@ -179,5 +179,5 @@ def evaluate(
             predictions,
             "holds a folder for no video of the split (expected <video>/<exp_id>/<frame>.png)",
         )
-    per_video = map_units(evaluate_video, tasks, workers, desc="mevis")
+    per_video = map_videos(evaluate_video, tasks, workers, desc="mevis")
     return MevisResult(tuple(score for scores in per_video for score in scores))

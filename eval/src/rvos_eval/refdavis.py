@@ -26,9 +26,9 @@ import numpy as np
 
 from rvos_core.data import Dataset, Video
 from rvos_core.data.refdavis import RUNS, annotation_dir, annotator_runs
+from rvos_core.parallel import map_videos
 from rvos_core.runfolder import Run
 from rvos_eval.davis import ObjectScore, evaluate_unsupervised, read_ground_truth, read_labels
-from rvos_eval.parallel import map_units
 from rvos_eval.stats import global_table, mean
 
 LAYOUTS = ("run", "referformer")
@@ -139,6 +139,6 @@ def evaluate(
 ) -> RefDavisResult:
     """Evaluate a run folder (layout "run") or ReferFormer's output folder ("referformer")."""
     tasks = tasks_for(dataset, predictions, layout, use_probs)
-    per_video = map_units(evaluate_video, tasks, workers, desc="ref-davis")
+    per_video = map_videos(evaluate_video, tasks, workers, desc="ref-davis")
     rows = [r for run in RUNS for rows in per_video for r in rows if r.run == run]
     return RefDavisResult(tuple(rows))
