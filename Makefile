@@ -29,7 +29,8 @@ endif
 SHARD ?=
 DEVICE ?= cpu
 PRECISION ?= fp32
-RUN_OPTS = --data $(DATA) --dataset $(DATASET) --split $(SPLIT) $(if $(SHARD),--shard $(SHARD))
+DATA_OPTS = --data $(DATA) --dataset $(DATASET) --split $(SPLIT)
+RUN_OPTS = $(DATA_OPTS) $(if $(SHARD),--shard $(SHARD))
 DEVICE_OPTS = --device $(DEVICE) --precision $(PRECISION)
 FUSION = $(PY) -m rvos_fusion
 INFER = $(PY) -m rvos_core.infer
@@ -43,7 +44,7 @@ PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
         propagate-aot propagate-deaot vote import-pth validate evaluate bench clean-work
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_%+-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_%+-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------------------------------------
 # Environments and checks
@@ -178,11 +179,11 @@ import-pth: ## PTH="<file or chunks>" NODE=<node> DOMAIN=logit|probability: upst
 
 validate: ## NODE=<node>: check a run against the dataset (every video, expression, frame, size)
 	@test -n "$(NODE)" || { echo "usage: make validate NODE=<node>" >&2; exit 2; }
-	$(PY) -m rvos_core.run_cli validate $(W)/$(NODE) $(RUN_OPTS)
+	$(PY) -m rvos_core.run_cli validate $(W)/$(NODE) $(DATA_OPTS)
 
 evaluate: ## NODE=<node>: J&F of a run against the split's ground truth (MeViS valid_u, Ref-DAVIS, DAVIS)
 	@test -n "$(NODE)" || { echo "usage: make evaluate NODE=<node> DATASET=mevis SPLIT=valid_u" >&2; exit 2; }
-	$(PY) -m rvos_eval $(W)/$(NODE) $(RUN_OPTS) --out $(W)/$(NODE)/eval
+	$(PY) -m rvos_eval $(W)/$(NODE) $(DATA_OPTS) --out $(W)/$(NODE)/eval
 
 bench: $(VENV)/.stamp ## run every benchmark under bench/ (prints figures; not a test)
 	$(PY) bench/eval/run.py
