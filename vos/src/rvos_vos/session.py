@@ -15,7 +15,6 @@ Upstream memory grows without bound; ``max_long_term`` caps it (our addition, of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -159,8 +158,3 @@ class Session:
         while limit is not None and self.long is not None and self.long.frames > limit:
             if not self.long.drop_oldest_unpinned():
                 break
-
-
-def stack_labels(labels: Sequence[Tensor]) -> Tensor:
-    """[H, W] label maps -> int64 [N, 1, H, W]."""
-    return torch.stack([label.long() for label in labels])[:, None]
