@@ -5,10 +5,8 @@ ICLR 2021. Upstream: fundamentalvision/Deformable-DETR ``models/ops``, vendored 
 ReferFormer, MUTR and SOC in RobertLuo1/iccv2023_RVOS_Challenge @ c538b0d (``*/models/ops``).
 
 Differences from upstream: the compiled CUDA kernel is replaced by ``grid_sample`` (upstream's own
-reference path); levels are accumulated one at a time instead of stacked and batch elements are
-sampled in chunks, which bounds the temporary memory (the sum order differs, ~1e-7 relative);
-the sampling always runs in
-float32, also under autocast (as UNINEXT's copy forces); the level start index is not an argument
+reference path, whose summation order is kept); batch elements are sampled in chunks, which
+bounds the temporary memory; the sampling always runs in float32, also under autocast (as UNINEXT's copy forces); the level start index is not an argument
 (only the CUDA kernel reads it); levels are given as Python ``(H, W)`` pairs.
 """
 
@@ -22,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 SpatialShapes = Sequence[tuple[int, int]]
-# Samples of one level held at once (batch chunks; 2**25 float32 = 128 MiB).
+# Samples held at once (all levels of a batch chunk; 2**25 float32 = 128 MiB).
 SAMPLED_ELEMENTS = 1 << 25
 
 
@@ -44,7 +42,8 @@ def ms_deform_attn_core(
     dtype = value.dtype
     n, _, heads, dim = value.shape
     num_queries, points = locations.shape[1], locations.shape[4]
-    chunk = max(1, SAMPLED_ELEMENTS // (heads * dim * num_queries * points))
+    levels = len(spatial_shapes)
+    chunk = max(1, SAMPLED_ELEMENTS // (heads * dim * num_queries * levels * points))
     parts = []
     with torch.autocast(device_type=value.device.type, enabled=False):
         for start in range(0, n, chunk):
@@ -60,22 +59,24 @@ def _sample_levels(
     value: Tensor, spatial_shapes: SpatialShapes, locations: Tensor, weights: Tensor
 ) -> Tensor:
     n, _, heads, dim = value.shape
-    _, num_queries, _, _, points, _ = locations.shape
+    _, num_queries, _, levels, points, _ = locations.shape
     grids = 2 * locations - 1
-    out = value.new_zeros(n * heads, dim, num_queries)
+    sampled = []
     start = 0
     for level, (height, width) in enumerate(spatial_shapes):
         level_value = value[:, start : start + height * width]
         level_value = level_value.permute(0, 2, 3, 1).reshape(n * heads, dim, height, width)
         grid = grids[:, :, :, level].transpose(1, 2).reshape(n * heads, num_queries, points, 2)
-        sampled = F.grid_sample(
-            level_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        sampled.append(
+            F.grid_sample(
+                level_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+            )
         )  # [N*M, D, Lq, P]
-        level_weights = (
-            weights[:, :, :, level].transpose(1, 2).reshape(n * heads, 1, num_queries, points)
-        )
-        out += (sampled * level_weights).sum(-1)
         start += height * width
+    # one sum over the L*P samples, in upstream's order (levels stacked, then flattened)
+    stacked = torch.stack(sampled, dim=-2).flatten(-2)  # [N*M, D, Lq, L*P]
+    flat_weights = weights.transpose(1, 2).reshape(n * heads, 1, num_queries, levels * points)
+    out = (stacked * flat_weights).sum(-1)
     return out.view(n, heads * dim, num_queries).transpose(1, 2).contiguous()
 
 

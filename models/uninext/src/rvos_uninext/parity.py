@@ -6,12 +6,10 @@ whole RVOS path). Every handler builds from the fixture's config.json, strict-lo
 with the model's checkpoint rules and compares with the recorded upstream outputs.
 
 Tolerances are the READMEs' (atol = rtol = 1e-5; exact for preprocessing, query indices, key
-frames and the binary masks away from 0.5) except two, both caused by float32 rounding in the
-shared transformer layers (rvos_core's deformable attention sums the levels one by one and its
-decoder self-attention takes the fused kernel; with upstream's operation order the whole path is
-bit-identical): the mask logits are in pixel-coordinate units (up to hundreds here), so they are
-compared at 1e-5 of their largest magnitude, and the probabilities, sigmoids of those logits, at
-``PROBS_ATOL``.
+frames and the binary masks away from 0.5). One comparison is ours, not upstream's: the predictor
+with several frames per pass (``frame_batch`` > 1, an option; upstream runs one frame at a time)
+batches the matrix products, which rounds differently; its probabilities are held to
+``BATCHED_PROBS_ATOL``.
 """
 
 from __future__ import annotations
@@ -39,8 +37,8 @@ from rvos_uninext.preprocess import FrameBatch, normalize, pad_batch, prepare_fr
 from rvos_uninext.vit import ViT, ViTConfig, absolute_position_embedding
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
-MASK_LOGITS_OF_MAX = 1e-5
-PROBS_ATOL = 1e-4
+PROBS_ATOL = 1e-5
+BATCHED_PROBS_ATOL = 1e-4
 BINARY_MARGIN = 1e-4  # binary masks are compared where |expected prob - 0.5| >= this
 SCORES_ATOL = 1e-6  # the top-1 / second-best gaps are ~1e-4: scores must be far closer
 
@@ -211,7 +209,8 @@ def _check_predictor(
         with torch.inference_mode():
             result = predictor.predict_tokens(predictor.prepare(frames), tokens)
         name = f"predictor(frame_batch={frame_batch})"
-        check.close(f"{name}.probs", result.probs, expected["probs"], atol=PROBS_ATOL, rtol=0.0)
+        atol = PROBS_ATOL if frame_batch == 1 else BATCHED_PROBS_ATOL
+        check.close(f"{name}.probs", result.probs, expected["probs"], atol=atol, rtol=0.0)
         check.close(f"{name}.scores", result.scores, expected["scores"], atol=SCORES_ATOL, rtol=0.0)
         check.equal(
             f"{name}.key_frame_index", key_frame_index(result.scores), expected["key_frame_index"]
@@ -355,10 +354,7 @@ def _check_outputs(
     ):
         check.close(f"{name}.{field}", getattr(out, field), expected[field], **TOL)
     recorded = expected["pred_masks"][:, :, 0]  # [N, Q, 1, h, w]: one frame per call upstream
-    scale = float(recorded.abs().max())
-    check.close(
-        f"{name}.pred_masks", masks, recorded, atol=MASK_LOGITS_OF_MAX * scale, rtol=TOL["rtol"]
-    )
+    check.close(f"{name}.pred_masks", masks, recorded, **TOL)
 
 
 def _check_postprocess(
