@@ -35,6 +35,8 @@ DEVICE_OPTS = --device $(DEVICE) --precision $(PRECISION)
 FUSION = $(PY) -m rvos_fusion
 INFER = $(PY) -m rvos_core.infer
 PROPAGATE = $(PY) -m rvos_vos.propagate
+# Extra propagation options (vos/README.md), e.g. PROPAGATE_OPTS="--expression-group 8".
+PROPAGATE_OPTS ?=
 
 PACKAGES := core fusion eval models/referformer vos models/soc models/mutr
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
@@ -124,9 +126,9 @@ $(W)/uninext_convnext/run.json:
 
 # Propagation of any run: $(W)/<run>+aot and $(W)/<run>+deaot.
 $(W)/%+aot/run.json: $(W)/%/run.json
-	$(PROPAGATE) aot --checkpoint $(CHECKPOINTS)/aot_swinl.pth --run $(<D) --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
+	$(PROPAGATE) aot --checkpoint $(CHECKPOINTS)/aot_swinl.pth --run $(<D) --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS) $(PROPAGATE_OPTS)
 $(W)/%+deaot/run.json: $(W)/%/run.json
-	$(PROPAGATE) deaot --checkpoint $(CHECKPOINTS)/deaot_swinl.pth --run $(<D) --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
+	$(PROPAGATE) deaot --checkpoint $(CHECKPOINTS)/deaot_swinl.pth --run $(<D) --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS) $(PROPAGATE_OPTS)
 
 propagate-aot: ## propagate RUN=<node> with AOT -> $(W)/<node>+aot
 	@test -n "$(RUN)" || { echo "usage: make propagate-aot RUN=<node under $(W)>" >&2; exit 2; }

@@ -90,6 +90,31 @@ def test_shards_and_resume_give_the_same_bytes(
 
 
 @pytest.mark.parity
+def test_expression_groups_give_the_same_bytes(tmp_path: Path) -> None:
+    """Expressions propagated together (any group size) or one at a time: identical run folders,
+    and a resume may use another group size. '1' has an empty key mask (the copy fallback)."""
+    last = clip_length("deaot") - 1
+    keys = {"0": 0, "1": 1, "2": last, "3": last // 2, "4": 1}
+    setup = make_setup("deaot", tmp_path, {"v": 5, "w": 2}, {"v": keys, "w": {"0": 2, "1": 0}})
+    fast = ("--scales", "1.0", "--no-flip")
+    runs = {}
+    for group in ("1", "2", "4"):
+        runs[group] = tmp_path / f"group{group}"
+        assert main([*setup.argv(runs[group]), *fast, "--expression-group", group]) == 0
+    assert tree_bytes(runs["1"]) == tree_bytes(runs["2"]) == tree_bytes(runs["4"])
+    resumed = tmp_path / "resumed"
+    assert main([*setup.argv(resumed), *fast, "--shard", "0/2", "--expression-group", "1"]) == 0
+    assert main([*setup.argv(resumed), *fast, "--expression-group", "3"]) == 0
+    assert tree_bytes(resumed) == tree_bytes(runs["1"])
+
+
+def test_expression_group_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["aot", "--checkpoint", "c.pth", "--run", "r", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--data", str(tmp_path), "--expression-group", "0"]) == 2
+    assert "--expression-group" in capsys.readouterr().err
+
+
+@pytest.mark.parity
 def test_resume_refuses_other_settings(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     last = clip_length("aot") - 1  # 'a' propagates forward only, 'b' backward only
     setup = make_setup("aot", tmp_path, {"a": 1, "b": 1}, {"a": {"0": 0}, "b": {"0": last}})

@@ -93,46 +93,48 @@ def test_long_term_memory_never_drops_references() -> None:
     assert memory.frames == 2
 
 
-def tiny_session(policy: MemoryPolicy) -> tuple[Session, torch.Tensor, torch.Tensor]:
+def tiny_session(policy: MemoryPolicy) -> tuple[Session, list[torch.Tensor], torch.Tensor]:
+    """A session of the tiny net, the encoder maps of a random image and a label [1, 1, H, W]."""
     torch.manual_seed(0)
     net = build("tiny")
-    image = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        features = net.encode(torch.randn(1, 3, 64, 96))
     label = torch.zeros(1, 1, 64, 96, dtype=torch.long)
     label[..., 16:40, 30:60] = 1
-    return Session(net=net, policy=policy, live_ids=1), image, label
+    return Session(net=net, policy=policy, live_ids=1), features, label
 
 
 def test_memory_cap_keeps_references_and_the_newest_frames() -> None:
-    session, image, label = tiny_session(MemoryPolicy(long_term_gap=1, max_long_term=3))
+    session, features, label = tiny_session(MemoryPolicy(long_term_gap=1, max_long_term=3))
     with torch.no_grad():
-        session.add_reference(image, label)
+        session.add_reference(features, label)
         for _ in range(3):  # gap 1: every committed frame is an entry
-            session.step(image)
+            session.step(features)
             session.commit(label)
         assert session.long.pinned == [False, False, True]
-        session.add_reference(image, label)  # the backward pass re-adds the key frame
+        session.add_reference(features, label)  # the backward pass re-adds the key frame
         assert session.long.pinned == [True, False, True]
-        session.step(image)
+        session.step(features)
         session.commit(label)
         assert session.long.pinned == [False, True, True]
         assert session.long.layers[0][0].shape[0] == 3 * session.long.tokens
 
 
 def test_memory_grows_without_a_cap() -> None:
-    session, image, label = tiny_session(MemoryPolicy(long_term_gap=2))
+    session, features, label = tiny_session(MemoryPolicy(long_term_gap=2))
     with torch.no_grad():
-        session.add_reference(image, label)
+        session.add_reference(features, label)
         for _ in range(6):
-            session.step(image)
+            session.step(features)
             session.commit(label)
     assert session.long_term_frames == 1 + 6 // 2
 
 
 def test_live_ids_mask_the_other_identities() -> None:
-    session, image, label = tiny_session(MemoryPolicy())
+    session, features, label = tiny_session(MemoryPolicy())
     with torch.no_grad():
-        session.add_reference(image, label)
-        logits = session.step(image)
+        session.add_reference(features, label)
+        logits = session.step(features)
     assert (logits[:, 2:] == -1e10).all() and (logits[:, :2] > -1e9).all()
 
 

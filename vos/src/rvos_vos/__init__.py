@@ -1,11 +1,12 @@
 """AOT / DeAOT key-frame propagation of run folders (see vos/README.md).
 
 Networks are stateless (``rvos_vos.aot``, ``rvos_vos.deaot``); a ``Session`` owns one view's memory;
-``MultiViewTracker`` + ``bidirectional`` are the competition's procedure; ``PROPAGATORS`` holds
+``MultiViewTracker`` + ``bidirectional`` are the competition's procedure (``lockstep``: several
+expressions of a video at once, each frame encoded once per pass); ``PROPAGATORS`` holds
 what differs between the two code bases; ``python -m rvos_vos.propagate`` runs it on a run folder.
 """
 
-from rvos_vos.procedure import MultiViewTracker, bidirectional
+from rvos_vos.procedure import MultiViewTracker, Track, bidirectional, lockstep
 from rvos_vos.propagators import PROPAGATORS, Propagator
 from rvos_vos.session import MemoryPolicy, Session
 from rvos_vos.views import ViewConfig
@@ -16,6 +17,8 @@ __all__ = [
     "MultiViewTracker",
     "Propagator",
     "Session",
+    "Track",
     "ViewConfig",
     "bidirectional",
+    "lockstep",
 ]

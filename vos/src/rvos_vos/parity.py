@@ -171,12 +171,12 @@ def _check_single_view(
     reference = single["reference"]
     with torch.no_grad():
         image = stored_frame(fixture, reference["frame"], views)[0]
-        session.add_reference(image, reference["mask"].long()[None, None])
+        session.add_reference(net.encode(image), reference["mask"].long()[None, None])
         _features(check, "single reference", session, reference)
         _state(check, "single reference", session, reference["engine_state_after"], 0)
         for step in single["steps"]:
             what = f"single frame {step['frame']}"
-            lowres = session.step(stored_frame(fixture, step["frame"], views)[0])
+            lowres = session.step(net.encode(stored_frame(fixture, step["frame"], views)[0]))
             _features(check, what, session, step)
             check.close(
                 f"{what} lowres logits", lowres[0, :ids], step["lowres_logits"][:ids], **LOGITS
@@ -240,7 +240,7 @@ def _check_teacher_forced(
         for step_pass in trace["passes"]:
             what = f"{file} {step_pass['stage']}"
             reference = step_pass["reference"]
-            trk.add_reference(stored_frame(fixture, reference["frame"], trk.views), key)
+            trk.add_reference(trk.encode(stored_frame(fixture, reference["frame"], trk.views)), key)
             for v, (ours, ref) in enumerate(
                 zip(_per_view(trk, key), reference["mask_per_view"], strict=True)
             ):
@@ -253,7 +253,7 @@ def _check_teacher_forced(
 def _check_step(
     check: ParityCheck, what: str, fixture: Path, trk: MultiViewTracker, step: dict, ids: int
 ) -> None:
-    probs = trk.predict(stored_frame(fixture, step["frame"], trk.views))
+    probs = trk.predict(trk.encode(stored_frame(fixture, step["frame"], trk.views)))
     if "avg_prob" in step:
         check.close(f"{what} averaged probabilities", probs, step["avg_prob"], **PROBS)
         _labels(check, what, probs.argmax(0), step["label"], step["avg_prob"])

@@ -12,11 +12,17 @@ with key frame k and its mask:
   un-mirrored, soft-maxed; the views' probabilities are averaged; label = argmax (ties to the
   lower id); the label (mirrored for mirrored views, nearest-resized) is committed to every view.
 * the key frame is never predicted (the caller keeps the input run's mask).
+
+``lockstep`` runs the expressions of a video together: each pass visits the frames once and
+encodes each frame once for all of them (the encoder is most of a frame's cost), while every
+expression's tracker receives exactly the calls ``bidirectional`` makes, in the same order, so the
+labels are the same (bit for bit: one encoding of a frame is the same tensor as another).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -27,6 +33,8 @@ from rvos_vos.views import ViewConfig, view_labels
 
 # The views of one frame: one [B, 3, h, w] tensor per scale (see views.make_views).
 FrameViews = list[Tensor]
+# Their encoder maps: per scale, the 4 maps of PropagationNet.encode.
+EncodedViews = list[list[Tensor]]
 
 
 class MultiViewTracker:
@@ -47,26 +55,31 @@ class MultiViewTracker:
         size: tuple[int, int],
     ) -> None:
         self.views, self.size = views, size
+        self.net = net
         self.view_sizes = views.sizes(*size)
         self.sessions = [
             Session(net=net, policy=policy, live_ids=live_ids) for _ in self.view_sizes
         ]
         self.last_lowres: list[Tensor] = []
 
-    def add_reference(self, frame: FrameViews, label: Tensor) -> None:
-        """frame: the views of the reference frame; label: int [H, W] ids at the frame size."""
-        for session, image, size in zip(self.sessions, frame, self.view_sizes, strict=True):
-            session.add_reference(image, view_labels(label, size, self.views.flip))
+    def encode(self, frame: FrameViews) -> EncodedViews:
+        """The encoder maps of a frame's views (shareable by trackers of the same net and views)."""
+        return [self.net.encode(image) for image in frame]
 
-    def predict(self, frame: FrameViews) -> Tensor:
+    def add_reference(self, frame: EncodedViews, label: Tensor) -> None:
+        """frame: the encoded views of the reference frame; label: int [H, W] ids at its size."""
+        for session, features, size in zip(self.sessions, frame, self.view_sizes, strict=True):
+            session.add_reference(features, view_labels(label, size, self.views.flip))
+
+    def predict(self, frame: EncodedViews) -> Tensor:
         """Average over views of the id probabilities, float32 [ids, H, W].
 
         ``last_lowres`` keeps each scale's logits [B, ids, h/4, w/4] (mirrored views still mirrored).
         """
         total = torch.zeros(())
         self.last_lowres = []
-        for session, image in zip(self.sessions, frame, strict=True):
-            lowres = session.step(image)
+        for session, features in zip(self.sessions, frame, strict=True):
+            lowres = session.step(features)
             self.last_lowres.append(lowres)
             logits = upsample_logits(lowres, self.size)
             if self.views.flip:
@@ -79,6 +92,15 @@ class MultiViewTracker:
         """Store the last predicted frame with its label int [H, W] in every view's memory."""
         for session, size in zip(self.sessions, self.view_sizes, strict=True):
             session.commit(view_labels(label, size, self.views.flip))
+
+
+@dataclass(frozen=True)
+class Track:
+    """One sequence to propagate: its tracker, key frame index and key label int [H, W]."""
+
+    tracker: MultiViewTracker
+    key: int
+    label: Tensor
 
 
 def bidirectional(
@@ -96,14 +118,36 @@ def bidirectional(
     Yields:
         (t, label int64 [H, W]) for every t != key: first k+1..T-1, then k-1..0.
     """
-    passes = []
-    if key < count - 1:
-        passes.append(range(key + 1, count))
-    if key > 0:
-        passes.append(range(key - 1, -1, -1))
-    for order in passes:
-        tracker.add_reference(frames(key), key_label)
+    for _, t, label in lockstep([Track(tracker, key, key_label)], frames, count):
+        yield t, label
+
+
+def lockstep(
+    tracks: Sequence[Track], frames: Callable[[int], FrameViews], count: int
+) -> Iterator[tuple[int, int, Tensor]]:
+    """``bidirectional`` for several tracks of one sequence (same net and views), frame by frame.
+
+    Forward pass: t runs from the smallest key up; a track whose key is t takes frame t as its
+    reference, every track whose key is below t predicts it. Backward pass: t runs down from the
+    largest key; a track whose key is t adds its reference again, every track whose key is above t
+    predicts it. Each visited frame is read and encoded once per pass.
+
+    Yields:
+        (track index, t, label int64 [H, W]): each track's frames in ``bidirectional``'s order.
+    """
+    for forward in (True, False):
+        live = [i for i, tr in enumerate(tracks) if (tr.key < count - 1 if forward else tr.key > 0)]
+        if not live:
+            continue
+        keys = [tracks[i].key for i in live]
+        order = range(min(keys), count) if forward else range(max(keys), -1, -1)
         for t in order:
-            label = tracker.predict(frames(t)).argmax(dim=0)
-            tracker.commit(label)
-            yield t, label
+            starting = [i for i in live if tracks[i].key == t]
+            stepping = [i for i in live if (tracks[i].key < t if forward else tracks[i].key > t)]
+            encoded = tracks[live[0]].tracker.encode(frames(t))
+            for i in starting:
+                tracks[i].tracker.add_reference(encoded, tracks[i].label)
+            for i in stepping:
+                label = tracks[i].tracker.predict(encoded).argmax(dim=0)
+                tracks[i].tracker.commit(label)
+                yield i, t, label

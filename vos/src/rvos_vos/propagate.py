@@ -34,7 +34,7 @@ from rvos_core.progress import progress_bar
 from rvos_core.runfolder import Run, RunWriter, VideoWriter, check_key_frames, key_frame_index
 from rvos_core.shard import parse_shard, select_shard
 from rvos_vos.network import NetConfig, PropagationNet
-from rvos_vos.procedure import MultiViewTracker, bidirectional
+from rvos_vos.procedure import MultiViewTracker, Track, lockstep
 from rvos_vos.propagators import PROPAGATORS, Propagator
 from rvos_vos.session import MemoryPolicy
 from rvos_vos.views import ViewConfig, make_views, read_frame
@@ -42,6 +42,8 @@ from rvos_vos.views import ViewConfig, make_views, read_frame
 PRODUCER = "rvos_vos.propagate"
 # --precision amp is upstream's --amp: fp16 autocast on the GPU.
 PRECISION_ALIASES = {"amp": "fp16"}
+# Expressions propagated together (--expression-group): their memories are held at once.
+DEFAULT_GROUP = 4
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,15 @@ def _parser() -> argparse.ArgumentParser:
         help="cap the long-term memory at N frames (drop the oldest non-key frame); default: unbounded, as upstream",
     )
     compute = parser.add_argument_group("compute")
+    compute.add_argument(
+        "--expression-group",
+        type=int,
+        default=DEFAULT_GROUP,
+        metavar="N",
+        help=f"propagate up to N expressions of a video together, each frame encoded once per "
+        f"pass for all of them (memory grows with N; results do not depend on it; default "
+        f"{DEFAULT_GROUP})",
+    )
     compute.add_argument("--device", default="cpu", help="cpu or cuda")
     compute.add_argument(
         "--precision",
@@ -235,25 +246,39 @@ def propagate_video(
     jobs: list[Job],
     out: VideoWriter,
     bar: Any,
+    group: int = DEFAULT_GROUP,
 ) -> None:
-    """Write every expression of ``video`` (see the module docstring)."""
+    """Write every expression of ``video`` (see the module docstring), propagating up to
+    ``group`` expressions together (``procedure.lockstep``)."""
     frames = FrameSource(video, settings.views, settings.device)
     size = frame_size(video)
-    scores = run.scores(video) if run.has_scores else None
+    tracked = []
     for job in jobs:
         key_mask = decode_mask_png(job.key_png, job.key_path, size)
         out.write_png(job.exp_id, job.key, job.key_png, size)
         if key_mask.any():
-            label = torch.from_numpy(key_mask.astype(np.int64)).to(settings.device)
-            tracker = settings.tracker(net, size)
-            for t, predicted in bidirectional(tracker, frames, job.key, label, len(video.frames)):
-                out.write_mask(job.exp_id, t, (predicted > 0).cpu().numpy())
-                bar.update(1)
+            tracked.append((job, key_mask))
         else:
             copy_masks(run, video, job, out, size)
             bar.update(len(video.frames) - 1)
-        if scores is not None:
+    for start in range(0, len(tracked), group):
+        batch = tracked[start : start + group]
+        tracks = [
+            Track(settings.tracker(net, size), job.key, _label(key_mask, settings.device))
+            for job, key_mask in batch
+        ]
+        for i, t, predicted in lockstep(tracks, frames, len(video.frames)):
+            out.write_mask(batch[i][0].exp_id, t, (predicted > 0).cpu().numpy())
+            bar.update(1)
+    if run.has_scores:
+        scores = run.scores(video)
+        for job in jobs:
             out.write_scores(job.exp_id, scores[job.exp_id])
+
+
+def _label(mask: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A key mask bool [H, W] as the ids int64 [H, W] of one object."""
+    return torch.from_numpy(mask.astype(np.int64)).to(device)
 
 
 def copy_masks(run: Run, video: Video, job: Job, out: VideoWriter, size: tuple[int, int]) -> None:
@@ -292,6 +317,8 @@ def propagate(args: argparse.Namespace) -> bool:
     if (args.out / "run.json").is_file():
         print(f"{args.out} is complete (run.json); nothing to do", file=sys.stderr)
         return True
+    if args.expression_group < 1:
+        raise ConfigError("--expression-group must be >= 1")
     settings = settings_from_args(args)
     dataset = dataset_from_args(args)
     run = Run(args.run)
@@ -308,7 +335,9 @@ def propagate(args: argparse.Namespace) -> bool:
                 writer.open_video(video) as out,
                 inference_context(settings.device, settings.precision),
             ):
-                propagate_video(net, settings, run, video, jobs[video_id], out, bar)
+                propagate_video(
+                    net, settings, run, video, jobs[video_id], out, bar, args.expression_group
+                )
     complete = writer.finalize(key_frames=run.key_frames())
     state = "run complete" if complete else "shard done; other shards still have videos to do"
     print(f"{args.out}: {len(todo)} videos written; {state}", file=sys.stderr)

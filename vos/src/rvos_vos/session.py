@@ -84,6 +84,9 @@ class LongTermMemory:
 class Session:
     """Propagation state of one view batch: reference frames, steps, committed labels.
 
+    The caller encodes the frames (``net.encode``), so that several sessions of the same views
+    can share one encoding of a frame (``procedure.lockstep``).
+
     Args:
         net: the stateless network.
         policy: the memory schedule.
@@ -110,9 +113,9 @@ class Session:
     def long_term_frames(self) -> int:
         return 0 if self.long is None else self.long.frames
 
-    def add_reference(self, image: Tensor, labels: Tensor) -> None:
-        """image: [N, 3, H, W] normalised; labels: int [N, 1, H, W] ids at the image size."""
-        features = self.net.encode(image)
+    def add_reference(self, features: list[Tensor], labels: Tensor) -> None:
+        """features: ``net.encode`` of the images [N, 3, H, W]; labels: int [N, 1, H, W] ids at
+        the image size."""
         if self.pos is None:
             self.pos = self.net.position_embedding(features[-1])
         id_emb = self.net.id_embedding(labels)
@@ -126,12 +129,12 @@ class Session:
         self.short = entries
         self._cap()
 
-    def step(self, image: Tensor) -> Tensor:
-        """Propagate the memory to a new frame; returns id logits [N, ids, H/4, W/4]."""
+    def step(self, features: list[Tensor]) -> Tensor:
+        """Propagate the memory to a new frame (``net.encode`` of its images [N, 3, H, W]);
+        returns id logits [N, ids, H/4, W/4]."""
         if self.long is None or self.short is None or self.pos is None:
             raise RuntimeError("add a reference frame before stepping")
         self.frame_step += 1
-        features = self.net.encode(image)
         self.embs, self._raw = self.net.propagate(
             features, self.long.layers, self.short, None, self.pos
         )
