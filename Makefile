@@ -43,7 +43,7 @@ PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
 .PHONY: help env env-uninext test lint format demo submission models propagated round1 round2 \
         infer-referformer infer-mutr infer-soc infer-uninext-vith infer-uninext-convnext \
-        propagate-aot propagate-deaot vote import-pth validate evaluate bench clean-work
+        propagate-aot propagate-deaot vote import-pth validate evaluate bench bench-full clean-work
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%+-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -187,6 +187,14 @@ evaluate: ## NODE=<node>: J&F of a run against the split's ground truth (MeViS v
 	@test -n "$(NODE)" || { echo "usage: make evaluate NODE=<node> DATASET=mevis SPLIT=valid_u" >&2; exit 2; }
 	$(PY) -m rvos_eval $(W)/$(NODE) $(DATA_OPTS) --out $(W)/$(NODE)/eval
 
-bench: $(VENV)/.stamp ## run every benchmark under bench/ (prints figures; not a test)
+bench: $(VENV)/.stamp ## quick benchmarks (minutes on a CPU): eval, fusion, the driver with tiny models
 	$(PY) bench/eval/run.py
 	$(PY) bench/fusion/run.py
+	for model in referformer mutr soc; do $(PY) bench/infer/run.py $$model --variant tiny || exit 1; done
+bench-full: $(VENV)/.stamp $(VENV_UNINEXT)/.stamp ## full-size models and propagators on DEVICE / PRECISION (hours on a CPU)
+	$(PY) bench/infer/referformer.py --device $(DEVICE) --precision $(PRECISION) --videos 3
+	$(PY) bench/infer/mutr.py --device $(DEVICE) --precision $(PRECISION) --videos 3
+	$(PY) bench/infer/soc.py --device $(DEVICE) --precision $(PRECISION) --videos 3
+	$(PY_UNINEXT) bench/infer/uninext.py --device $(DEVICE) --precision $(PRECISION)
+	$(PY) bench/propagate/run.py --device $(DEVICE) --precision $(PRECISION) --expressions 1
+	$(PY) bench/propagate/run.py --device $(DEVICE) --precision $(PRECISION) --expressions 4
