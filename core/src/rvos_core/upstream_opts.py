@@ -8,12 +8,16 @@ settings; ``config_values`` turns them into the constructor values of a model co
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
 
 from rvos_core.errors import ConfigError
 from rvos_core.layers import VIDEO_SWIN_CONFIGS, VideoSwinConfig
 from rvos_core.text import TEXT_ENCODERS, TextEncoderConfig
+
+RESIZER_OVERRIDE = "FeatureResizer.input_feat_size"
 
 # Options that only matter for training or for the process, not for the inference arithmetic:
 # accepted and not stored.
@@ -37,6 +41,101 @@ FIXED = {
 }
 # ``num_classes`` of upstream ``build`` when ``binary`` is False.
 DATASET_CLASSES = {"ytvos": 65, "davis": 78, "a2d": 1, "jhmdb": 1}
+
+
+@dataclass(frozen=True)
+class LanguageQueryConfig:
+    """What ReferFormer and MUTR configure alike; field names are upstream's (``opts.py``).
+
+    Model configs subclass it (adding their own fields) and name themselves in ``MODEL``;
+    ``CONSTRUCTOR_OVERRIDES`` maps the upstream constructor values a fixture may change (besides
+    ``FeatureResizer.input_feat_size``, which must equal the text width) to their fields.
+
+    Attributes:
+        backbone: the Video-Swin backbone (upstream ``--backbone video_swin_b_p4w7``).
+        text: the RoBERTa text encoder (its hidden size is the resizer's input width; upstream
+            hard-codes 768).
+        num_classes: 1 for the binary (RVOS) checkpoints.
+        fusion_heads: heads of the early vision-language fusion (hard-coded 8 upstream).
+        resize_short: short side of the frames fed to the model (torchvision ``Resize(int)``).
+    """
+
+    MODEL: ClassVar[str] = "ReferFormer"
+    CONSTRUCTOR_OVERRIDES: ClassVar[Mapping[str, str]] = {}
+
+    backbone: VideoSwinConfig = field(default_factory=VideoSwinConfig)
+    text: TextEncoderConfig = TEXT_ENCODERS["roberta-base"]
+    hidden_dim: int = 256
+    nheads: int = 8
+    enc_layers: int = 4
+    dec_layers: int = 4
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+    num_feature_levels: int = 4
+    dec_n_points: int = 4
+    enc_n_points: int = 4
+    num_queries: int = 5
+    num_classes: int = 1
+    mask_dim: int = 256
+    controller_layers: int = 3
+    dynamic_mask_channels: int = 8
+    rel_coord: bool = True
+    fusion_heads: int = 8
+    resize_short: int = 360
+
+    def __post_init__(self) -> None:
+        if self.num_feature_levels != len(self.backbone.depths):
+            raise ConfigError(
+                f"num_feature_levels {self.num_feature_levels} must equal the backbone's stage "
+                f"count {len(self.backbone.depths)} (stages 2..n plus one extra stride-2 level)"
+            )
+        if self.dec_layers < 2:
+            raise ConfigError(
+                "dec_layers must be at least 2 (the reference points of the last layer's input)"
+            )
+        if self.hidden_dim % 32 != 0:
+            raise ConfigError(
+                f"hidden_dim {self.hidden_dim} must be a multiple of 32 (GroupNorm(32))"
+            )
+
+    @property
+    def d_model(self) -> int:
+        """The transformer width (``hidden_dim``; the name rvos_core.layers' builders read)."""
+        return self.hidden_dim
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_upstream(
+        cls,
+        model_args: Mapping[str, Any],
+        *,
+        video_swin: Mapping[str, Any] | None = None,
+        text: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Self:
+        """From upstream's ``args`` (``opts.py`` names), as stored in a parity fixture.
+
+        Args:
+            model_args: the argparse values ``build(args)`` reads.
+            video_swin: the backbone's constructor values (default: ``configs[args.backbone]``).
+            text: transformers-named RoBERTa settings on top of roberta-base.
+            overrides: upstream constructor changes: ``FeatureResizer.input_feat_size`` (must
+                equal the text width) and the keys of ``CONSTRUCTOR_OVERRIDES``.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = config_values(
+            model_args, fields=names, model=cls.MODEL, video_swin=video_swin, text=text
+        )
+        for key, value in (overrides or {}).items():
+            if key == RESIZER_OVERRIDE:
+                check_resizer_width(key, value, values["text"])
+            elif key in cls.CONSTRUCTOR_OVERRIDES:
+                values[cls.CONSTRUCTOR_OVERRIDES[key]] = value
+            else:
+                raise ConfigError(f"unknown upstream constructor override {key!r}")
+        return cls(**values)
 
 
 def config_values(

@@ -48,30 +48,13 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rvos_core.layers import (
-    MLP,
-    CrossModalFPNDecoder,
-    DeformableTransformer,
-    DynamicMaskHead,
-    Joiner,
-    MaskedBackbone,
-    PositionEmbeddingSine1D,
-    PositionEmbeddingSine2D,
-    TemporalQueryModule,
-    VisionLanguageFusion,
-    build_video_swin,
-    input_projections,
-    maps_to_tokens,
-)
+from rvos_core.layers import TemporalQueryModule, maps_to_tokens
 from rvos_core.layers.video_text import (
+    LanguageQueryModel,
     TextFeatures,
     VideoFeatures,
     boxes_from_reference,
-    encode_text_features,
-    encode_video_features,
-    fuse_level,
 )
-from rvos_core.text import FeatureResizer, build_text_encoder
 from rvos_mutr.config import MUTRConfig
 
 
@@ -138,70 +121,18 @@ class MTA(nn.Module):
         return words
 
 
-class MUTR(nn.Module):
-    """The competition MUTR (see the module docstring)."""
+class MUTR(LanguageQueryModel):
+    """The competition MUTR (see the module docstring): ReferFormer's modules with additive early
+    fusion, plus ``MTA`` and ``mti``."""
 
     def __init__(self, *, config: MUTRConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config=config, combine="add")
         d = config.hidden_dim
-        body = build_video_swin(config.backbone)
-        self.backbone = Joiner(
-            MaskedBackbone(body), PositionEmbeddingSine2D(num_pos_feats=d // 2, normalize=True)
-        )
-        self.input_proj = input_projections(
-            in_channels=body.num_channels[1:],
-            hidden_dim=d,
-            num_feature_levels=config.num_feature_levels,
-        )
-        self.text_encoder = build_text_encoder(config.text)
-        self.resizer = FeatureResizer(
-            in_features=config.text.hidden_size, out_features=d, dropout=0.1
-        )
-        self.fusion_module = VisionLanguageFusion(
-            d_model=d, nhead=config.fusion_heads, combine="add"
-        )
         self.MTA = MTA(
             num_layers=config.mta_layers,
             d_model=d,
             nhead=config.mta_heads,
             dim_feedforward=config.mta_dim_feedforward,
-        )
-        self.text_pos = PositionEmbeddingSine1D(num_pos_feats=d, normalize=True)
-        self.transformer = DeformableTransformer(
-            d_model=d,
-            nhead=config.nheads,
-            num_encoder_layers=config.enc_layers,
-            num_decoder_layers=config.dec_layers,
-            dim_feedforward=config.dim_feedforward,
-            dropout=config.dropout,
-            num_feature_levels=config.num_feature_levels,
-            dec_n_points=config.dec_n_points,
-            enc_n_points=config.enc_n_points,
-        )
-        self.query_embed = nn.Embedding(config.num_queries, d)
-        self.class_embed = nn.ModuleList(
-            nn.Linear(d, config.num_classes) for _ in range(config.dec_layers)
-        )
-        self.bbox_embed = nn.ModuleList(
-            MLP(input_dim=d, hidden_dim=d, output_dim=4, num_layers=3)
-            for _ in range(config.dec_layers)
-        )
-        self.transformer.decoder.bbox_embed = self.bbox_embed  # iterative refinement (stored twice)
-        self.pixel_decoder = CrossModalFPNDecoder(
-            feature_channels=[body.num_channels[0]] + [d] * (len(body.num_channels) - 1),
-            conv_dim=d,
-            mask_dim=config.mask_dim,
-            dim_feedforward=config.dim_feedforward,
-        )
-        self.mask_head = DynamicMaskHead(
-            in_channels=config.mask_dim,
-            channels=config.dynamic_mask_channels,
-            num_layers=config.controller_layers,
-            rel_coord=config.rel_coord,
-        )
-        self.controller = MLP(
-            input_dim=d, hidden_dim=d, output_dim=self.mask_head.num_gen_params, num_layers=3
         )
         self.mti = TemporalQueryModule(
             d_model=d,
@@ -216,14 +147,6 @@ class MUTR(nn.Module):
             learned_query_feat=True,
         )
 
-    def encode_video(self, frames: Tensor) -> VideoFeatures:
-        """frames: [T, 3, H, W] normalised. Backbone, positions and input projections."""
-        return encode_video_features(self.backbone, self.input_proj, frames)
-
-    def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextFeatures:
-        """input_ids, attention_mask: int64 [1, L] from upstream's tokenizer call."""
-        return encode_text_features(self.text_encoder, self.resizer, input_ids, attention_mask)
-
     def sentence_feature(self, video: VideoFeatures, words: Tensor, text_pos: Tensor) -> Tensor:
         """MTA over the un-fused projected levels, coarsest last; token 0 of the result [1, d].
 
@@ -235,22 +158,14 @@ class MUTR(nn.Module):
     def decode(self, video: VideoFeatures, text: TextFeatures, size: Tensor) -> MUTROutput:
         """Everything that depends on the text. size: (H, W) of the model input (int64 [2])."""
         t, q = video.num_frames, self.config.num_queries
-        words = text.words.transpose(0, 1)
-        text_pos = self.text_pos(text.pad_mask).permute(2, 0, 1)
-        srcs = [
-            fuse_level(self.fusion_module, x, words, text.pad_mask, text_pos)
-            for x in video.projected
-        ]
+        srcs, words, text_pos = self.fuse_levels(self.fusion_module, video, text)
         sentence = self.sentence_feature(video, words, text_pos)
         tgt = sentence[:, None, :].expand(t, q, -1)
         out = self.transformer(
             srcs, video.level_masks, video.level_pos, tgt, self.query_embed.weight
         )
         video_queries = self.mti(out.hs[-1][:, None])[0]  # [Q, d]
-        maps = [video.features[0], *out.memory]
-        mask_features = self.pixel_decoder(
-            maps, video.stage_masks, video.stage_pos, text.words, text.pad_mask, t
-        )
+        mask_features = self.mask_features(video, text, out)
         logits = self.class_embed[0](video_queries).expand(t, -1, -1)
         boxes = boxes_from_reference(self.bbox_embed[0](out.hs[0]), out.init_reference)
         params = self.controller(video_queries).expand(t, -1, -1)
@@ -262,14 +177,6 @@ class MUTR(nn.Module):
             pred_boxes=boxes[None],
             pred_masks=masks,
             reference_points=out.inter_references[-2, ..., :2][None],
-        )
-
-    def forward(
-        self, frames: Tensor, input_ids: Tensor, attention_mask: Tensor, size: Tensor
-    ) -> MUTROutput:
-        """One video [T, 3, H, W] and one expression (token ids [1, L]); see ``decode``."""
-        return self.decode(
-            self.encode_video(frames), self.encode_text(input_ids, attention_mask), size
         )
 
 

@@ -35,36 +35,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from rvos_core.layers import (
-    MLP,
-    DeformableTransformer,
-    DynamicMaskHead,
-    Joiner,
-    MaskedBackbone,
-    PositionEmbeddingSine1D,
-    PositionEmbeddingSine2D,
-    TemporalQueryModule,
-    VisionLanguageFusion,
-    build_video_swin,
-    input_projections,
-    maps_to_tokens,
-)
+from rvos_core.layers import TemporalQueryModule, VisionLanguageFusion, maps_to_tokens
 from rvos_core.layers.video_text import (
     TextFeatures,
     VideoFeatures,
+    VideoTextModel,
     boxes_from_reference,
-    encode_text_features,
-    encode_video_features,
-    fuse_level,
 )
-from rvos_core.text import FeatureResizer, build_text_encoder
 from rvos_soc.config import SOCConfig
 from rvos_soc.spatial_decoder import FPNSpatialDecoder
-
-# Upstream builds the text projection's dropout with 0.1 (inactive in eval).
-TXT_PROJ_DROPOUT = 0.1
 
 
 @dataclass(frozen=True)
@@ -87,47 +68,26 @@ class SOCOutput:
     text_sentence_feature: Tensor | None
 
 
-class SOC(nn.Module):
+class SOC(VideoTextModel):
     """The competition SOC (see the module docstring)."""
+
+    TEXT_PROJECTION = "txt_proj"
 
     def __init__(self, *, config: SOCConfig):
         super().__init__()
         self.config = config
         tc, vc = config.transformer, config.vita
         d = tc.d_model
-        body = build_video_swin(config.backbone)
-        self.backbone = Joiner(
-            MaskedBackbone(body), PositionEmbeddingSine2D(num_pos_feats=d // 2, normalize=True)
-        )
-        self.input_proj = input_projections(
-            in_channels=body.num_channels[1:],
-            hidden_dim=d,
-            num_feature_levels=tc.num_feature_levels,
-        )
-        self.transformer = DeformableTransformer(
+        channels = self.add_encoders(
+            backbone=config.backbone,
+            text=config.text,
             d_model=d,
-            nhead=tc.nheads,
-            num_encoder_layers=tc.enc_layers,
-            num_decoder_layers=tc.dec_layers,
-            dim_feedforward=tc.dim_feedforward,
-            dropout=tc.dropout,
             num_feature_levels=tc.num_feature_levels,
-            dec_n_points=tc.dec_n_points,
-            enc_n_points=tc.enc_n_points,
         )
-        self.class_embed = nn.ModuleList(
-            nn.Linear(d, config.num_classes) for _ in range(tc.dec_layers)
-        )
-        self.bbox_embed = nn.ModuleList(
-            MLP(input_dim=d, hidden_dim=d, output_dim=4, num_layers=3) for _ in range(tc.dec_layers)
-        )
-        self.transformer.decoder.bbox_embed = self.bbox_embed  # iterative refinement (stored twice)
-        self.text_encoder = build_text_encoder(config.text)
-        self.text_pos = PositionEmbeddingSine1D(num_pos_feats=d, normalize=True)
-        self.query_embed = nn.Embedding(tc.num_queries, d)
+        self.add_decoder(tc, num_classes=config.num_classes)
         self.spatial_decoder = FPNSpatialDecoder(
             context_dim=d,
-            fpn_dims=[d, d, body.num_channels[0]],
+            fpn_dims=[d, d, channels[0]],
             mask_kernels_dim=config.mask_kernels_dim,
         )
         self.vita = TemporalQueryModule(
@@ -143,27 +103,13 @@ class SOC(nn.Module):
         )
         self.vlf = VisionLanguageFusion(d_model=d, nhead=config.fusion_heads, combine="multiply")
         self.lvf = VisionLanguageFusion(d_model=d, nhead=config.fusion_heads, combine="multiply")
-        self.txt_proj = FeatureResizer(
-            in_features=config.text.hidden_size, out_features=d, dropout=TXT_PROJ_DROPOUT
-        )
-        self.mask_head = DynamicMaskHead(
+        self.add_mask_head(
             in_channels=config.mask_kernels_dim,
             channels=config.dynamic_mask_channels,
             num_layers=config.controller_layers,
             rel_coord=config.rel_coord,
+            d_model=d,
         )
-        self.controller = MLP(
-            input_dim=d, hidden_dim=d, output_dim=self.mask_head.num_gen_params, num_layers=3
-        )
-
-    def encode_video(self, frames: Tensor) -> VideoFeatures:
-        """frames: [T, 3, H, W] normalised (one unpadded video). Backbone, positions and input
-        projections (text-independent: reused by every expression of the video)."""
-        return encode_video_features(self.backbone, self.input_proj, frames)
-
-    def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextFeatures:
-        """input_ids, attention_mask: int64 [1, L] from upstream's tokenizer call."""
-        return encode_text_features(self.text_encoder, self.txt_proj, input_ids, attention_mask)
 
     def decode(
         self,
@@ -175,9 +121,7 @@ class SOC(nn.Module):
     ) -> SOCOutput:
         """Everything that depends on the text. size: (H, W) of the model input (int64 [2])."""
         t, q = video.num_frames, self.config.transformer.num_queries
-        words = text.words.transpose(0, 1)  # [L, 1, d]
-        text_pos = self.text_pos(text.pad_mask).permute(2, 0, 1)
-        srcs = [fuse_level(self.vlf, x, words, text.pad_mask, text_pos) for x in video.projected]
+        srcs, words, _ = self.fuse_levels(self.vlf, video, text)
         query_pos = self.query_embed.weight
         tgt = torch.zeros_like(query_pos)[None].expand(t, q, -1)
         out = self.transformer(srcs, video.level_masks, video.level_pos, tgt, query_pos)
@@ -200,23 +144,6 @@ class SOC(nn.Module):
             text_sentence_feature=self._text_feature(video, text, words)
             if with_text_feature
             else None,
-        )
-
-    def forward(
-        self,
-        frames: Tensor,
-        input_ids: Tensor,
-        attention_mask: Tensor,
-        size: Tensor,
-        *,
-        with_text_feature: bool = False,
-    ) -> SOCOutput:
-        """One video [T, 3, H, W] and one expression (token ids [1, L]); see ``decode``."""
-        return self.decode(
-            self.encode_video(frames),
-            self.encode_text(input_ids, attention_mask),
-            size,
-            with_text_feature=with_text_feature,
         )
 
     def _text_feature(self, video: VideoFeatures, text: TextFeatures, words: Tensor) -> Tensor:
