@@ -1,6 +1,6 @@
 """Comparisons shared by the parity handlers of the Video-Swin RVOS model fixtures.
 
-The ``referformer`` and ``mutr`` fixtures (``$RVOS_PARITY_DIR/<name>/``, see their READMEs) share
+The ``referformer``, ``mutr`` (and, for the predictor and weights, ``soc``) fixtures (``$RVOS_PARITY_DIR/<name>/``, see their READMEs) share
 a layout: ``inputs.pt`` (uint8 frames, preprocessed frames, caption, token ids), ``outputs.pt``,
 ``intermediates.pt`` (forward-hook outputs of named sub-modules) and ``postprocess.pt`` (the
 one-query post-processing of the competition scripts). Tolerances are those READMEs'.
@@ -8,17 +8,21 @@ one-query post-processing of the competition scripts). Tolerances are those READ
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import torch
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 
+from rvos_core.checkpoint import CheckpointRules, load_state_dict_strict
 from rvos_core.parity import ParityCheck
 from rvos_core.postprocess import VideoPrediction, postprocess
 from rvos_core.runfolder import key_frame_index
 from rvos_core.text import ROBERTA_TOKENIZER, Tokenizer, load_tokenizer_folder
+from rvos_core.upstream_opts import LanguageQueryConfig
 
 INTERMEDIATE = {"rtol": 1e-4, "atol": 1e-5}
 MASKS = {"rtol": 1e-4, "atol": 1e-3}
@@ -27,6 +31,66 @@ MASK_MARGIN = 1e-3
 """Binary masks are compared where |mask logit| >= this (the READMEs' robustness note)."""
 
 TOKENIZER_FIXTURE = "text_tokenizer"
+
+ConfigT = TypeVar("ConfigT", bound=LanguageQueryConfig)
+ModelT = TypeVar("ModelT", bound=nn.Module)
+
+
+def language_query_config(cls: type[ConfigT], fixture: Path) -> ConfigT:
+    """The model configuration of a referformer / mutr fixture: config.json's ``build`` section
+    (upstream argument names, backbone and RoBERTa values, constructor overrides) with the
+    fixture's input short side."""
+    config = json.loads((fixture / "config.json").read_text())
+    build_section = config["build"]
+    values = cls.from_upstream(
+        build_section["model_args"],
+        video_swin=build_section["video_swin"],
+        text=build_section["roberta_config"],
+        overrides=build_section.get("constructor_overrides"),
+    )
+    return values.replace(resize_short=config["input"]["preprocess"]["resize_short"])
+
+
+def load_fixture_weights(
+    model: ModelT, fixture: Path, rules: CheckpointRules | None = None
+) -> ModelT:
+    """``model`` with the fixture's ``state_dict.pt`` strictly loaded, in eval mode."""
+    path = fixture / "state_dict.pt"
+    load_state_dict_strict(model, torch.load(path, weights_only=True), rules, source=str(path))
+    return model.eval()
+
+
+def check_heads(check: ParityCheck, out: Any, expected: Mapping[str, Any]) -> None:
+    """The last layer's pred_logits, pred_boxes, pred_masks [1, T, Q, ...] and the
+    reference_points of a referformer / mutr forward."""
+    check.close("pred_logits", out.pred_logits, expected["pred_logits"], **INTERMEDIATE)
+    check.close("pred_boxes", out.pred_boxes, expected["pred_boxes"], **INTERMEDIATE)
+    check.close("pred_masks", out.pred_masks, expected["pred_masks"], **MASKS)
+    check.close(
+        "reference_points", out.reference_points, expected["reference_points"], **INTERMEDIATE
+    )
+
+
+def check_predictor(
+    check: ParityCheck,
+    predictor_cls: Callable[[Any, Tokenizer, torch.device], Any],
+    model: nn.Module,
+    fixture: Path,
+    inputs: Mapping[str, Any],
+    expected: Mapping[str, Any],
+) -> None:
+    """The model's predictor (``predictor_cls(model, tokenizer, cpu)``) end to end: tokenizer
+    call, preprocessing, forward, post-processing, against the competition script's probabilities
+    and scores; skipped without the sibling ``text_tokenizer`` fixture."""
+    max_tokens = model.config.text.max_tokens
+    tokenizer = fixture_tokenizer(fixture, max_tokens)
+    if tokenizer is None:
+        return
+    check_tokens(check, tokenizer, inputs)
+    predictor = predictor_cls(model, tokenizer, torch.device("cpu"))
+    (prediction,) = predictor.predict(fixture_frames(inputs), [inputs["caption"]])
+    check.close("predictor.probs", prediction.probs, expected["mask_logits"].sigmoid(), **MASKS)
+    check.close("predictor.scores", prediction.scores, expected["class_info_tensor"], **SCORES)
 
 
 def fixture_frames(inputs: Mapping[str, Any]) -> list[Image.Image]:

@@ -10,25 +10,23 @@ post-processing (per-frame scores exactly constant, key frame 0), and the predic
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rvos_core.checkpoint import load_state_dict_strict
 from rvos_core.hooks import ForwardRecorder
 from rvos_core.parity import ParityCheck
 from rvos_core.parity_checks import (
     INTERMEDIATE,
-    MASKS,
-    SCORES,
     check_calls,
+    check_heads,
     check_postprocess,
+    check_predictor,
     check_shared_intermediates,
-    check_tokens,
     fixture_frames,
-    fixture_tokenizer,
+    language_query_config,
+    load_fixture_weights,
 )
 from rvos_core.preprocess import preprocess_frames
 from rvos_mutr.config import MUTRConfig
@@ -49,32 +47,17 @@ RECORDED = (
 
 
 def fixture_config(fixture: Path) -> MUTRConfig:
-    """The model configuration of a mutr fixture (config.json, upstream names)."""
-    config = json.loads((fixture / "config.json").read_text())
-    build_section = config["build"]
-    return MUTRConfig.from_upstream(
-        build_section["model_args"],
-        video_swin=build_section["video_swin"],
-        text=build_section["roberta_config"],
-        overrides=build_section.get("constructor_overrides"),
-    ).replace(resize_short=config["input"]["preprocess"]["resize_short"])
+    """The model configuration of the fixture (config.json, upstream names)."""
+    return language_query_config(MUTRConfig, fixture)
 
 
 def fixture_model(fixture: Path) -> MUTR:
     """The fixture's model with its weights, in eval mode."""
-    model = build(fixture_config(fixture))
-    state = torch.load(fixture / "state_dict.pt", weights_only=True)
-    load_state_dict_strict(model, state, source=str(fixture / "state_dict.pt"))
-    return model.eval()
+    return load_fixture_weights(build(fixture_config(fixture)), fixture)
 
 
 def _check_outputs(check: ParityCheck, out: MUTROutput, expected: dict[str, Any]) -> None:
-    check.close("pred_logits", out.pred_logits, expected["pred_logits"], **INTERMEDIATE)
-    check.close("pred_boxes", out.pred_boxes, expected["pred_boxes"], **INTERMEDIATE)
-    check.close("pred_masks", out.pred_masks, expected["pred_masks"], **MASKS)
-    check.close(
-        "reference_points", out.reference_points, expected["reference_points"], **INTERMEDIATE
-    )
+    check_heads(check, out, expected)
     # upstream's eval forward returns no auxiliary layers; ours has none
     check.equal("aux_outputs (count)", 0, len(expected["aux_outputs"]))
 
@@ -90,23 +73,6 @@ def _check_mutr_intermediates(
     (params,) = calls["controller"]
     theirs = expected["controller"]
     check.close("controller", params.expand(theirs.shape), theirs, **INTERMEDIATE)
-
-
-def _check_predictor(
-    check: ParityCheck,
-    model: MUTR,
-    fixture: Path,
-    inputs: dict[str, Any],
-    expected: dict[str, Any],
-) -> None:
-    tokenizer = fixture_tokenizer(fixture, model.config.text.max_tokens)
-    if tokenizer is None:
-        return
-    check_tokens(check, tokenizer, inputs)
-    predictor = MUTRPredictor(model, tokenizer, torch.device("cpu"))
-    (prediction,) = predictor.predict(fixture_frames(inputs), [inputs["caption"]])
-    check.close("predictor.probs", prediction.probs, expected["mask_logits"].sigmoid(), **MASKS)
-    check.close("predictor.scores", prediction.scores, expected["class_info_tensor"], **SCORES)
 
 
 def mutr_parity(fixture: Path, check: ParityCheck) -> None:
@@ -127,4 +93,4 @@ def mutr_parity(fixture: Path, check: ParityCheck) -> None:
     first = result.class_info[:1].expand_as(result.class_info)
     check.equal("class_info constant over time", result.class_info, first)
     with torch.no_grad():
-        _check_predictor(check, model, fixture, inputs, expected)
+        check_predictor(check, MUTRPredictor, model, fixture, inputs, expected)

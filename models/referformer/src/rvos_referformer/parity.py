@@ -9,25 +9,24 @@ are the fixture README's (rvos_core.parity_checks).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rvos_core.checkpoint import load_state_dict_strict
 from rvos_core.hooks import ForwardRecorder
 from rvos_core.parity import ParityCheck
 from rvos_core.parity_checks import (
     INTERMEDIATE,
     MASKS,
-    SCORES,
     check_calls,
+    check_heads,
     check_postprocess,
+    check_predictor,
     check_shared_intermediates,
-    check_tokens,
     fixture_frames,
-    fixture_tokenizer,
+    language_query_config,
+    load_fixture_weights,
 )
 from rvos_core.preprocess import preprocess_frames
 from rvos_referformer.config import ReferFormerConfig
@@ -36,32 +35,17 @@ from rvos_referformer.predictor import ReferFormerPredictor
 
 
 def fixture_config(fixture: Path) -> ReferFormerConfig:
-    """The model configuration of a referformer fixture (config.json, upstream names)."""
-    config = json.loads((fixture / "config.json").read_text())
-    build_section = config["build"]
-    return ReferFormerConfig.from_upstream(
-        build_section["model_args"],
-        video_swin=build_section["video_swin"],
-        text=build_section["roberta_config"],
-        overrides=build_section.get("constructor_overrides"),
-    ).replace(resize_short=config["input"]["preprocess"]["resize_short"])
+    """The model configuration of the fixture (config.json, upstream names)."""
+    return language_query_config(ReferFormerConfig, fixture)
 
 
 def fixture_model(fixture: Path) -> ReferFormer:
     """The fixture's model with its weights, in eval mode."""
-    model = build(fixture_config(fixture))
-    state = torch.load(fixture / "state_dict.pt", weights_only=True)
-    load_state_dict_strict(model, state, source=str(fixture / "state_dict.pt"))
-    return model.eval()
+    return load_fixture_weights(build(fixture_config(fixture)), fixture)
 
 
 def _check_outputs(check: ParityCheck, out: ReferFormerOutput, expected: dict[str, Any]) -> None:
-    check.close("pred_logits", out.pred_logits, expected["pred_logits"], **INTERMEDIATE)
-    check.close("pred_boxes", out.pred_boxes, expected["pred_boxes"], **INTERMEDIATE)
-    check.close("pred_masks", out.pred_masks, expected["pred_masks"], **MASKS)
-    check.close(
-        "reference_points", out.reference_points, expected["reference_points"], **INTERMEDIATE
-    )
+    check_heads(check, out, expected)
     check.equal("aux_outputs (count)", len(out.aux_outputs), len(expected["aux_outputs"]))
     for i, (ours, theirs) in enumerate(zip(out.aux_outputs, expected["aux_outputs"], strict=False)):
         for key in ("pred_logits", "pred_boxes"):
@@ -69,23 +53,6 @@ def _check_outputs(check: ParityCheck, out: ReferFormerOutput, expected: dict[st
         check.close(
             f"aux_outputs[{i}].pred_masks", ours["pred_masks"], theirs["pred_masks"], **MASKS
         )
-
-
-def _check_predictor(
-    check: ParityCheck,
-    model: ReferFormer,
-    fixture: Path,
-    inputs: dict[str, Any],
-    expected: dict[str, Any],
-) -> None:
-    tokenizer = fixture_tokenizer(fixture, model.config.text.max_tokens)
-    if tokenizer is None:
-        return
-    check_tokens(check, tokenizer, inputs)
-    predictor = ReferFormerPredictor(model, tokenizer, torch.device("cpu"))
-    (prediction,) = predictor.predict(fixture_frames(inputs), [inputs["caption"]])
-    check.close("predictor.probs", prediction.probs, expected["mask_logits"].sigmoid(), **MASKS)
-    check.close("predictor.scores", prediction.scores, expected["class_info_tensor"], **SCORES)
 
 
 def referformer_parity(fixture: Path, check: ParityCheck) -> None:
@@ -126,4 +93,4 @@ def referformer_parity(fixture: Path, check: ParityCheck) -> None:
     expected = torch.load(fixture / "postprocess.pt", weights_only=True)
     check_postprocess(check, out.pred_logits[0], out.pred_masks[0], expected)
     with torch.no_grad():
-        _check_predictor(check, model, fixture, inputs, expected)
+        check_predictor(check, ReferFormerPredictor, model, fixture, inputs, expected)

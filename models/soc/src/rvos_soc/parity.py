@@ -17,19 +17,17 @@ from typing import Any
 
 import torch
 
-from rvos_core.checkpoint import load_state_dict_strict
 from rvos_core.errors import ConfigError
 from rvos_core.hooks import ForwardRecorder
 from rvos_core.parity import ParityCheck
 from rvos_core.parity_checks import (
     INTERMEDIATE,
     MASKS,
-    SCORES,
     check_calls,
     check_postprocess,
-    check_tokens,
+    check_predictor,
     fixture_frames,
-    fixture_tokenizer,
+    load_fixture_weights,
 )
 from rvos_core.preprocess import preprocess_frames
 from rvos_soc.config import SOCConfig
@@ -67,10 +65,7 @@ def fixture_config(fixture: Path) -> SOCConfig:
 
 def fixture_model(fixture: Path) -> SOC:
     """The fixture's model with its weights, in eval mode."""
-    model = build(fixture_config(fixture))
-    state = torch.load(fixture / "state_dict.pt", weights_only=True)
-    load_state_dict_strict(model, state, CHECKPOINT_RULES, source=str(fixture / "state_dict.pt"))
-    return model.eval()
+    return load_fixture_weights(build(fixture_config(fixture)), fixture, CHECKPOINT_RULES)
 
 
 def _check_outputs(check: ParityCheck, out: SOCOutput, expected: dict[str, Any]) -> None:
@@ -115,19 +110,6 @@ def _check_intermediates(
     )
 
 
-def _check_predictor(
-    check: ParityCheck, model: SOC, fixture: Path, inputs: dict[str, Any], expected: dict[str, Any]
-) -> None:
-    tokenizer = fixture_tokenizer(fixture, model.config.text.max_tokens)
-    if tokenizer is None:
-        return
-    check_tokens(check, tokenizer, inputs)
-    predictor = SOCPredictor(model, tokenizer, torch.device("cpu"))
-    (prediction,) = predictor.predict(fixture_frames(inputs), [inputs["caption"]])
-    check.close("predictor.probs", prediction.probs, expected["mask_logits"].sigmoid(), **MASKS)
-    check.close("predictor.scores", prediction.scores, expected["class_info_tensor"], **SCORES)
-
-
 def soc_parity(fixture: Path, check: ParityCheck) -> None:
     """Run the fixture (see the module docstring) and record every comparison in ``check``."""
     inputs = torch.load(fixture / "inputs.pt", weights_only=True)
@@ -150,4 +132,4 @@ def soc_parity(fixture: Path, check: ParityCheck) -> None:
     expected = torch.load(fixture / "postprocess.pt", weights_only=True)
     check_postprocess(check, out.pred_is_referred[:, 0], out.pred_masks[:, 0], expected)
     with torch.no_grad():
-        _check_predictor(check, model, fixture, inputs, expected)
+        check_predictor(check, SOCPredictor, model, fixture, inputs, expected)
