@@ -195,3 +195,18 @@ def _num_classes(binary: bool, dataset_file: str) -> int:
     if binary:
         return 1
     return DATASET_CLASSES.get(dataset_file, 91)
+
+
+# The small ReferFormer-family network of the tests and quick benchmarks (``tiny`` variants):
+# every module present, a few channels each.
+TINY_VALUES: Mapping[str, Any] = {
+    "backbone": VideoSwinConfig(embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)),
+    "text": TEXT_ENCODERS["tiny-roberta"],
+    "hidden_dim": 64,
+    "enc_layers": 1,
+    "dec_layers": 2,
+    "dim_feedforward": 128,
+    "num_queries": 3,
+    "mask_dim": 16,
+    "resize_short": 64,
+}

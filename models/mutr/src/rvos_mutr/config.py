@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rvos_core.errors import ConfigError
-from rvos_core.layers import VideoSwinConfig
-from rvos_core.text import TEXT_ENCODERS
-from rvos_core.upstream_opts import LanguageQueryConfig
+from rvos_core.upstream_opts import TINY_VALUES, LanguageQueryConfig
 
 # Constructor values hard-coded in upstream's MUTR.__init__ (``MTALayer(...)``, ``MTI(...)``) that a
 # fixture may change through the constructor -> our field.
@@ -60,18 +58,5 @@ class MUTRConfig(LanguageQueryConfig):
 
 
 FULL = MUTRConfig()
-TINY = MUTRConfig(
-    backbone=VideoSwinConfig(embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)),
-    text=TEXT_ENCODERS["tiny-roberta"],
-    hidden_dim=64,
-    enc_layers=1,
-    dec_layers=2,
-    dim_feedforward=128,
-    num_queries=3,
-    mask_dim=16,
-    mta_dim_feedforward=128,
-    mti_dim_feedforward=128,
-    mti_dec_layers=2,
-    resize_short=64,
-)
+TINY = MUTRConfig(**TINY_VALUES, mta_dim_feedforward=128, mti_dim_feedforward=128, mti_dec_layers=2)
 VARIANTS: dict[str, MUTRConfig] = {"full": FULL, "tiny": TINY}

@@ -30,7 +30,7 @@ from rvos_core.parity_checks import (
 )
 from rvos_core.preprocess import preprocess_frames
 from rvos_mutr.config import MUTRConfig
-from rvos_mutr.model import MUTR, MUTROutput, build
+from rvos_mutr.model import MUTROutput, build
 from rvos_mutr.predictor import MUTRPredictor
 
 RECORDED = (
@@ -49,11 +49,6 @@ RECORDED = (
 def fixture_config(fixture: Path) -> MUTRConfig:
     """The model configuration of the fixture (config.json, upstream names)."""
     return language_query_config(MUTRConfig, fixture)
-
-
-def fixture_model(fixture: Path) -> MUTR:
-    """The fixture's model with its weights, in eval mode."""
-    return load_fixture_weights(build(fixture_config(fixture)), fixture)
 
 
 def _check_outputs(check: ParityCheck, out: MUTROutput, expected: dict[str, Any]) -> None:
@@ -78,7 +73,7 @@ def _check_mutr_intermediates(
 def mutr_parity(fixture: Path, check: ParityCheck) -> None:
     """Run the fixture (see the module docstring) and record every comparison in ``check``."""
     inputs = torch.load(fixture / "inputs.pt", weights_only=True)
-    model = fixture_model(fixture)
+    model = load_fixture_weights(build(fixture_config(fixture)), fixture)
     frames = preprocess_frames(fixture_frames(inputs), model.config.resize_short)
     check.close("preprocess.frames", frames, inputs["frames"], rtol=0.0, atol=1e-6)
     with ForwardRecorder(model, RECORDED) as recorder, torch.no_grad():

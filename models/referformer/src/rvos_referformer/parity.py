@@ -30,18 +30,13 @@ from rvos_core.parity_checks import (
 )
 from rvos_core.preprocess import preprocess_frames
 from rvos_referformer.config import ReferFormerConfig
-from rvos_referformer.model import ReferFormer, ReferFormerOutput, build
+from rvos_referformer.model import ReferFormerOutput, build
 from rvos_referformer.predictor import ReferFormerPredictor
 
 
 def fixture_config(fixture: Path) -> ReferFormerConfig:
     """The model configuration of the fixture (config.json, upstream names)."""
     return language_query_config(ReferFormerConfig, fixture)
-
-
-def fixture_model(fixture: Path) -> ReferFormer:
-    """The fixture's model with its weights, in eval mode."""
-    return load_fixture_weights(build(fixture_config(fixture)), fixture)
 
 
 def _check_outputs(check: ParityCheck, out: ReferFormerOutput, expected: dict[str, Any]) -> None:
@@ -58,7 +53,7 @@ def _check_outputs(check: ParityCheck, out: ReferFormerOutput, expected: dict[st
 def referformer_parity(fixture: Path, check: ParityCheck) -> None:
     """Run the fixture (see the module docstring) and record every comparison in ``check``."""
     inputs = torch.load(fixture / "inputs.pt", weights_only=True)
-    model = fixture_model(fixture)
+    model = load_fixture_weights(build(fixture_config(fixture)), fixture)
     frames = preprocess_frames(fixture_frames(inputs), model.config.resize_short)
     check.close("preprocess.frames", frames, inputs["frames"], rtol=0.0, atol=1e-6)
     names = [
