@@ -10,10 +10,10 @@ early vision-language fusion of one level; the box of a decoder layer from its r
 Differences: one video per call (upstream's inference batch), split into a text-independent part
 (``encode_video_features``, reused by every expression of a video) and the text part.
 
-``VideoTextModel`` builds the modules the three models have under the same names (so their
-checkpoints load without a key map) and runs the two stages; ``LanguageQueryModel`` is
-ReferFormer's whole module set (``ReferFormer/models/referformer.py``), which MUTR keeps and adds
-to. Each model's ``decode`` (everything that depends on the text) stays in its package.
+``VideoTextModel`` builds the modules the three models have under the same names (SOC:
+``soc_test/models/mttr.py``, same commit), so their checkpoints load without a key map, and runs
+the two stages; ``LanguageQueryModel`` is ReferFormer's whole module set, which MUTR keeps and
+adds to. Each model's ``decode`` (everything that depends on the text) stays in its package.
 """
 
 from __future__ import annotations
