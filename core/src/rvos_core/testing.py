@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from rvos_core.errors import ConfigError
+from rvos_core.text import ROBERTA_TOKENIZER, Tokenizer, TokenizerSpec, load_tokenizer
 
 
 def parity_dir(name: str) -> Path:
@@ -61,3 +67,39 @@ def write_tokenizer(folder: Path, arch: str, vocab_size: int = 320) -> Path:
     else:
         raise ValueError(f"unknown tokenizer arch {arch!r}")
     return folder
+
+
+def assert_full_layout(build_full: Callable[[], nn.Module], name: str) -> None:
+    """The full-size model (built on the meta device) has exactly the state-dict keys, shapes and
+    dtypes of ``$RVOS_PARITY_DIR/<name>/keys_full.json`` (its legacy buffers excepted), and every
+    pair the file stores twice is one parameter here."""
+    layout = json.loads((parity_dir(name) / "keys_full.json").read_text())
+    legacy = set(layout["legacy_buffers"])
+    expected = {
+        e["key"]: (e["shape"], e["dtype"]) for e in layout["keys"] if e["key"] not in legacy
+    }
+    with torch.device("meta"):
+        model = build_full()
+    ours = {
+        k: (list(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in model.state_dict().items()
+    }
+    missing, unexpected = sorted(set(expected) - set(ours)), sorted(set(ours) - set(expected))
+    assert not missing and not unexpected, f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+    assert ours == expected
+    for first, second in layout["stored_twice"]:
+        assert model.get_parameter(first) is model.get_parameter(second), (first, second)
+
+
+def pretrained_folder(root: Path, spec: TokenizerSpec = ROBERTA_TOKENIZER) -> Path:
+    """A PRETRAINED folder ``root`` holding a tiny tokenizer in the file layout ``spec`` reads
+    (roberta-base by default)."""
+    write_tokenizer(root / spec.folder, spec.arch)
+    return root
+
+
+def tiny_tokenizer(
+    root: Path, max_tokens: int | None, spec: TokenizerSpec = ROBERTA_TOKENIZER
+) -> Tokenizer:
+    """The tiny tokenizer of ``pretrained_folder(root, spec)``, loaded as the models load theirs."""
+    return load_tokenizer(spec, pretrained_folder(root, spec), max_tokens)

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rvos_core.testing import write_tokenizer
-from rvos_core.text import ROBERTA_TOKENIZER, Tokenizer, load_tokenizer
+from rvos_core import testing
+from rvos_core.text import Tokenizer
 from rvos_mutr import MUTR, TINY, build
 
 TEXTS = ("the black dog jumping over the fence", "a duck swimming in the lake", "a red car")
@@ -21,14 +21,9 @@ def tiny_model(seed: int = 0) -> MUTR:
     return build(TINY).eval()
 
 
-def pretrained_folder(root: Path) -> Path:
-    """A PRETRAINED folder holding a tiny tokenizer in roberta-base's file layout."""
-    write_tokenizer(root / "roberta-base", "roberta")
-    return root
-
-
 def tiny_tokenizer(root: Path) -> Tokenizer:
-    return load_tokenizer(ROBERTA_TOKENIZER, pretrained_folder(root), TINY.text.max_tokens)
+    """A tiny tokenizer in roberta-base's layout under ``root``, loaded as the model loads it."""
+    return testing.tiny_tokenizer(root, TINY.text.max_tokens)
 
 
 def frames(count: int, size: tuple[int, int], seed: int = 0) -> list[Image.Image]:

@@ -5,30 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from rvos_core.errors import ConfigError
-from rvos_core.testing import parity_dir
+from rvos_core.testing import assert_full_layout, parity_dir
 from rvos_mutr import FULL, TINY, VARIANTS, MUTRConfig, build
 from rvos_mutr.parity import fixture_config
 
 
 @pytest.mark.parity
 def test_full_variant_has_the_competition_checkpoint_layout() -> None:
-    layout = json.loads((parity_dir("mutr") / "keys_full.json").read_text())
-    legacy = set(layout["legacy_buffers"])
-    expected = {
-        e["key"]: (e["shape"], e["dtype"]) for e in layout["keys"] if e["key"] not in legacy
-    }
-    with torch.device("meta"):
-        model = build(VARIANTS["full"])
-    ours = {
-        k: (list(v.shape), str(v.dtype).removeprefix("torch."))
-        for k, v in model.state_dict().items()
-    }
-    assert ours == expected
-    for first, second in layout["stored_twice"]:  # one module here, two names in the file
-        assert model.get_parameter(first) is model.get_parameter(second)
+    assert_full_layout(lambda: build(VARIANTS["full"]), "mutr")
 
 
 @pytest.mark.parity

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from mutr_testlib import pretrained_folder, tiny_model
+from mutr_testlib import tiny_model
 
 from rvos_core import checkpoint as checkpoint_cli
 from rvos_core.checkpoint import CheckpointMismatch, check_checkpoint, load_checkpoint
@@ -18,7 +18,7 @@ from rvos_core.infer import InferSettings, infer, main
 from rvos_core.paths import load_paths
 from rvos_core.predictor import load_model_entry
 from rvos_core.synthetic import VideoSpec, write_refytvos
-from rvos_core.testing import parity_dir
+from rvos_core.testing import parity_dir, pretrained_folder
 from rvos_mutr import CHECKPOINT_RULES, ENTRY, TINY, build
 from rvos_mutr import load_checkpoint as load_mutr
 from rvos_mutr.parity import fixture_config

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mutr_testlib import TEXTS, frames, pretrained_folder, tiny_model, tiny_tokenizer
+from mutr_testlib import TEXTS, frames, tiny_model, tiny_tokenizer
 
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.hooks import ForwardRecorder
 from rvos_core.predictor import PredictorContext
 from rvos_core.preprocess import preprocess_frames
 from rvos_core.runfolder import key_frame_index
+from rvos_core.testing import pretrained_folder
 from rvos_mutr import MUTRPredictor, create_predictor
 
 CPU = torch.device("cpu")

@@ -12,6 +12,7 @@ from referformer_testlib import TEXTS, frames, tiny_model, tiny_tokenizer
 from rvos_core.errors import ConfigError
 from rvos_core.precision import inference_context
 from rvos_core.predictor import PredictorContext
+from rvos_core.testing import pretrained_folder
 from rvos_referformer import ReferFormerPredictor, create_predictor, preprocess_frames
 
 
@@ -92,8 +93,6 @@ def test_frame_chunks(model, tmp_path: Path) -> None:
 
 
 def test_create_predictor_options(model, tmp_path: Path) -> None:
-    from referformer_testlib import pretrained_folder
-
     root = pretrained_folder(tmp_path)
 
     def context(**options: str) -> PredictorContext:

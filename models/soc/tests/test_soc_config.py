@@ -7,10 +7,9 @@ import json
 from typing import Any
 
 import pytest
-import torch
 
 from rvos_core.errors import ConfigError
-from rvos_core.testing import parity_dir
+from rvos_core.testing import assert_full_layout, parity_dir
 from rvos_soc import FULL, TINY, VARIANTS, DeformTransformerConfig, SOCConfig, VitaConfig, build
 from rvos_soc.parity import fixture_config
 
@@ -21,20 +20,7 @@ def _fixture_config() -> dict[str, Any]:
 
 @pytest.mark.parity
 def test_full_variant_has_the_competition_checkpoint_layout() -> None:
-    layout = json.loads((parity_dir("soc") / "keys_full.json").read_text())
-    legacy = set(layout["legacy_buffers"])
-    expected = {
-        e["key"]: (e["shape"], e["dtype"]) for e in layout["keys"] if e["key"] not in legacy
-    }
-    with torch.device("meta"):
-        model = build(VARIANTS["full"])
-    ours = {
-        k: (list(v.shape), str(v.dtype).removeprefix("torch."))
-        for k, v in model.state_dict().items()
-    }
-    assert ours == expected
-    for first, second in layout["stored_twice"]:  # the heads stored twice are one module here
-        assert model.get_parameter(first) is model.get_parameter(second)
+    assert_full_layout(lambda: build(VARIANTS["full"]), "soc")
 
 
 @pytest.mark.parity

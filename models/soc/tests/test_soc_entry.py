@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from soc_testlib import competition_file, pretrained_folder, tiny_model
+from soc_testlib import competition_file, tiny_model
 
 from rvos_core.data import open_dataset
 from rvos_core.infer import InferSettings, infer, main
 from rvos_core.predictor import load_model_entry
 from rvos_core.synthetic import VideoSpec, write_refytvos
-from rvos_core.testing import parity_dir
+from rvos_core.testing import parity_dir, pretrained_folder
 from rvos_soc import TINY
 
 

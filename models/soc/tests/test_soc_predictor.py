@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from soc_testlib import TEXTS, pretrained_folder, tiny_model, tiny_tokenizer, video_frames
+from soc_testlib import TEXTS, tiny_model, tiny_tokenizer, video_frames
 
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.predictor import PredictorContext
 from rvos_core.preprocess import preprocess_frames
+from rvos_core.testing import pretrained_folder
 from rvos_soc import SOCPredictor, create_predictor
 
 CPU = torch.device("cpu")

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rvos_core.testing import write_tokenizer
+from rvos_core import testing
+from rvos_core.text import UNINEXT_BERT_TOKENIZER
 from rvos_uninext.entry import build_convnext, build_vith
 from rvos_uninext.model import Uninext
 
@@ -32,8 +33,7 @@ def tiny_model(kind: str = "vit", seed: int = 0) -> Uninext:
 
 def pretrained_folder(root: Path) -> Path:
     """A PRETRAINED folder holding a tiny WordPiece vocabulary in bert-base-uncased's layout."""
-    write_tokenizer(root / "bert-base-uncased", "bert")
-    return root
+    return testing.pretrained_folder(root, UNINEXT_BERT_TOKENIZER)
 
 
 def frames(count: int = 3, size: tuple[int, int] = (40, 60), seed: int = 0) -> list[Image.Image]:
