@@ -137,17 +137,29 @@ propagate-deaot: ## propagate RUN=<node> with DeAOT -> $(W)/<node>+deaot
 	@test -n "$(RUN)" || { echo "usage: make propagate-deaot RUN=<node under $(W)>" >&2; exit 2; }
 	$(MAKE) $(W)/$(RUN)+deaot/run.json
 
-# Round 1: pair votes on the model runs (>= 3 of 6; an unpaired expression takes run 0's mask;
-# key frames from run 0). COMPAT=1 reproduces upstream's unpaired-expression bug (spec §7.1).
-ROUND1 = $(FUSION) vote --grouping pairs --min-votes 3 --unpaired reference --key-frames-from 0 \
+# Vote rules. Ref-YouTube-VOS: pair votes (expressions 2i and 2i+1 describe one object). MeViS and
+# Ref-DAVIS: every expression votes alone with the per-expression form of the same rules (round 1:
+# >= 2 of the 3 runs, the majority that >= 3 of 6 is for a pair; round 2: >= 3 of 4, upstream's rule
+# for an unpaired expression).
+ifeq ($(DATASET),refytvos)
+ROUND1_RULE = --grouping pairs --min-votes 3 --unpaired reference
+ROUND2_RULE = --grouping pairs --min-votes 4 --unpaired 3
+else
+ROUND1_RULE = --grouping none --min-votes 2
+ROUND2_RULE = --grouping none --min-votes 3
+endif
+
+# Round 1: votes on the model runs (>= 3 of 6; an unpaired expression takes run 0's mask; key
+# frames from run 0). COMPAT=1 reproduces upstream's unpaired-expression bug (spec §7.1).
+ROUND1 = $(FUSION) vote $(ROUND1_RULE) --key-frames-from 0 \
          $(if $(COMPAT),--compat-unpaired-sigmoid) $(RUN_OPTS)
 $(W)/soc_mutr_referft/run.json: $(W)/soc/run.json $(W)/mutr/run.json $(W)/referformer_ft/run.json
 	$(ROUND1) --out $(@D) $(^D)
 $(W)/vit_convnext_soc/run.json: $(W)/uninext_vith/run.json $(W)/uninext_convnext/run.json $(W)/soc/run.json
 	$(ROUND1) --out $(@D) $(^D)
 
-# Round 2: pair votes on propagated runs (>= 4 of 8; an unpaired expression needs >= 3 of 4).
-ROUND2 = $(FUSION) vote --grouping pairs --min-votes 4 --unpaired 3 $(RUN_OPTS)
+# Round 2: votes on propagated runs (>= 4 of 8; an unpaired expression needs >= 3 of 4).
+ROUND2 = $(FUSION) vote $(ROUND2_RULE) $(RUN_OPTS)
 $(W)/en2/run.json: $(W)/soc_mutr_referft+aot/run.json $(W)/soc+aot/run.json $(W)/mutr+aot/run.json $(W)/referformer_ft+aot/run.json
 	$(ROUND2) --out $(@D) $(^D)
 $(W)/final/run.json: $(W)/vit_convnext_soc+deaot/run.json $(W)/uninext_vith+deaot/run.json $(W)/en2/run.json $(W)/referformer_ft+deaot/run.json

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -27,7 +28,13 @@ import pytest
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.masks import quantize_probs
 from rvos_core.runfolder import RunWriter, VideoResult
-from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
+from rvos_core.synthetic import (
+    VideoSpec,
+    expression_masks,
+    object_masks,
+    write_mevis,
+    write_refytvos,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = [
@@ -54,16 +61,27 @@ PROPAGATED = {
 DOMAIN = {"uninext_vith": "probability", "uninext_convnext": "probability"}
 
 
-def write_run(root: Path, dataset: Dataset, kind: str, domain: str) -> None:
+Truth = Callable[[VideoSpec], dict[str, np.ndarray]]
+
+
+def write_run(
+    root: Path,
+    dataset: Dataset,
+    kind: str,
+    domain: str,
+    specs: list[VideoSpec] = SPECS,
+    truth_of: Truth = expression_masks,
+) -> None:
+    """A given run of ``kind`` (the truth, empty or full masks) over ``specs``."""
     probs = domain == "probability"
     writer = RunWriter(
         root,
         dataset,
         {"producer": "given", "value_domain": domain, "has_scores": True, "has_probs": probs},
     )
-    for spec in SPECS:
+    for spec in specs:
         video = dataset.video(spec.id)
-        truth = expression_masks(spec)
+        truth = truth_of(spec)
         masks = {
             e: {TRUTH: m, EMPTY: np.zeros_like(m), FULL: np.ones_like(m)}[kind]
             for e, m in truth.items()
@@ -80,29 +98,40 @@ def write_run(root: Path, dataset: Dataset, kind: str, domain: str) -> None:
     assert writer.finalize()
 
 
+def write_given_runs(
+    work: Path, dataset: Dataset, specs: list[VideoSpec] = SPECS, truth_of: Truth = expression_masks
+) -> None:
+    """The five model runs and five propagated runs of the recipe (MODELS, PROPAGATED), the
+    propagated ones newer than the models' so that Make keeps them."""
+    for node, kind in MODELS.items():
+        write_run(work / node, dataset, kind, DOMAIN.get(node, "logit"), specs, truth_of)
+    for node, kind in PROPAGATED.items():
+        write_run(work / node, dataset, kind, "binary", specs, truth_of)
+    now = time.time()  # inputs of a node must be older than the node for Make to keep it
+    for node in MODELS:
+        os.utime(work / node / "run.json", (now - 100, now - 100))
+    for node in PROPAGATED:
+        os.utime(work / node / "run.json", (now - 50, now - 50))
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Dataset]:
     tmp = tmp_path_factory.mktemp("chain")
     write_refytvos(tmp / "data", "valid", SPECS)
     dataset = open_dataset("refytvos", tmp / "data", "valid")
     work = tmp / "work"
-    for node, kind in MODELS.items():
-        write_run(work / "valid" / node, dataset, kind, DOMAIN.get(node, "logit"))
-    for node, kind in PROPAGATED.items():
-        write_run(work / "valid" / node, dataset, kind, "binary")
-    now = time.time()  # inputs of a node must be older than the node for Make to keep it
-    for node in MODELS:
-        os.utime(work / "valid" / node / "run.json", (now - 100, now - 100))
-    for node in PROPAGATED:
-        os.utime(work / "valid" / node / "run.json", (now - 50, now - 50))
+    write_given_runs(work / "valid", dataset)
     return tmp, work, dataset
 
 
-def make(tmp: Path, work: Path, *targets: str, check: bool = True) -> subprocess.CompletedProcess:
+def make(
+    tmp: Path, work: Path, *targets: str, check: bool = True, dataset: str = "refytvos"
+) -> subprocess.CompletedProcess:
     variables = [
         f"DATA={tmp / 'data'}",
         f"WORK={work}",
         "SPLIT=valid",
+        f"DATASET={dataset}",
         f"PY={sys.executable}",
         f"PROPAGATE={sys.executable} -m rvos_fusion.demo propagate",
     ]
@@ -135,6 +164,37 @@ def test_submission_from_the_make_chain(chain: tuple[Path, Path, Dataset]) -> No
                     assert np.array_equal(pixels == 255, truth[t]), (spec.id, exp_id, frame)
     validate = make(tmp, work, "validate", "NODE=final")
     assert "valid (4 videos" in validate.stdout
+
+
+def own_objects(spec: VideoSpec) -> dict[str, np.ndarray]:
+    """MeViS-style truth: expression e refers to object e % objects, so expressions 0 and 1 (a
+    Ref-YouTube-VOS pair) refer to different objects."""
+    objects = object_masks(spec)
+    return {str(e): objects[e % spec.objects] for e in range(spec.expressions)}
+
+
+def test_mevis_chain_votes_every_expression_alone(tmp_path: Path) -> None:
+    """DATASET=mevis: no pairing. Round 1 (>= 2 of 3: soc and mutr are right, referformer_ft is
+    empty; uninext_vith and soc are right, uninext_convnext is full) and round 2 (>= 3 of 4: three
+    sources right) give every expression its own object. A pair vote would fuse expressions 0
+    and 1 (different objects) and lose both (2 of 6 votes where only one is right). The
+    submission has the video folders at the zip root."""
+    specs = [VideoSpec("m0000001", expressions=3, frames=3, size=(36, 48))]
+    write_mevis(tmp_path / "data", "valid", specs)
+    dataset = open_dataset("mevis", tmp_path / "data", "valid")
+    work = tmp_path / "work"
+    write_given_runs(work / "valid", dataset, specs, own_objects)
+    result = make(tmp_path, work, "submission", dataset="mevis", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    video, truths = dataset.video("m0000001"), own_objects(specs[0])
+    assert not np.array_equal(truths["0"], truths["1"])
+    with zipfile.ZipFile(work / "valid" / "submission.zip") as archive:
+        assert len(archive.namelist()) == 3 * 3
+        for exp_id, truth in truths.items():
+            for t, frame in enumerate(video.frames):
+                png = archive.read(f"m0000001/{exp_id}/{frame}.png")
+                pixels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+                assert np.array_equal(pixels == 255, truth[t]), (exp_id, frame)
 
 
 def test_chain_is_up_to_date_after_a_run(chain: tuple[Path, Path, Dataset]) -> None:

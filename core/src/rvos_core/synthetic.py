@@ -1,4 +1,5 @@
-"""Small generated Ref-YouTube-VOS-style datasets: for tests, benchmarks and the demo.
+"""Small generated Ref-YouTube-VOS-style (and MeViS-style) datasets: for tests, benchmarks and the
+demo.
 
 Each video holds a few objects (ellipses moving along straight lines over a textured background);
 expressions 2i and 2i+1 describe object i (the pairing Ref-YouTube-VOS has), an odd count leaves the
@@ -94,4 +95,20 @@ def write_refytvos(
     if frames:
         for spec in specs:
             _write_frames(bench / split / "JPEGImages" / spec.id, spec, seed)
+    return bench
+
+
+def write_mevis(root: Path, split: str, specs: list[VideoSpec], seed: int = 0) -> Path:
+    """Write a MeViS-style split without ground truth (``valid``, ``test``) under ``root``: JPEG
+    frames and meta_expressions.json (expression e on object e // 2, as above). Returns the
+    benchmark folder (``root/mevis``)."""
+    bench = root / "mevis"
+    videos = {}
+    for spec in specs:
+        entry = _meta_entry(spec)
+        for e, expression in entry["expressions"].items():
+            expression.update(obj_id=[int(e) // 2], anno_id=[int(e) // 2])
+        videos[spec.id] = entry
+        _write_frames(bench / split / "JPEGImages" / spec.id, spec, seed)
+    (bench / split / "meta_expressions.json").write_text(json.dumps({"videos": videos}, indent=1))
     return bench
