@@ -1,9 +1,10 @@
 """Comparisons shared by the parity handlers of the Video-Swin RVOS model fixtures.
 
-The ``referformer``, ``mutr`` (and, for the predictor and weights, ``soc``) fixtures (``$RVOS_PARITY_DIR/<name>/``, see their READMEs) share
-a layout: ``inputs.pt`` (uint8 frames, preprocessed frames, caption, token ids), ``outputs.pt``,
-``intermediates.pt`` (forward-hook outputs of named sub-modules) and ``postprocess.pt`` (the
-one-query post-processing of the competition scripts). Tolerances are those READMEs'.
+The ``referformer`` and ``mutr`` fixtures (``$RVOS_PARITY_DIR/<name>/``, see their READMEs)
+share a layout: ``inputs.pt`` (uint8 frames, preprocessed frames, caption, token ids),
+``outputs.pt``, ``intermediates.pt`` (forward-hook outputs of named sub-modules) and
+``postprocess.pt`` (the one-query post-processing of the competition scripts); ``soc`` uses the
+weight and predictor checks too. Tolerances are those READMEs'.
 """
 
 from __future__ import annotations

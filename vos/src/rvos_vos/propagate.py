@@ -246,7 +246,7 @@ def propagate_video(
     jobs: list[Job],
     out: VideoWriter,
     bar: Any,
-    group: int = DEFAULT_GROUP,
+    group: int,
 ) -> None:
     """Write every expression of ``video`` (see the module docstring), propagating up to
     ``group`` expressions together (``procedure.lockstep``)."""
