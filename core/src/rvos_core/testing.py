@@ -13,15 +13,50 @@ from torch import nn
 from rvos_core.errors import ConfigError
 from rvos_core.text import ROBERTA_TOKENIZER, Tokenizer, TokenizerSpec, load_tokenizer
 
+PARITY_ENV = "RVOS_PARITY_DIR"
+REQUIRE_PARITY_ENV = "RVOS_REQUIRE_PARITY"
+
+
+def parity_root() -> Path:
+    """``$RVOS_PARITY_DIR``, the folder of the parity fixtures (the root conftest.py sets a
+    default, ``../shared/parity``); it may not exist."""
+    base = os.environ.get(PARITY_ENV)
+    if not base:
+        raise ConfigError(f"{PARITY_ENV} is not set (the root conftest.py sets a default)")
+    return Path(base)
+
+
+def parity_required() -> bool:
+    """Whether a missing parity root is an error (``RVOS_REQUIRE_PARITY=1``, as in CI)."""
+    return os.environ.get(REQUIRE_PARITY_ENV, "") == "1"
+
+
+def require_parity_root() -> Path:
+    """The parity root; when the folder is absent, skip the calling test (fail instead when
+    ``RVOS_REQUIRE_PARITY=1``). Every skip comes from this one place, so pytest's short summary
+    folds them into one line."""
+    root = parity_root()
+    if root.is_dir():
+        return root
+    message = (
+        f"parity fixtures folder {root} is missing: set {PARITY_ENV} to the folder holding "
+        f"them (default ../shared/parity beside the repository)"
+    )
+    if parity_required():
+        raise ConfigError(f"{message}; {REQUIRE_PARITY_ENV}=1 makes this an error")
+    import pytest
+
+    pytest.skip(message)
+
 
 def parity_dir(name: str) -> Path:
-    """``$RVOS_PARITY_DIR/<name>``; a missing folder is an error (a parity test must not pass vacuously)."""
-    base = os.environ.get("RVOS_PARITY_DIR")
-    if not base:
-        raise ConfigError("RVOS_PARITY_DIR is not set (the root conftest.py sets a default)")
-    path = Path(base) / name
+    """``$RVOS_PARITY_DIR/<name>``. Without the root folder the calling test is skipped
+    (``require_parity_root``); a missing fixture folder under an existing root is an error (a
+    parity test must not pass vacuously)."""
+    root = require_parity_root()
+    path = root / name
     if not path.is_dir():
-        raise ConfigError(f"parity fixture folder {path} is missing (RVOS_PARITY_DIR={base})")
+        raise ConfigError(f"parity fixture folder {path} is missing ({PARITY_ENV}={root})")
     return path
 
 
