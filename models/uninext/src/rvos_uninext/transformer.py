@@ -40,6 +40,11 @@ from rvos_core.layers.mlp import MLP
 from rvos_core.text import FeatureResizer
 from rvos_uninext.fusion import VLFuse
 
+PROPOSAL_BASE_SIZE = 0.05
+"""Side of a level-0 encoder proposal, in units of the valid region; doubles per level."""
+PROPOSAL_RANGE = (0.01, 0.99)
+"""Open interval every proposal coordinate must lie in to be kept."""
+
 
 def box_sine_embedding(
     boxes: Tensor, num_pos_feats: int = 128, temperature: float = 10000
@@ -278,35 +283,64 @@ class DinoVLTransformer(nn.Module):
         return TransformerOutput(hs, memory, boxes, references, enc_class, enc_coord, text, levels)
 
     def encoder_proposals(self, memory: Tensor, levels: Levels) -> tuple[Tensor, Tensor]:
-        """DINO / two-stage Deformable DETR proposals: one box per memory position.
+        """Two-stage proposals: one box per memory position (see ``proposal_boxes``).
 
-        Returns (transformed memory [N, S, C], unsigmoided boxes [N, S, 4]; +inf where the
-        position is padding or the box is not inside (0.01, 0.99)).
+        memory [N, S, C] -> (projected memory [N, S, C], box logits [N, S, 4]). Positions on
+        padding, or whose box leaves ``PROPOSAL_RANGE``, get +inf logits and zero memory before
+        ``enc_output`` + ``enc_output_norm``.
         """
-        n = memory.shape[0]
-        proposals, start = [], 0
-        for level, (h, w) in enumerate(levels.shapes):
-            valid = ~levels.mask[:, start : start + h * w].view(n, h, w)
-            valid_h = valid[:, :, 0].sum(1)
-            valid_w = valid[:, 0, :].sum(1)
-            grid_y, grid_x = torch.meshgrid(
-                torch.linspace(0, h - 1, h, dtype=torch.float32, device=memory.device),
-                torch.linspace(0, w - 1, w, dtype=torch.float32, device=memory.device),
-                indexing="ij",
-            )
-            grid = torch.cat([grid_x.unsqueeze(-1), grid_y.unsqueeze(-1)], -1)
-            scale = torch.cat([valid_w.unsqueeze(-1), valid_h.unsqueeze(-1)], 1).view(n, 1, 1, 2)
-            grid = (grid.unsqueeze(0).expand(n, -1, -1, -1) + 0.5) / scale
-            size = torch.ones_like(grid) * 0.05 * (2.0**level)
-            proposals.append(torch.cat((grid, size), -1).view(n, -1, 4))
-            start += h * w
-        boxes = torch.cat(proposals, 1)
-        inside = ((boxes > 0.01) & (boxes < 0.99)).all(-1, keepdim=True)
-        boxes = torch.log(boxes / (1 - boxes))
-        padding = levels.mask.unsqueeze(-1)
-        boxes = boxes.masked_fill(padding, float("inf")).masked_fill(~inside, float("inf"))
-        kept = memory.masked_fill(padding, 0.0).masked_fill(~inside, 0.0)
-        return self.enc_output_norm(self.enc_output(kept)), boxes
+        boxes = proposal_boxes(levels.mask, levels.shapes)
+        rejected = levels.mask.unsqueeze(-1) | ~within_range(boxes)
+        logits = torch.log(boxes / (1 - boxes)).masked_fill(rejected, float("inf"))
+        projected = self.enc_output(memory.masked_fill(rejected, 0.0))
+        return self.enc_output_norm(projected), logits
+
+
+def cell_centres(height: int, width: int, device: torch.device) -> Tensor:
+    """Centres of the cells of a height x width grid, in cells, row-major: [h * w, 2] (x, y)."""
+    rows = torch.arange(height, dtype=torch.float32, device=device)
+    cols = torch.arange(width, dtype=torch.float32, device=device)
+    y, x = torch.meshgrid(rows, cols, indexing="ij")
+    return torch.stack((x, y), -1).view(-1, 2) + 0.5
+
+
+def valid_extent(padding: Tensor) -> Tensor:
+    """padding [N, h, w] (True = padding) -> [N, 1, 2]: valid (width, height) in cells.
+
+    Counted along the first row and the first column (padding lies right and below).
+    """
+    valid = ~padding
+    return torch.stack((valid[:, 0, :].sum(1), valid[:, :, 0].sum(1)), -1).unsqueeze(1)
+
+
+def level_proposals(padding: Tensor, level: int) -> Tensor:
+    """padding [N, h, w] -> boxes [N, h * w, 4] (cx, cy, w, h), one per cell.
+
+    Centres are the cell centres over the valid extent; both sides are
+    ``PROPOSAL_BASE_SIZE * 2**level``.
+    """
+    _, height, width = padding.shape
+    centres = cell_centres(height, width, padding.device) / valid_extent(padding)
+    sizes = torch.full_like(centres, PROPOSAL_BASE_SIZE * 2.0**level)
+    return torch.cat((centres, sizes), -1)
+
+
+def proposal_boxes(padding: Tensor, shapes: Sequence[tuple[int, int]]) -> Tensor:
+    """padding [N, S] flattened over the levels ``shapes`` (h_l, w_l) -> boxes [N, S, 4]."""
+    maps = padding.split([h * w for h, w in shapes], dim=1)
+    return torch.cat(
+        [
+            level_proposals(level_map.view(-1, h, w), level)
+            for level, (level_map, (h, w)) in enumerate(zip(maps, shapes, strict=True))
+        ],
+        1,
+    )
+
+
+def within_range(boxes: Tensor) -> Tensor:
+    """boxes [N, S, 4] -> [N, S, 1]: every coordinate strictly inside ``PROPOSAL_RANGE``."""
+    low, high = PROPOSAL_RANGE
+    return ((boxes > low) & (boxes < high)).all(-1, keepdim=True)
 
 
 def decoder_layer(
