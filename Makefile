@@ -1,5 +1,5 @@
 # RVOS ensemble: every target reads paths.env; any of its variables can be overridden on the
-# command line (make submission DATA=/path/rvosdata SPLIT=test). Every node of the recipe is a
+# command line (make submission DATA=/path/rvosdata SPLIT=test) or by the environment. Every node of the recipe is a
 # run folder $(WORK)/$(SPLIT)/<node>/ whose run.json marks it complete; Make rebuilds a node only
 # when it is missing or older than its inputs. `make help` lists the targets.
 
@@ -7,8 +7,18 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
+# paths.env. Precedence, highest first: the command line, the environment (a non-empty value),
+# the file. `include` would override the environment, so its values are put back afterwards.
+# A relative value of the file is relative to the file's folder; a value of the command line or
+# the environment is taken as given (relative to the current folder), as rvos_core.paths does.
+PATH_VARS := DATA PRETRAINED CHECKPOINTS WORK SPLIT
+FOLDER_VARS := $(filter-out SPLIT,$(PATH_VARS))
+$(foreach v,$(PATH_VARS),$(if $(filter environment,$(origin $(v))),$(eval ENV_$(v) := $(value $(v)))))
 include $(ROOT)/paths.env
-export DATA PRETRAINED CHECKPOINTS WORK SPLIT
+from_file = $(if $(filter /% ~ ~/%,$(1)),$(patsubst ~%,$(HOME)%,$(1)),$(if $(1),$(ROOT)/$(1)))
+$(foreach v,$(FOLDER_VARS),$(if $(filter file,$(origin $(v))),$(eval $(v) := $(call from_file,$($(v))))))
+$(foreach v,$(PATH_VARS),$(if $(ENV_$(v)),$(eval $(v) := $(ENV_$(v)))))
+export $(PATH_VARS)
 export RVOS_PATHS_ENV := $(ROOT)/paths.env
 
 DATASET ?= refytvos
@@ -35,6 +45,8 @@ DEVICE_OPTS = --device $(DEVICE) --precision $(PRECISION)
 FUSION = $(PY) -m rvos_fusion
 INFER = $(PY) -m rvos_core.infer
 PROPAGATE = $(PY) -m rvos_vos.propagate
+# Options of $(MAKE) in a recipe: the same Makefile, from any folder (make -f /path/to/Makefile).
+SUBMAKE_ARGS = --no-print-directory -f $(ROOT)/Makefile
 # Extra propagation options (vos/README.md), e.g. PROPAGATE_OPTS="--expression-group 8".
 PROPAGATE_OPTS ?=
 
@@ -43,10 +55,14 @@ PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
 .PHONY: help env env-uninext test lint format demo submission models propagated round1 round2 \
         infer-referformer infer-mutr infer-soc infer-uninext-vith infer-uninext-convnext \
-        propagate-aot propagate-deaot vote import-pth validate evaluate bench bench-full clean-work
+        propagate-aot propagate-deaot vote import-pth validate evaluate bench bench-full clean-work \
+        paths
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%+-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
+
+paths: ## print the paths every target uses (paths.env, then the environment, then the command line)
+	@$(foreach v,$(PATH_VARS),echo '$(v) = $($(v))';)
 
 # ---------------------------------------------------------------------------------------------
 # Environments and checks
@@ -132,10 +148,10 @@ $(W)/%+deaot/run.json: $(W)/%/run.json
 
 propagate-aot: ## propagate RUN=<node> with AOT -> $(W)/<node>+aot
 	@test -n "$(RUN)" || { echo "usage: make propagate-aot RUN=<node under $(W)>" >&2; exit 2; }
-	$(MAKE) $(W)/$(RUN)+aot/run.json
+	$(MAKE) $(SUBMAKE_ARGS) $(W)/$(RUN)+aot/run.json
 propagate-deaot: ## propagate RUN=<node> with DeAOT -> $(W)/<node>+deaot
 	@test -n "$(RUN)" || { echo "usage: make propagate-deaot RUN=<node under $(W)>" >&2; exit 2; }
-	$(MAKE) $(W)/$(RUN)+deaot/run.json
+	$(MAKE) $(SUBMAKE_ARGS) $(W)/$(RUN)+deaot/run.json
 
 # Vote rules. Ref-YouTube-VOS: pair votes (expressions 2i and 2i+1 describe one object). MeViS and
 # Ref-DAVIS: every expression votes alone with the per-expression form of the same rules (round 1:
@@ -175,7 +191,7 @@ $(W)/submission.zip: $(W)/final/run.json
 DEMO := $(WORK)/demo
 demo: $(VENV)/.stamp ## run the whole chain on generated data (simulated model outputs) and report J&F
 	$(PY) -m rvos_fusion.demo prepare --out $(DEMO)
-	$(MAKE) --no-print-directory submission DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid \
+	$(MAKE) $(SUBMAKE_ARGS) submission DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid \
 	    PROPAGATE="$(PY) -m rvos_fusion.demo propagate"
 	$(PY) -m rvos_fusion.demo report --out $(DEMO)
 	@echo "demo submission: $(DEMO)/work/valid/submission.zip"
@@ -200,13 +216,13 @@ evaluate: ## NODE=<node>: J&F of a run against the split's ground truth (MeViS v
 	$(PY) -m rvos_eval $(W)/$(NODE) $(DATA_OPTS) --out $(W)/$(NODE)/eval
 
 bench: $(VENV)/.stamp ## quick benchmarks (minutes on a CPU): eval, fusion, the driver with tiny models
-	$(PY) bench/eval/run.py
-	$(PY) bench/fusion/run.py
-	for model in referformer mutr soc; do $(PY) bench/infer/run.py $$model --variant tiny || exit 1; done
+	$(PY) $(ROOT)/bench/eval/run.py
+	$(PY) $(ROOT)/bench/fusion/run.py
+	for model in referformer mutr soc; do $(PY) $(ROOT)/bench/infer/run.py $$model --variant tiny || exit 1; done
 bench-full: $(VENV)/.stamp $(VENV_UNINEXT)/.stamp ## full-size models and propagators on DEVICE / PRECISION (hours on a CPU)
-	$(PY) bench/infer/referformer.py --device $(DEVICE) --precision $(PRECISION) --videos 3
-	$(PY) bench/infer/mutr.py --device $(DEVICE) --precision $(PRECISION) --videos 3
-	$(PY) bench/infer/soc.py --device $(DEVICE) --precision $(PRECISION) --videos 3
-	$(PY_UNINEXT) bench/infer/uninext.py --device $(DEVICE) --precision $(PRECISION)
-	$(PY) bench/propagate/run.py --device $(DEVICE) --precision $(PRECISION) --expressions 1
-	$(PY) bench/propagate/run.py --device $(DEVICE) --precision $(PRECISION) --expressions 4
+	$(PY) $(ROOT)/bench/infer/referformer.py --device $(DEVICE) --precision $(PRECISION) --videos 3
+	$(PY) $(ROOT)/bench/infer/mutr.py --device $(DEVICE) --precision $(PRECISION) --videos 3
+	$(PY) $(ROOT)/bench/infer/soc.py --device $(DEVICE) --precision $(PRECISION) --videos 3
+	$(PY_UNINEXT) $(ROOT)/bench/infer/uninext.py --device $(DEVICE) --precision $(PRECISION)
+	$(PY) $(ROOT)/bench/propagate/run.py --device $(DEVICE) --precision $(PRECISION) --expressions 1
+	$(PY) $(ROOT)/bench/propagate/run.py --device $(DEVICE) --precision $(PRECISION) --expressions 4

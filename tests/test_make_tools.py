@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from pycocotools import mask as coco_mask
 
 from rvos_core.data import open_dataset
+from rvos_core.paths import VARIABLES, parse_paths_env
 from rvos_core.runfolder import Run, RunWriter, VideoResult
 from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
 
@@ -137,3 +139,40 @@ def test_readme_lists_every_make_target() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = sorted(t for t in targets if f"make {t}" not in readme)
     assert not missing, f"README.md does not document: {missing}"
+
+
+def make_from(
+    folder: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`make -f ROOT/Makefile ARGS` run in ``folder`` with only ``env`` of paths.env's variables."""
+    clean = {k: v for k, v in os.environ.items() if k not in VARIABLES and k != "RVOS_PATHS_ENV"}
+    return subprocess.run(
+        ["make", "-f", str(ROOT / "Makefile"), *args],
+        cwd=folder,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+
+
+def printed_paths(result: subprocess.CompletedProcess) -> dict[str, str]:
+    assert result.returncode == 0, result.stderr
+    return dict(line.split(" = ", 1) for line in result.stdout.splitlines())
+
+
+def test_paths_env_is_relative_to_its_folder_from_any_folder(tmp_path: Path) -> None:
+    in_file = parse_paths_env(ROOT / "paths.env")
+    expected = {n: str(ROOT / in_file[n]) for n in VARIABLES if n != "SPLIT"}
+    assert printed_paths(make_from(tmp_path, "paths")) == {**expected, "SPLIT": in_file["SPLIT"]}
+
+
+def test_environment_overrides_paths_env_and_the_command_line_overrides_both(
+    tmp_path: Path,
+) -> None:
+    env = {"DATA": "/from/env", "SPLIT": "test", "WORK": "relative/work", "CHECKPOINTS": ""}
+    shown = printed_paths(make_from(tmp_path, "paths", "SPLIT=cmd", env=env))
+    assert (shown["DATA"], shown["WORK"], shown["SPLIT"]) == ("/from/env", "relative/work", "cmd")
+    assert shown["CHECKPOINTS"] == str(ROOT / parse_paths_env(ROOT / "paths.env")["CHECKPOINTS"])
+    dry = make_from(tmp_path, "-n", "submission", env={"DATA": "/from/env", "WORK": str(tmp_path)})
+    assert dry.returncode == 0, dry.stderr
+    assert f"--out {tmp_path}/valid/submission.zip --data /from/env " in dry.stdout

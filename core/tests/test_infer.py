@@ -294,6 +294,34 @@ def test_cli(
         assert "no CUDA device" in capsys.readouterr().err
 
 
+def test_cli_reads_only_the_variables_its_options_leave_out(
+    tmp_path: Path,
+    registered: Path,
+    small_data: Path,
+    checkpoint: Path,
+    pretrained: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("DATA", "PRETRAINED", "CHECKPOINTS", "WORK", "SPLIT"):
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "paths.env"
+    empty.write_text("# nothing set\n")
+    monkeypatch.setenv("RVOS_PATHS_ENV", str(empty))
+    out = tmp_path / "run"
+    given = ["--checkpoint", str(checkpoint), "--pretrained", str(pretrained)]
+    given += ["--data", str(small_data), "--split", "valid", "--variant", "tiny"]
+    assert main(["double", "--out", str(out), *given, "--option", "scale=2"]) == 0
+    assert "run complete" in capsys.readouterr().err
+    for option, variable in (("--pretrained", "PRETRAINED"), ("--data", "DATA")):
+        at = given.index(option)
+        rest = given[:at] + given[at + 2 :]
+        assert main(["double", "--out", str(tmp_path / "bad"), *rest]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {variable} is not set: add it to paths.env or pass {option}\n"
+    assert not (tmp_path / "bad").exists()
+
+
 def test_module_cli(
     tmp_path: Path, registered: Path, small_data: Path, checkpoint: Path, pretrained: Path
 ) -> None:

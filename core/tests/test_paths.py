@@ -50,10 +50,46 @@ def test_found_upwards_and_through_rvos_paths_env(
     assert load_paths().split == "test"
 
 
-def test_missing_variable_is_named(tmp_path: Path) -> None:
-    (tmp_path / "paths.env").write_text(ALL.replace("WORK = w\n", ""))
+def test_missing_variable_is_named_when_used(tmp_path: Path) -> None:
+    (tmp_path / "paths.env").write_text(ALL.replace("WORK = w\n", "WORK =\n"))
+    paths = load_paths(tmp_path / "paths.env")
+    assert paths.data == tmp_path / "d"
     with pytest.raises(ConfigError, match="WORK is not set"):
-        load_paths(tmp_path / "paths.env")
+        _ = paths.work
+    with pytest.raises(ConfigError, match="WORK is not set: add it to paths.env or pass --out"):
+        paths.require_dir("WORK", "--out")
+
+
+def test_no_paths_env_needs_no_variable_until_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SPLIT", "test")
+    paths = load_paths()
+    assert paths.source is None and paths.split == "test"
+    with pytest.raises(ConfigError, match="DATA is not set: add it to paths.env or pass --data"):
+        paths.value("DATA", "--data")
+
+
+def test_relative_environment_and_override_values_are_relative_to_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "paths.env").write_text(ALL)
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("WORK", "from_env")
+    monkeypatch.setenv("CHECKPOINTS", "")  # empty: unset, the file's value counts
+    paths = load_paths(tmp_path / "paths.env", data="given")
+    assert paths.work == here / "from_env"
+    assert paths.data == here / "given"
+    assert paths.checkpoints == tmp_path / "ck"
+
+
+def test_unreadable_paths_env_is_named(tmp_path: Path) -> None:
+    (tmp_path / "paths.env").mkdir()
+    with pytest.raises(ConfigError, match=r"paths.env: unreadable"):
+        parse_paths_env(tmp_path / "paths.env")
 
 
 def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:

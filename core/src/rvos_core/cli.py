@@ -14,25 +14,37 @@ from rvos_core.paths import load_paths
 from rvos_core.shard import parse_shard
 
 
+def text_arg(text: str) -> str:
+    """argparse type of an option whose value may not be empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty value")
+    return text
+
+
+def path_arg(text: str) -> Path:
+    """argparse type of a file or folder option; an empty value is an error, not the current folder."""
+    return Path(text_arg(text))
+
+
 def add_dataset_args(parser: argparse.ArgumentParser, shard: bool = True) -> None:
     """--data, --dataset, --split (defaults from paths.env) and optionally --shard i/n."""
     group = parser.add_argument_group("dataset")
-    group.add_argument("--data", type=Path, help="dataset root (default: DATA of paths.env)")
+    group.add_argument("--data", type=path_arg, help="dataset root (default: DATA of paths.env)")
     group.add_argument("--dataset", default="refytvos", help="refytvos, mevis or refdavis")
-    group.add_argument("--split", help="split name (default: SPLIT of paths.env)")
+    group.add_argument("--split", type=text_arg, help="split name (default: SPLIT of paths.env)")
     if shard:
         group.add_argument("--shard", help="i/n: do every n-th video starting at i")
 
 
 def dataset_from_args(args: argparse.Namespace) -> Dataset:
-    """Open the dataset named by the options of add_dataset_args."""
-    if args.data is None or args.split is None:
+    """Open the dataset named by the options of add_dataset_args; paths.env is read only for an
+    option that is not given."""
+    data, split = args.data, args.split
+    if data is None or split is None:
         paths = load_paths()
-        data = args.data or paths.require_dir("DATA")
-        split = args.split or paths.split
-    else:
-        data, split = args.data, args.split
-    return open_dataset(args.dataset, Path(data), split)
+        data = data if data is not None else paths.require_dir("DATA", "--data")
+        split = split if split is not None else paths.value("SPLIT", "--split")
+    return open_dataset(args.dataset, data, split)
 
 
 def shard_from_args(args: argparse.Namespace) -> tuple[int, int]:

@@ -2,13 +2,14 @@
 
 ::
 
-    python -m rvos_core.infer MODEL --out RUN_DIR [--checkpoint PATH] --data DATA
-        --dataset refytvos|mevis|refdavis --split SPLIT [--shard i/n] [--device cpu|cuda]
-        [--precision fp32|bf16|fp16] [--variant full] [--save-probs] [--option key=value ...]
+    python -m rvos_core.infer MODEL --out RUN_DIR [--checkpoint PATH] [--pretrained DIR]
+        [--data DATA] [--dataset refytvos|mevis|refdavis] [--split SPLIT] [--shard i/n]
+        [--device cpu|cuda] [--precision fp32|bf16|fp16] [--variant full] [--save-probs]
+        [--option key=value ...]
 
 MODEL is a name registered under the entry-point group ``rvos.models`` (rvos_core.predictor).
-The checkpoint defaults to CHECKPOINTS/<the model's file> and tokenizers come from PRETRAINED
-(paths.env). The model is built, strictly loaded and given its tokenizer before anything is
+The checkpoint defaults to CHECKPOINTS/<the model's file>, the tokenizers' folder to PRETRAINED,
+the dataset to DATA and SPLIT (paths.env; a variable is read only when its option is not given). The model is built, strictly loaded and given its tokenizer before anything is
 written; then every video of the shard that is not done yet is read (all its frames, once),
 predicted under the chosen precision and committed atomically (rvos_core.runfolder). A killed or
 failed run keeps its finished videos and resumes with the same command; run.json appears when
@@ -30,11 +31,11 @@ import torch
 from PIL import Image
 
 from rvos_core.checkpoint import load_checkpoint
-from rvos_core.cli import add_dataset_args, dataset_from_args, run_main
+from rvos_core.cli import add_dataset_args, dataset_from_args, path_arg, run_main
 from rvos_core.data import Dataset, Video, open_image
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.masks import quantize_probs
-from rvos_core.paths import load_paths
+from rvos_core.paths import Paths, load_paths
 from rvos_core.precision import check_precision, inference_context, resolve_device
 from rvos_core.predictor import (
     ExpressionPrediction,
@@ -237,9 +238,12 @@ def parse_options(pairs: Sequence[str]) -> dict[str, str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rvos_core.infer", description=__doc__)
     parser.add_argument("model", help="a registered model (entry-point group rvos.models)")
-    parser.add_argument("--out", type=Path, required=True, help="the run folder to write")
+    parser.add_argument("--out", type=path_arg, required=True, help="the run folder to write")
     parser.add_argument(
-        "--checkpoint", type=Path, help="weights file (default: CHECKPOINTS/<the model's file>)"
+        "--checkpoint", type=path_arg, help="weights file (default: CHECKPOINTS/<the model's file>)"
+    )
+    parser.add_argument(
+        "--pretrained", type=path_arg, help="tokenizers' folder (default: PRETRAINED of paths.env)"
     )
     add_dataset_args(parser)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -252,12 +256,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _checkpoint(args: argparse.Namespace, entry: ModelEntry, checkpoints: Path) -> Path:
+def _checkpoint(args: argparse.Namespace, entry: ModelEntry, paths: Paths) -> Path:
     if args.checkpoint is not None:
         return args.checkpoint
     if entry.checkpoint_file is None:
         raise ConfigError(f"model {entry.name} has no default checkpoint file: pass --checkpoint")
-    return checkpoints / entry.checkpoint_file
+    return paths.require_dir("CHECKPOINTS", "--checkpoint") / entry.checkpoint_file
+
+
+def _pretrained(args: argparse.Namespace, paths: Paths) -> Path:
+    if args.pretrained is not None:
+        if not args.pretrained.is_dir():
+            raise InputError(args.pretrained, "--pretrained is not a folder")
+        return args.pretrained
+    return paths.require_dir("PRETRAINED", "--pretrained")
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -267,8 +279,8 @@ def _main(argv: Sequence[str] | None) -> int:
     device = resolve_device(args.device)
     settings = InferSettings(
         variant=entry.check_variant(args.variant),
-        checkpoint=_checkpoint(args, entry, paths.checkpoints),
-        pretrained=paths.require_dir("PRETRAINED"),
+        checkpoint=_checkpoint(args, entry, paths),
+        pretrained=_pretrained(args, paths),
         device=device,
         precision=check_precision(args.precision, device),
         options=parse_options(args.option),

@@ -1,14 +1,17 @@
 """The one loader of paths.env.
 
 paths.env holds ``NAME = value`` lines (Make syntax, also read by Make). Precedence, highest first:
-an explicit override, an environment variable of the same name (Make exports them, so a
-``make target DATA=...`` reaches Python), the file. Relative values are relative to the file's folder.
+an explicit override, a non-empty environment variable of the same name (Make exports them, so a
+``make target DATA=...`` reaches Python), the file. A relative value of the file is relative to
+the file's folder; a relative override or environment value is relative to the current folder.
+A variable is required only when it is used: a tool given ``--data`` needs no DATA.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,25 +23,60 @@ _LINE = re.compile(r"^\s*([A-Z_][A-Z0-9_]*)\s*[:?]?=\s*(.*?)\s*$")
 
 @dataclass(frozen=True)
 class Paths:
-    """Resolved values of paths.env; SPLIT is a name, the others are folders."""
+    """The values of paths.env after precedence (see the module docstring), resolved on use.
 
-    data: Path
-    pretrained: Path
-    checkpoints: Path
-    work: Path
-    split: str
+    Attributes:
+        values: variable -> (value as given, folder a relative value is relative to); variables
+            set nowhere (or set empty) are absent.
+        source: the paths.env file read, if any.
+    """
+
+    values: Mapping[str, tuple[str, Path]]
     source: Path | None
 
-    def require_dir(self, name: str) -> Path:
+    def value(self, name: str, option: str | None = None) -> str:
+        """The value of variable ``name``; unset is a ConfigError naming it (and ``option``)."""
+        if name not in self.values:
+            instead = option or f"{name}=..."
+            raise ConfigError(f"{name} is not set: add it to paths.env or pass {instead}")
+        return self.values[name][0]
+
+    def folder(self, name: str, option: str | None = None) -> Path:
+        """Variable ``name`` as a path, a relative value resolved (not checked to exist)."""
+        value = self.value(name, option)
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else self.values[name][1] / path
+
+    def require_dir(self, name: str, option: str | None = None) -> Path:
         """Return folder ``name`` (DATA, PRETRAINED, CHECKPOINTS or WORK) or fail naming the variable."""
-        path = getattr(self, name.lower())
+        path = self.folder(name, option)
         if not path.is_dir():
             where = f" (set in {self.source})" if self.source else ""
+            instead = option or f"on the command line ({name}=/path)"
             raise ConfigError(
-                f"{name} = {path} is not a folder{where}; set {name} in paths.env "
-                f"or on the command line ({name}=/path)"
+                f"{name} = {path} is not a folder{where}; set {name} in paths.env or pass {instead}"
             )
         return path
+
+    @property
+    def data(self) -> Path:
+        return self.folder("DATA")
+
+    @property
+    def pretrained(self) -> Path:
+        return self.folder("PRETRAINED")
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.folder("CHECKPOINTS")
+
+    @property
+    def work(self) -> Path:
+        return self.folder("WORK")
+
+    @property
+    def split(self) -> str:
+        return self.value("SPLIT")
 
 
 def find_paths_env(start: Path | None = None) -> Path | None:
@@ -59,8 +97,12 @@ def find_paths_env(start: Path | None = None) -> Path | None:
 
 def parse_paths_env(path: Path) -> dict[str, str]:
     """Read ``NAME = value`` lines; comments (#) and blank lines are skipped."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable: {getattr(exc, 'strerror', None) or exc}") from None
     values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -72,29 +114,20 @@ def parse_paths_env(path: Path) -> dict[str, str]:
 
 
 def load_paths(paths_env: Path | None = None, **overrides: str | Path | None) -> Paths:
-    """Resolve DATA, PRETRAINED, CHECKPOINTS, WORK, SPLIT (see the module docstring)."""
+    """The values of DATA, PRETRAINED, CHECKPOINTS, WORK, SPLIT (see the module docstring).
+
+    ``overrides`` are keyword arguments named after the variables in lower case (``split="test"``).
+    """
     source = paths_env or find_paths_env()
     from_file = parse_paths_env(source) if source else {}
-    base = source.parent if source else Path.cwd()
-    resolved: dict[str, str] = {}
+    here = Path.cwd()
+    values: dict[str, tuple[str, Path]] = {}
     for name in VARIABLES:
-        value = overrides.get(name.lower())
-        if value is None:
-            value = os.environ.get(name) or from_file.get(name)
-        if value is None or str(value) == "":
-            raise ConfigError(f"{name} is not set: add it to paths.env or pass {name}=...")
-        resolved[name] = str(value)
-    folders = {n: _resolve(resolved[n], base) for n in VARIABLES if n != "SPLIT"}
-    return Paths(
-        data=folders["DATA"],
-        pretrained=folders["PRETRAINED"],
-        checkpoints=folders["CHECKPOINTS"],
-        work=folders["WORK"],
-        split=resolved["SPLIT"],
-        source=source,
-    )
-
-
-def _resolve(value: str, base: Path) -> Path:
-    path = Path(os.path.expanduser(value))
-    return path if path.is_absolute() else (base / path)
+        override = overrides.get(name.lower())
+        if override is not None and str(override):
+            values[name] = (str(override), here)
+        elif os.environ.get(name):
+            values[name] = (os.environ[name], here)
+        elif from_file.get(name) and source is not None:
+            values[name] = (from_file[name], source.parent)
+    return Paths(values, source)
