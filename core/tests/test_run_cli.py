@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from core_testlib import write_all
+from PIL import Image
 
 from rvos_core.data import Dataset
 from rvos_core.masks import encode_mask_png
@@ -72,3 +74,33 @@ def test_incomplete_run_is_an_error(
     (tmp_path / "run").mkdir()
     assert validate(tmp_path / "run", small_data) == 2
     assert "is incomplete (no run.json)" in capsys.readouterr().err
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def _resize(path: Path) -> None:
+    Image.new("RGB", (8, 6)).save(path, "JPEG")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [(_truncate, "unreadable image: image file is truncated"), (_resize, "frame is 6x8")],
+)
+def test_damaged_frames(
+    tmp_path: Path,
+    small_data: Path,
+    small_dataset: Dataset,
+    capsys: pytest.CaptureFixture,
+    damage: Callable[[Path], None],
+    message: str,
+) -> None:
+    write_all(tmp_path / "run", small_dataset)
+    video = small_dataset.video("vid_b")
+    frame = video.frame_path(video.frames[2])
+    damage(frame)
+    assert validate(tmp_path / "run", small_data) == 1
+    problems = capsys.readouterr().out.splitlines()
+    assert problems[0].startswith(f"{frame}: {message}")
+    assert problems[1:] == [f"{tmp_path / 'run'}: 1 problems"]

@@ -1,8 +1,9 @@
 """``python -m rvos_core.run_cli validate RUN``: check a run folder against its dataset split.
 
 Checks that the run is complete (run.json), made for this split, and has every video, expression
-and listed frame as an 8-bit mode-'L' PNG holding only 0 and 255 at the frame size (read from the
-frames' JPEG headers when the frames are present), valid scores, key frames and probabilities.
+and listed frame as an 8-bit mode-'L' PNG holding only 0 and 255 at the frame size, valid scores,
+key frames and probabilities. When the split's frames are present, each listed frame must also
+decode in full (a truncated JPEG is a problem) at one size per video, the size the masks must have.
 Prints every problem (up to --max-problems) and exits 1 if there is any.
 """
 
@@ -17,18 +18,36 @@ import numpy as np
 
 from rvos_core.cli import add_dataset_args, dataset_from_args, run_main
 from rvos_core.data import Dataset, Video
+from rvos_core.data.base import decoded_size
 from rvos_core.errors import InputError
 from rvos_core.progress import progress
 from rvos_core.runfolder import Run, key_frame_index
 
 
 def _frame_size(video: Video) -> tuple[int, int] | None:
-    """The video's frame size from its first JPEG, or None when the frames are not present."""
-    return video.frame_size() if video.frame_path(video.frames[0]).is_file() else None
+    """The video's frame size from its first JPEG; None when the frames are not present or the
+    first is unreadable (_check_frames reports it)."""
+    try:
+        return video.frame_size_if_present()
+    except InputError:
+        return None
 
 
-def _check_masks(run: Run, video: Video) -> Iterator[str]:
-    shape = _frame_size(video)
+def _check_frames(video: Video, size: tuple[int, int] | None) -> Iterator[str]:
+    """Every listed frame decodes in full at ``size`` (nothing to check without frames)."""
+    if not video.frame_path(video.frames[0]).is_file():
+        return
+    for path in map(video.frame_path, video.frames):
+        try:
+            found = decoded_size(path)
+        except InputError as exc:
+            yield str(exc)
+            continue
+        if size is not None and found != size:
+            yield f"{path}: frame is {found[0]}x{found[1]}, the video's first is {size[0]}x{size[1]}"
+
+
+def _check_masks(run: Run, video: Video, shape: tuple[int, int] | None) -> Iterator[str]:
     for exp_id in video.exp_ids:
         for t in range(len(video.frames)):
             try:
@@ -51,8 +70,7 @@ def _check_scores(run: Run, video: Video, key_frames: dict) -> Iterator[str]:
             yield f"{run.root / 'key_frame.json'}: {video.id}/{exp_id} is {stored!r}, scores say {key_frame_index(scores[exp_id])}"
 
 
-def _check_probs(run: Run, video: Video) -> Iterator[str]:
-    shape = _frame_size(video)
+def _check_probs(run: Run, video: Video, shape: tuple[int, int] | None) -> Iterator[str]:
     try:
         with run.open_probs(video) as reader:
             for exp_id in video.exp_ids:
@@ -74,11 +92,13 @@ def problems(run: Run, dataset: Dataset) -> Iterator[str]:
     key_frames = json.loads((run.root / "key_frame.json").read_text()) if run.has_scores else {}
     yield from _extra_videos(run, dataset)
     for video in progress(dataset, desc=f"validate {run.name}", total=len(dataset)):
-        yield from _check_masks(run, video)
+        size = _frame_size(video)
+        yield from _check_frames(video, size)
+        yield from _check_masks(run, video, size)
         if run.has_scores:
             yield from _check_scores(run, video, key_frames)
         if run.has_probs:
-            yield from _check_probs(run, video)
+            yield from _check_probs(run, video, size)
 
 
 def _body(argv: Sequence[str] | None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -55,14 +56,12 @@ class Video:
     def frame_size(self) -> tuple[int, int]:
         """(H, W) of the video, read from the first frame's header (no decoding)."""
         path = self.frame_path(self.frames[0])
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except FileNotFoundError:
-            raise InputError(path, f"frame of video {self.id} is missing") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise InputError(path, f"unreadable image: {exc}") from None
-        return height, width
+        with _reading(path, f"frame of video {self.id} is missing"), Image.open(path) as image:
+            return image.height, image.width
+
+    def frame_size_if_present(self) -> tuple[int, int] | None:
+        """frame_size(), or None when the first frame is not there (a split read without frames)."""
+        return self.frame_size() if self.frame_path(self.frames[0]).is_file() else None
 
 
 @dataclass(frozen=True)
@@ -163,24 +162,32 @@ def _int_tuple(value: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in _as_list(value))
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode a frame with Pillow as uint8 [H, W, 3] RGB (what the RVOS models' loaders do)."""
+@contextmanager
+def _reading(path: Path, missing: str) -> Iterator[None]:
+    """Turn Pillow's errors while reading ``path`` into InputErrors naming it."""
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+        yield
     except FileNotFoundError:
-        raise InputError(path, "frame is missing") from None
+        raise InputError(path, missing) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise InputError(path, f"unreadable image: {exc}") from None
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode a frame with Pillow as uint8 [H, W, 3] RGB (what the RVOS models' loaders do)."""
+    with _reading(path, "frame is missing"), Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def open_image(path: Path) -> Image.Image:
     """Open and fully decode a frame with Pillow, as RGB; unreadable files are InputErrors."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise InputError(path, "frame is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise InputError(path, f"unreadable image: {exc}") from None
+    with _reading(path, "frame is missing"), Image.open(path) as image:
+        image.load()
+        return image.convert("RGB")
+
+
+def decoded_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image decoded in full: a truncated or damaged file is an InputError."""
+    with _reading(path, "frame is missing"), Image.open(path) as image:
+        image.load()
+        return image.height, image.width
