@@ -56,7 +56,7 @@ def test_missing_variable_is_named_when_used(tmp_path: Path) -> None:
     assert paths.data == tmp_path / "d"
     with pytest.raises(ConfigError, match="WORK is not set"):
         _ = paths.work
-    with pytest.raises(ConfigError, match="WORK is not set: add it to paths.env or pass --out"):
+    with pytest.raises(ConfigError, match=r"WORK is not set: add it to paths\.env or pass --out"):
         paths.require_dir("WORK", "--out")
 
 
@@ -67,7 +67,7 @@ def test_no_paths_env_needs_no_variable_until_used(
     monkeypatch.setenv("SPLIT", "test")
     paths = load_paths()
     assert paths.source is None and paths.split == "test"
-    with pytest.raises(ConfigError, match="DATA is not set: add it to paths.env or pass --data"):
+    with pytest.raises(ConfigError, match=r"DATA is not set: add it to paths\.env or pass --data"):
         paths.value("DATA", "--data")
 
 

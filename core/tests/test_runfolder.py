@@ -9,6 +9,7 @@ from core_testlib import META, result_for, tree_digest, write_all
 
 from rvos_core.data import Dataset
 from rvos_core.errors import ConfigError, InputError
+from rvos_core.masks import encode_mask_png
 from rvos_core.runfolder import Run, RunWriter, key_frame_index
 from rvos_core.shard import parse_shard, select_shard
 
@@ -101,6 +102,18 @@ def test_reading_a_damaged_run_names_the_file(tmp_path: Path, small_dataset: Dat
     (tmp_path / "run" / "scores" / "vid_a.json").write_text(json.dumps({"0": [1.0]}))
     with pytest.raises(InputError, match="expected 4 scores"):
         run.scores(video)
+
+
+def test_a_wrong_first_mask_is_blamed_not_the_next(tmp_path: Path, small_dataset: Dataset) -> None:
+    """The expected size is the video's frame size, not the size of the first mask read."""
+    write_all(tmp_path / "run", small_dataset)
+    run = Run(tmp_path / "run")
+    video = small_dataset.video("vid_a")
+    wrong = run.mask_path("vid_a", "0", video.frames[0])
+    wrong.write_bytes(encode_mask_png(np.ones((5, 5), bool)))
+    with pytest.raises(InputError, match="mask is 5x5, expected 24x32") as info:
+        run.masks(video, "0")
+    assert info.value.path == wrong
 
 
 def test_run_of_another_split_is_refused(tmp_path: Path, small_dataset: Dataset) -> None:

@@ -8,10 +8,11 @@ import pytest
 import torch
 from fusion_testlib import bits
 
-from rvos_core.data import Dataset
+from rvos_core.data import Dataset, open_dataset
 from rvos_core.errors import InputError
 from rvos_core.masks import encode_mask_png
 from rvos_core.runfolder import Run
+from rvos_core.synthetic import VideoSpec, write_refytvos
 from rvos_fusion.importers import import_png, import_pth
 
 
@@ -157,3 +158,14 @@ def test_import_png_refuses_bad_key_frames_and_missing_frames(
     with pytest.raises(InputError, match=r"v/2/00005\.png: mask PNG is missing"):
         import_png(tree, tiny, tmp_path / "run")
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_import_png_blames_a_wrong_first_mask(tmp_path: Path) -> None:
+    write_refytvos(tmp_path / "data", "valid", [VideoSpec("v", 3, 2, (1, 4))])
+    framed = open_dataset("refytvos", tmp_path / "data", "valid")
+    tree = write_tree(tmp_path / "tree", framed)
+    wrong = tree / "v" / "0" / f"{framed.video('v').frames[0]}.png"
+    wrong.write_bytes(encode_mask_png(np.ones((2, 4), bool)))
+    with pytest.raises(InputError, match="mask is 2x4, expected 1x4") as info:
+        import_png(tree, framed, tmp_path / "run")
+    assert info.value.path == wrong

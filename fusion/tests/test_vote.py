@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from fusion_testlib import bits, make_run, voted
 
-from rvos_core.data import Dataset
+from rvos_core.data import Dataset, open_dataset
 from rvos_core.errors import ConfigError, InputError
+from rvos_core.masks import encode_mask_png
 from rvos_core.runfolder import Run
+from rvos_core.synthetic import VideoSpec, write_refytvos
 from rvos_fusion.vote import VoteConfig, groups, open_vote
 
 
@@ -182,3 +184,16 @@ def test_runs_of_different_sizes(three_runs: list[Run], tiny: Dataset, tmp_path:
             VoteConfig(min_votes=3, unpaired=2),
             tmp_path / "out",
         )
+
+
+def test_a_wrong_first_mask_is_blamed_not_the_next(tmp_path: Path) -> None:
+    """With the split's frames present, every mask must have the frame size, so a wrong mask read
+    first is the one named (not the correct mask of the next run)."""
+    write_refytvos(tmp_path / "data", "valid", [VideoSpec("v", 3, 2, (1, 4))])
+    framed = open_dataset("refytvos", tmp_path / "data", "valid")
+    runs = [make_run(tmp_path / n, framed, {e: bits("1100", "0011") for e in "012"}) for n in "ab"]
+    wrong = runs[0].mask_path("v", "0", framed.video("v").frames[0])
+    wrong.write_bytes(encode_mask_png(np.ones((1, 5), bool)))
+    with pytest.raises(InputError, match="mask is 1x5, expected 1x4") as info:
+        voted(runs, framed, VoteConfig(min_votes=2, unpaired=1), tmp_path / "out")
+    assert info.value.path == wrong

@@ -11,6 +11,12 @@
 Work is done per video. A video is staged in ``.staging/`` and moved into place, then marked in
 ``.done/``; a killed run resumes with the unmarked videos and ends with the same bytes. key_frame.json
 is derived from the scores (first maximum per expression) when the run is finalised.
+
+Any number of processes may write one run folder at once (shards, a requeued job, a command started
+twice). Each holds a shared lock on ``.lock`` and the video's lock in ``.locks/`` while it writes a
+video, so a video is written by one process at a time and never again once marked; finalising takes
+``.lock`` exclusively, checks every video on disk, writes run.json and removes the markers. The
+locks are ``flock`` locks: a killed process holds none.
 """
 
 from __future__ import annotations
@@ -404,7 +410,9 @@ class Run:
         return ProbsReader(self.root / "probs" / f"{video.id}.h5", video)
 
     def masks(self, video: Video, exp_id: str, shape: tuple[int, int] | None = None) -> np.ndarray:
-        """bool [T, H, W] of one expression; every frame must exist and share one size."""
+        """bool [T, H, W] of one expression; every frame must exist and be ``shape``, by default
+        the video's frame size (the first mask's when the split's frames are not present)."""
+        shape = shape or video.frame_size_if_present()
         frames = []
         for frame in video.frames:
             mask = read_mask_png(self.mask_path(video.id, exp_id, frame), shape)
@@ -418,7 +426,9 @@ class Run:
         return read_scores_file(self.root / "scores" / f"{video.id}.json", video)
 
     def probs(self, video: Video, exp_id: str, shape: tuple[int, int] | None = None) -> np.ndarray:
-        """uint8 [T, H, W] stored probabilities of one expression (see masks.quantize_probs)."""
+        """uint8 [T, H, W] stored probabilities of one expression (see masks.quantize_probs), of
+        ``shape``, by default the video's frame size when its frames are present."""
+        shape = shape or video.frame_size_if_present()
         with self.open_probs(video) as reader:
             return np.stack([reader.frame(exp_id, t, shape) for t in range(len(video.frames))])
 

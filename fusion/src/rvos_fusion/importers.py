@@ -170,7 +170,7 @@ def import_png(folder: Path, dataset: Dataset, out: Path, key_frames: Path | Non
     for video_id in progress(writer.todo(dataset.videos), desc=f"import {out.name}"):
         video = dataset.video(video_id)
         with writer.open_video(video) as sink:
-            shape = None
+            shape = video.frame_size_if_present()
             for exp_id in video.exp_ids:
                 for t, frame in enumerate(video.frames):
                     mask = read_mask_png(folder / video.id / exp_id / f"{frame}.png", shape)

@@ -185,7 +185,8 @@ def _threshold(config: VoteConfig, members: tuple[str, ...]) -> float | Referenc
 def vote_video(runs: Sequence[Run], video: Video, config: VoteConfig, out: VideoWriter) -> None:
     """Vote every expression group of ``video`` frame by frame and write the result to ``out``."""
     weights = np.asarray(config.weights or [1.0] * len(runs), dtype=np.float32)
-    state = _VideoVote(runs, video, config, weights)
+    # every map must have the frame size: a wrong first mask is blamed, not the next correct one
+    state = _VideoVote(runs, video, config, weights, video.frame_size_if_present())
     readers = _open_readers(runs, video, config)
     try:
         for members in groups(video.exp_ids, config.grouping):
