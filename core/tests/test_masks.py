@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -48,10 +50,35 @@ def test_bad_pngs_are_refused(data: bytes, message: str) -> None:
         decode_mask_png(data, Path("bad.png"))
 
 
-def test_truncated_png_and_wrong_size(tmp_path: Path) -> None:
+def _idat_replaced(data: bytes, payload: bytes) -> bytes:
+    """``data`` with its (single) IDAT chunk holding ``payload``, with a correct CRC."""
+    start = data.index(b"IDAT") - 4
+    end = start + 12 + int.from_bytes(data[start : start + 4])
+    crc = zlib.crc32(b"IDAT" + payload).to_bytes(4)
+    chunk = len(payload).to_bytes(4) + b"IDAT" + payload + crc
+    return data[:start] + chunk + data[end:]
+
+
+def test_truncated_damaged_and_undecodable_pngs() -> None:
+    """Truncated and damaged files are caught before OpenCV (whose log is silenced) and libpng
+    (which would print its own line) see them."""
+    assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_SILENT
     data = encode_mask_png(np.ones((6, 6), bool))
-    with pytest.raises(InputError, match="corrupt"):
-        decode_mask_png(data[: len(data) - 20], Path("t.png"))
+    flipped = bytearray(data)
+    flipped[data.index(b"IDAT") + 6] ^= 0xFF
+    cases = {
+        data[: len(data) - 20]: "truncated PNG",
+        data[: len(data) - 1]: "truncated PNG",
+        bytes(flipped): "damaged PNG",
+        _idat_replaced(data, b"not zlib data"): "corrupt PNG",
+    }
+    for bad, message in cases.items():
+        with pytest.raises(InputError, match=message):
+            decode_mask_png(bad, Path("t.png"))
+
+
+def test_wrong_size_and_missing(tmp_path: Path) -> None:
+    data = encode_mask_png(np.ones((6, 6), bool))
     with pytest.raises(InputError, match="6x6, expected 5x6"):
         decode_mask_png(data, Path("s.png"), (5, 6))
     with pytest.raises(InputError, match="missing"):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from rvos_core.errors import InputError
 from rvos_core.masks import encode_mask_png
 from rvos_core.runfolder import Run
 from rvos_core.synthetic import VideoSpec, write_refytvos
+from rvos_fusion.cli import main
 from rvos_fusion.importers import import_png, import_pth
 
 
@@ -117,6 +119,30 @@ def test_truncated_and_foreign_files(tmp_path: Path, tiny: Dataset) -> None:
     for name in ("cut.pth", "text.pth", "absent.pth"):
         with pytest.raises(InputError, match=name):
             import_pth([tmp_path / name], "logit", tiny, tmp_path / "run")
+
+
+class _Hostile:
+    """Unpickling it would run a command that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_hostile_pickle_is_one_line_and_runs_nothing(
+    tmp_path: Path, tiny: Dataset, capsys: pytest.CaptureFixture
+) -> None:
+    marker = tmp_path / "executed"
+    path = save(tmp_path / "hostile.pth", {"v": {"0": _Hostile(marker)}})
+    argv = ["split-pth", str(path), "--domain", "logit", "--out", str(tmp_path / "run")]
+    assert main([*argv, "--data", str(tiny.root.parent), "--split", "valid"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: holds objects of types that are not on the safe")
+    assert "posix.system" in err and err.count("\n") == 1
+    assert "\x1b" not in err and "weights_only" not in err
+    assert not marker.exists() and not (tmp_path / "run").exists()
 
 
 def test_video_in_two_chunks(tmp_path: Path, tiny: Dataset) -> None:

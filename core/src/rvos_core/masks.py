@@ -1,12 +1,16 @@
 """Binary mask PNGs (mode 'L', 0 / 255) and uint8 probability maps.
 
 PNG files are decoded and encoded with OpenCV (faster than Pillow, identical pixels); the PNG
-header is checked directly so that a palette or RGB file is refused instead of silently converted.
+header is checked directly so that a palette or RGB file is refused instead of silently converted,
+and the chunk structure and checksums are checked before decoding, so that a truncated or damaged
+file is one error of ours (libpng would print its own line first). OpenCV's log is silenced for the
+same reason.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -16,6 +20,8 @@ from rvos_core.errors import InputError
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
+_CHUNK = struct.Struct(">I4s")
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 # zlib level 1 without PNG row filters: 4-5x faster to encode and 2x faster to decode than OpenCV's
 # defaults for binary masks, files of a few kB at 720p; the bytes are deterministic.
 PNG_PARAMS = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE)
@@ -27,6 +33,24 @@ def png_header(data: bytes, path: str | Path) -> tuple[int, int, int, int]:
         raise InputError(path, "not a PNG file (bad signature or header)")
     width, height, depth, color = struct.unpack(">IIBB", data[16:26])
     return height, width, depth, color
+
+
+def check_png_chunks(data: bytes, path: str | Path) -> None:
+    """Every chunk up to IEND lies within ``data`` and matches its CRC (a truncated or damaged
+    file is an InputError naming it)."""
+    view = memoryview(data)
+    pos = len(_SIGNATURE)
+    while pos + _CHUNK.size <= len(data):
+        length, kind = _CHUNK.unpack_from(data, pos)
+        end = pos + _CHUNK.size + length + 4
+        if end > len(data):
+            break
+        if zlib.crc32(view[pos + 4 : end - 4]) != int.from_bytes(view[end - 4 : end]):
+            raise InputError(path, "damaged PNG (a chunk fails its checksum)")
+        if kind == b"IEND":
+            return
+        pos = end
+    raise InputError(path, "truncated PNG (no IEND chunk)")
 
 
 def decode_mask_png(
@@ -43,6 +67,7 @@ def decode_mask_png(
         raise InputError(path, f"mask PNG must be 8-bit mode 'L' (0/255), found {depth}-bit {kind}")
     if shape is not None and (height, width) != tuple(shape):
         raise InputError(path, f"mask is {height}x{width}, expected {shape[0]}x{shape[1]}")
+    check_png_chunks(data, path)
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None or array.shape != (height, width):
         raise InputError(path, "corrupt PNG (could not be decoded)")

@@ -30,15 +30,16 @@ Domain = Literal["logit", "probability"]
 
 
 def load_pth(path: Path) -> dict[str, Any]:
-    """Open an upstream .pth dict lazily (tensors memory-mapped); refuse anything else."""
-    import torch
+    """Open an upstream .pth dict lazily (tensors memory-mapped); refuse anything else.
+
+    Read as checkpoints are (rvos_core.checkpoint.read_checkpoint): weights only, nothing in the
+    file is executed, and a damaged or hostile file is one line naming it.
+    """
+    from rvos_core.checkpoint import read_checkpoint
 
     if not path.is_file():
         raise InputError(path, "file is missing")
-    try:
-        data = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated / foreign files
-        raise InputError(path, f"not a loadable torch file ({type(exc).__name__}: {exc})") from None
+    data = read_checkpoint(path)
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise InputError(path, "not an upstream per-model dict {video: {exp_id: {...}}}")
     return data
