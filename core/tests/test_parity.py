@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.parity import ParityCheck, fixture_kind, main, run_fixture
+from rvos_core.parity import ParityCheck, fixture_kind, magnitude_atol, main, run_fixture
 from rvos_core.testing import parity_dir
 
 
@@ -55,6 +55,19 @@ def test_check_tolerance_is_atol_plus_rtol_times_expected(tmp_path: Path) -> Non
     assert not check.equal("tokens", ["<s>", "a"], ["<s>", "b"]).ok
     assert not check.ok and "FAILED: 5 of 8 outside tolerance" in check.format()
     assert not ParityCheck(tmp_path).ok  # a handler that compares nothing does not pass
+
+
+def test_magnitude_tolerance_follows_the_largest_expected_value(tmp_path: Path) -> None:
+    check = ParityCheck(tmp_path)
+    expected = torch.tensor([-2000.0, 0.5, 1000.0])
+    assert magnitude_atol(expected, 1e-5) == pytest.approx(0.02)
+    # the small entry may move by 0.02 + 1e-5 * 0.5, not by 0.021
+    near = check.close_to_magnitude("near", expected + 0.02, expected, scale=1e-5, rtol=1e-5)
+    assert near.ok and near.atol == pytest.approx(0.02)
+    assert not check.close_to_magnitude(
+        "far", expected + torch.tensor([0.0, 0.021, 0.0]), expected, scale=1e-5, rtol=1e-5
+    ).ok
+    assert magnitude_atol(torch.zeros(0), 1e-5) == 0.0
 
 
 def test_registered_handlers_and_cli(

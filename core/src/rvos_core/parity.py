@@ -75,6 +75,15 @@ def _as_array(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def magnitude_atol(expected: Any, scale: float) -> float:
+    """``scale * max|expected|``: the absolute tolerance of a quantity formed as sums of large
+    terms that largely cancel (mask logits of a dynamic convolution), whose rounding error follows
+    the size of what cancels rather than of the result. Another CPU's kernels sum in another order;
+    a tolerance tied to the magnitude holds on any of them."""
+    values = np.abs(_as_array(expected).astype(np.float64))
+    return scale * float(values.max()) if values.size else 0.0
+
+
 class ParityCheck:
     """Collects the comparisons of one fixture run."""
 
@@ -104,6 +113,12 @@ class ParityCheck:
         within = bool(np.all(diff <= atol + rtol * np.abs(e64))) and finite
         note = "" if finite else "  non-finite values"
         return self._add(Comparison(name, e.shape, max_abs, atol, rtol, within, note))
+
+    def close_to_magnitude(
+        self, name: str, actual: Any, expected: Any, *, scale: float, rtol: float
+    ) -> Comparison:
+        """``close`` with ``atol = magnitude_atol(expected, scale)``."""
+        return self.close(name, actual, expected, atol=magnitude_atol(expected, scale), rtol=rtol)
 
     def equal(self, name: str, actual: Any, expected: Any) -> Comparison:
         """Record an exact comparison (ids, masks, indices, strings)."""

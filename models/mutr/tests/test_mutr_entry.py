@@ -75,10 +75,16 @@ def test_a_referformer_checkpoint_is_refused_with_a_report_and_nothing_loaded(
     with pytest.raises(CheckpointMismatch) as caught:
         load_checkpoint(model, path, load_model_entry("mutr").checkpoint_rules)
     report = caught.value.report
-    # what MUTR has and ReferFormer lacks, from the two fixtures' state dicts
-    assert sorted(report.missing) == sorted(set(_fixture_state("mutr")) - set(referformer))
+    # Expected from the two fixtures' state dicts: what MUTR has and ReferFormer lacks, the
+    # reverse, and the shared keys whose shapes differ (none when both fixtures have one size).
+    mutr = _fixture_state("mutr")
+    shared = set(mutr) & set(referformer)
+    assert sorted(report.missing) == sorted(set(mutr) - set(referformer))
     assert {k.split(".")[0] for k in report.missing} == {"MTA", "mti"}
-    assert report.unexpected == [] and report.misshaped == []
+    assert sorted(report.unexpected) == sorted(set(referformer) - set(mutr))
+    assert sorted(k for k, *_ in report.misshaped) == sorted(
+        k for k in shared if mutr[k].shape != referformer[k].shape
+    )
     assert "does not match the model" in str(caught.value)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 

@@ -9,6 +9,7 @@ import torch
 from uninext_testlib import frames, tiny_model
 
 from rvos_core.errors import ConfigError
+from rvos_core.parity import magnitude_atol
 from rvos_core.testing import parity_dir
 from rvos_uninext.config import UninextConfig
 from rvos_uninext.preprocess import prepare_frames
@@ -46,11 +47,10 @@ def test_masks_of_chosen_queries_are_those_of_all_queries():
         chosen = torch.tensor([[3, 0], [7, 7]])
         some = model.predict_masks(out, chosen)
     assert out.pred_inst_embed is None
-    for frame in range(2):
-        for k in range(2):
-            assert torch.allclose(
-                some[frame, k], every[frame, chosen[frame, k]], atol=1e-4, rtol=1e-5
-            )
+    # Mask logits are sums of large terms that cancel (the fixture README's "Across CPUs"): the
+    # two paths batch the dynamic convolution differently, so allow 1e-5 of their magnitude.
+    picked = every[torch.arange(2)[:, None], chosen]
+    torch.testing.assert_close(some, picked, atol=magnitude_atol(picked, 1e-5), rtol=1e-5)
 
 
 def test_each_frame_fuses_its_own_copy_of_the_text():

@@ -6,10 +6,12 @@ whole RVOS path). Every handler builds from the fixture's config.json, strict-lo
 with the model's checkpoint rules and compares with the recorded upstream outputs.
 
 Tolerances are the READMEs' (atol = rtol = 1e-5; exact for preprocessing, query indices, key
-frames and the binary masks away from 0.5). One comparison is ours, not upstream's: the predictor
-with several frames per pass (``frame_batch`` > 1, an option; upstream runs one frame at a time)
-batches the matrix products, which rounds differently; its probabilities are held to
-``BATCHED_PROBS_ATOL``.
+frames and the binary masks away from 0.5), with the model README's allowance across CPUs: the
+mask logits are sums of large terms that cancel, so they are held to 1e-5 of their largest
+magnitude (``MASK_LOGITS_SCALE``), the probabilities to ``PROBS_ATOL`` and the binary masks only
+where the probability is ``BINARY_MARGIN`` away from 0.5. The predictor with several frames per
+pass (``frame_batch`` > 1, an option; upstream runs one frame at a time) batches the matrix
+products, which rounds differently; it is held to the same tolerances.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ from rvos_uninext.preprocess import FrameBatch, normalize, pad_batch, prepare_fr
 from rvos_uninext.vit import ViT, ViTConfig, absolute_position_embedding
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
-PROBS_ATOL = 1e-5
-BATCHED_PROBS_ATOL = 1e-4
-BINARY_MARGIN = 1e-4  # binary masks are compared where |expected prob - 0.5| >= this
+MASK_LOGITS_SCALE = 1e-5  # pred_masks: atol = this * max|expected|, rtol 1e-5
+PROBS_ATOL = 2e-4
+BINARY_MARGIN = 1e-3  # binary masks are compared where |expected prob - 0.5| >= this
 SCORES_ATOL = 1e-6  # the top-1 / second-best gaps are ~1e-4: scores must be far closer
 
 
@@ -209,8 +211,7 @@ def _check_predictor(
         with torch.inference_mode():
             result = predictor.predict_tokens(predictor.prepare(frames), tokens)
         name = f"predictor(frame_batch={frame_batch})"
-        atol = PROBS_ATOL if frame_batch == 1 else BATCHED_PROBS_ATOL
-        check.close(f"{name}.probs", result.probs, expected["probs"], atol=atol, rtol=0.0)
+        check.close(f"{name}.probs", result.probs, expected["probs"], atol=PROBS_ATOL, rtol=0.0)
         check.close(f"{name}.scores", result.scores, expected["scores"], atol=SCORES_ATOL, rtol=0.0)
         check.equal(
             f"{name}.key_frame_index", key_frame_index(result.scores), expected["key_frame_index"]
@@ -354,7 +355,9 @@ def _check_outputs(
     ):
         check.close(f"{name}.{field}", getattr(out, field), expected[field], **TOL)
     recorded = expected["pred_masks"][:, :, 0]  # [N, Q, 1, h, w]: one frame per call upstream
-    check.close(f"{name}.pred_masks", masks, recorded, **TOL)
+    check.close_to_magnitude(
+        f"{name}.pred_masks", masks, recorded, scale=MASK_LOGITS_SCALE, rtol=TOL["rtol"]
+    )
 
 
 def _check_postprocess(
@@ -370,7 +373,7 @@ def _check_postprocess(
     check.equal("postprocess.top1_query_index", tops, expected["top1_query_index"])
     decided = (expected["probs"] - 0.5).abs() >= BINARY_MARGIN
     check.equal(
-        "postprocess.binary_masks (|p - 0.5| >= 1e-4)",
+        f"postprocess.binary_masks (|p - 0.5| >= {BINARY_MARGIN:g})",
         (probs > 0.5)[decided],
         expected["binary_masks"][decided],
     )
