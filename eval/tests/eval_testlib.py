@@ -18,11 +18,17 @@ from rvos_core.runfolder import RunWriter, VideoResult
 RUN_META = {"producer": "test", "value_domain": "binary", "has_scores": False, "has_probs": False}
 
 
-def close(expected: float | None, got: float, tol: float) -> bool:
-    """``expected`` (None = NaN, as the parity JSON writes it) equals ``got`` within ``tol``."""
-    if expected is None:
-        return math.isnan(got)
-    return not math.isnan(got) and abs(expected - got) <= tol
+def close(expected: float | None, got: float | None, tol: float) -> bool:
+    """``expected`` equals ``got`` within ``tol``. NaN, which JSON files write as null (read as
+    None: the parity files and our summary.json), equals NaN or null only."""
+    want, have = _number(expected), _number(got)
+    if math.isnan(want) or math.isnan(have):
+        return math.isnan(want) and math.isnan(have)
+    return abs(want - have) <= tol
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def rle(mask: np.ndarray) -> dict[str, Any]:

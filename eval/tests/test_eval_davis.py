@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from eval_testlib import write_davis, write_gray, write_labels
+from eval_testlib import close, write_davis, write_gray, write_labels
 
 from rvos_core.errors import InputError
 from rvos_eval import davis
@@ -123,3 +123,18 @@ def test_cli_on_indexed_pngs(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert summary["global"]["J&F-Mean"] == 1.0 and summary["num_objects"] == 2
     assert summary["table"] == "per_object.csv" and (tmp_path / "out" / "per_object.csv").is_file()
     assert "DAVIS val semi-supervised: 2 objects" in capsys.readouterr().out
+
+
+def test_cli_writes_a_nan_decay_as_null(tmp_path: Path) -> None:
+    """256 evaluated frames (258 with the first and last): the official uint8 bins leave the last
+    one empty, so the decays are NaN; summary.json writes null, which compares equal to NaN."""
+    gt = labels(258, {1: OBJECTS[1]})
+    write_davis(tmp_path / "DAVIS", "val", "Annotations", {"long": gt})
+    write_labels(tmp_path / "results" / "long", gt)
+    argv = [str(tmp_path / "results"), "--dataset", "davis", "--data", str(tmp_path)]
+    assert main([*argv, "--split", "val", "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    table = json.loads((tmp_path / "out" / "summary.json").read_text())["global"]
+    assert table["J-Decay"] is None and table["F-Decay"] is None
+    assert close(None, table["J-Decay"], 0.0) and close(float("nan"), table["F-Decay"], 0.0)
+    assert close(1.0, table["J-Mean"], 0.0) and not close(None, table["J-Mean"], 1.0)
+    assert not close(0.0, table["J-Decay"], 1.0)
