@@ -8,6 +8,7 @@ import torch
 from rvos_core.errors import ConfigError, InputError
 from rvos_vos.aot import AOTConfig, build
 from rvos_vos.layers import MAX_DIS, local_attention
+from rvos_vos.parity import upstream_trajectory
 from rvos_vos.propagators import PROPAGATORS
 from rvos_vos.session import LongTermMemory, MemoryPolicy, Session
 from rvos_vos.swin2d import SWIN_VARIANTS
@@ -160,3 +161,12 @@ def test_config_file_of_the_wrong_propagator(tmp_path) -> None:
     with pytest.raises(InputError, match="not a valid aot config") as error:
         PROPAGATORS["aot"].config(path=path)
     assert error.value.path == path
+
+
+def test_upstream_trajectory_ends_at_the_first_differing_label() -> None:
+    upstream = torch.zeros(4, 2, 3, dtype=torch.uint8)
+    ours = {t: torch.zeros(2, 3, dtype=torch.long) for t in (2, 3, 1, 0)}  # prediction order
+    assert upstream_trajectory(ours, upstream) == [2, 3, 1, 0]
+    ours[3] = ours[3].clone()
+    ours[3][1, 2] = 1  # one pixel decided the other way: later frames saw another memory
+    assert upstream_trajectory(ours, upstream) == [2, 3]

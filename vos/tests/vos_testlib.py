@@ -16,8 +16,11 @@ import torch
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.runfolder import Run, RunWriter, VideoResult
 from rvos_core.testing import parity_dir
+from rvos_vos import parity
 from rvos_vos.network import PropagationNet
-from rvos_vos.parity import fixture_network
+from rvos_vos.parity import fixture_network, fixture_views
+from rvos_vos.propagators import PROPAGATORS
+from rvos_vos.views import make_views
 
 SPLIT = "valid"
 # Labels are compared where the stored averaged probability has top-1 - top-2 above this (READMEs).
@@ -146,6 +149,8 @@ class Setup:
             "--config", str(self.config),
             "--long-term-gap", str(self.trace["long_term_mem_gap"]),
             "--scales", *(str(s) for s in sorted({v["scale"] for v in self.trace["views"]})),
+            "--max-size", str(fixture_config(self.name)["procedure"]["TEST_MAX_SIZE"]),
+            *(() if any(v["flip"] for v in self.trace["views"]) else ("--no-flip",)),
             *extra,
         ]  # fmt: skip
 
@@ -176,6 +181,17 @@ def make_setup(
         write_checkpoint(name, root / f"{name}.pth"),
         write_config(name, root / "config.json"),
         trace,
+    )
+
+
+def free_running_labels(name: str, trace: dict) -> dict[int, torch.Tensor]:
+    """The library procedure run free on the fixture clip as the command reads it (frames decoded
+    to float32 RGB, views made by ``make_views``): frame -> label, in prediction order."""
+    fixture = parity_dir(name)
+    views = fixture_views(fixture, trace)
+    clip = load_pt(name, "clip.pt")["frames_rgb_uint8"].numpy().astype(np.float32)
+    return parity.free_running_labels(
+        fixture, trace, tiny_net(name), PROPAGATORS[name], lambda t: make_views(clip[t], views)
     )
 
 

@@ -29,23 +29,23 @@ def test_video_swin_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     case = next(iter(load("video_swin", "inputs.pt").values()))
     with torch.no_grad():
         expected = backbone(case["samples"], case["num_frames"])
-        monkeypatch.setattr(
-            video_swin, "ATTENTION_ELEMENTS", 3 * 392 * 392
-        )  # a few windows at a time
+        monkeypatch.setattr(video_swin, "ATTENTION_ELEMENTS", 1)  # one window at a time
         monkeypatch.setattr(chunking, "ROWS", 7)
         chunked = backbone(case["samples"], case["num_frames"])
+    # other GEMM shapes may sum in another order: the README's tolerance on stage outputs
     for a, b in zip(chunked, expected, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parity
 def test_deformable_attention_batch_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    case = load("ms_deform_attn", "core_cases.pt")[0]["inputs"]
-    assert case["value"].shape[0] > 1
+    cases = load("ms_deform_attn", "core_cases.pt")
+    case = next(c["inputs"] for c in cases if c["inputs"]["value"].shape[0] > 1)
     shapes = [(int(h), int(w)) for h, w in case["value_spatial_shapes"].tolist()]
     args = (case["value"], shapes, case["sampling_locations"], case["attention_weights"])
     expected = ms_deform_attn.ms_deform_attn_core(*args)
     monkeypatch.setattr(ms_deform_attn, "SAMPLED_ELEMENTS", 1)  # one batch element at a time
+    # the README's tolerance on the core function
     torch.testing.assert_close(
-        ms_deform_attn.ms_deform_attn_core(*args), expected, rtol=0, atol=1e-6
+        ms_deform_attn.ms_deform_attn_core(*args), expected, rtol=1e-5, atol=1e-6
     )

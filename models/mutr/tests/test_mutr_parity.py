@@ -17,7 +17,8 @@ def test_mutr_fixture_within_tolerance() -> None:
     for required in (
         "pred_masks",
         "pred_boxes",
-        "MTA[3]",
+        "MTA (calls)",
+        "MTA[0]",
         "mti",
         "controller",
         "transformer.hs",
