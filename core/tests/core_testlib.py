@@ -1,8 +1,7 @@
-"""Helpers shared by the core tests."""
+"""Helpers shared by the core tests (``tree_digest`` is rvos_core.testing's)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from rvos_core.data import Dataset
 from rvos_core.masks import quantize_probs
 from rvos_core.runfolder import RunWriter, VideoResult
+from rvos_core.testing import tree_digest as tree_digest
 
 META = {"producer": "test", "value_domain": "probability", "has_scores": True, "has_probs": True}
 
@@ -34,13 +34,6 @@ def write_all(root: Path, dataset: Dataset, videos: list[str] | None = None) -> 
         writer.write_video(dataset.video(video_id), result_for(dataset.video(video_id)))
     writer.finalize()
     return writer
-
-
-def tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
 def square_or_fail(value: int) -> int:

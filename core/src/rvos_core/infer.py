@@ -45,7 +45,7 @@ from rvos_core.predictor import (
     load_model_entry,
 )
 from rvos_core.progress import progress
-from rvos_core.runfolder import RUN_JSON, RunWriter, VideoWriter
+from rvos_core.runfolder import RunWriter, VideoWriter, check_finished
 from rvos_core.shard import parse_shard, select_shard
 
 PRODUCER = "rvos_core.infer"
@@ -187,12 +187,12 @@ def run_video(
     An InputError of the model that names no file (e.g. an expression too long for the text
     encoder) is reported against the dataset's meta file and the video.
     """
-    frames = read_frames(video)
+    out = writer.claim_video(video)
+    if out is None:  # another process wrote it meanwhile
+        return
     try:
-        with (
-            writer.open_video(video) as out,
-            inference_context(settings.device, settings.precision),
-        ):
+        with out, inference_context(settings.device, settings.precision):
+            frames = read_frames(video)
             if video.expressions:
                 for exp_id, probs, scores in predict_video(predictor, video, frames):
                     write_prediction(out, exp_id, probs, scores, settings.save_probs)
@@ -203,14 +203,17 @@ def run_video(
 
 
 def infer(entry: ModelEntry, dataset: Dataset, out: Path, settings: InferSettings) -> bool:
-    """Run ``entry`` over the shard's videos that are not done; True when the run is complete."""
-    if (out / RUN_JSON).is_file():
+    """Run ``entry`` over the shard's videos that are not done; True when the run is complete.
+
+    A complete run made with other settings (another checkpoint, variant, option...) is refused.
+    """
+    meta = run_meta(entry, settings)
+    if check_finished(out, dataset, meta):
         print(f"{out} is complete (run.json); nothing to do", file=sys.stderr)
         return True
     videos = select_shard(list(dataset.videos), settings.shard)
     for video_id in videos:
         dataset.video(video_id).frame_paths()  # fail on a missing frame before any work
-    meta = run_meta(entry, settings)
     predictor = create_predictor(entry, settings)
     writer = RunWriter(out, dataset, meta)
     todo = writer.todo(videos)

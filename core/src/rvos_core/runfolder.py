@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,16 @@ import h5py
 import numpy as np
 
 from rvos_core import __version__
-from rvos_core.atomic import dumps_json, replace_dir, write_bytes, write_json
-from rvos_core.data.base import Dataset, Video
+from rvos_core.atomic import (
+    dumps_json,
+    lock,
+    replace_dir,
+    unlock,
+    write_bytes,
+    write_json,
+    write_new,
+)
+from rvos_core.data.base import Dataset, Video, load_json
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.masks import encode_mask_png, read_mask_png
 from rvos_core.names import check_name
@@ -43,7 +51,12 @@ from rvos_core.names import check_name
 FORMAT = "rvos-run/1"
 RUN_JSON = "run.json"
 PENDING = ".pending.json"
+LOCK = ".lock"
 DOMAINS = ("binary", "logit", "probability")
+# What a run folder holds only while it is written: staged videos, video locks, done markers.
+_WORK_FOLDERS = (".staging", ".locks", ".done")
+# The run.json fields that describe the outcome, not the request.
+_OUTCOME = ("counts", "code_version")
 
 
 @dataclass
@@ -81,23 +94,120 @@ def key_frame_index(scores: list[float]) -> int:
     return int(np.argmax(np.asarray(scores, dtype=np.float64)))
 
 
+def require_videos(dataset: Dataset) -> None:
+    """Refuse an empty split: what a stage writes for it would be complete with nothing."""
+    if not len(dataset):
+        raise InputError(dataset.meta_path, f"split {dataset.name}/{dataset.split} lists no videos")
+
+
+def request_record(dataset: Dataset, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What run.json records (less the outcome) for a run of ``dataset`` with provenance ``meta``,
+    as JSON reads it back. An empty split is refused."""
+    require_videos(dataset)
+    record = {"format": FORMAT, "dataset": dataset_record(dataset), **meta}
+    if record.get("value_domain") not in DOMAINS:
+        raise ValueError(f"value_domain must be one of {DOMAINS}")
+    return json.loads(dumps_json(record))
+
+
+def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested JSON object as {"dotted.key": value}."""
+    if not isinstance(value, dict) or not value:
+        return {prefix: value}
+    leaves: dict[str, Any] = {}
+    for key, item in value.items():
+        leaves.update(_leaves(item, f"{prefix}.{key}" if prefix else str(key)))
+    return leaves
+
+
+def settings_conflict(recorded: Any, requested: Mapping[str, Any], where: str) -> str:
+    """The settings in which ``recorded`` (read from file ``where``) and ``requested`` differ,
+    both named ("" when they agree)."""
+    old, new = _leaves(recorded), _leaves(dict(requested))
+    keys = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    shown = [
+        f"{k} = {json.dumps(old.get(k))} in {where}, {json.dumps(new.get(k))} in this command"
+        for k in keys[:3]
+    ]
+    more = f" (and {len(keys) - 3} more)" if len(keys) > 3 else ""
+    return "; ".join(shown) + more
+
+
+def _tidy(root: Path) -> None:
+    """Remove what a complete run folder no longer needs (staging, locks, markers, settings)."""
+    for name in _WORK_FOLDERS:
+        shutil.rmtree(root / name, ignore_errors=True)
+    for name in (PENDING, LOCK):
+        (root / name).unlink(missing_ok=True)
+
+
+def _finished(root: Path, requested: Mapping[str, Any]) -> bool:
+    """True when ``root`` is complete (and then tidy); a ConfigError when its run.json records
+    other settings than ``requested``."""
+    path = root / RUN_JSON
+    if not path.is_file():
+        return False
+    recorded = load_json(path)
+    if not isinstance(recorded, dict):
+        raise InputError(path, "not a JSON object")
+    conflict = settings_conflict(
+        {k: v for k, v in recorded.items() if k not in _OUTCOME}, requested, RUN_JSON
+    )
+    if conflict:
+        raise ConfigError(
+            f"{root}: the run is complete with other settings: {conflict}; "
+            "write to another folder, or remove this one to make it again"
+        )
+    _tidy(root)
+    return True
+
+
+def check_finished(root: Path, dataset: Dataset, meta: Mapping[str, Any]) -> bool:
+    """True when ``root`` is a complete run of ``dataset`` made with provenance ``meta`` (nothing
+    to do); False when it is not complete; a ConfigError naming both settings when it is complete
+    with others. An empty split is an InputError."""
+    return _finished(Path(root), request_record(dataset, meta))
+
+
+def check_output(out: Path, inputs: Iterable[Path]) -> None:
+    """Refuse an output folder that is one of the input runs or inside one (resolved paths)."""
+    target = Path(out).resolve()
+    for source in inputs:
+        folder = Path(source).resolve()
+        if target == folder or folder in target.parents:
+            raise ConfigError(
+                f"{out}: the output would be written into input run {source}; "
+                "choose another output folder"
+            )
+
+
+def _check_frames(folder: Path, video: Video) -> None:
+    """Every listed frame of ``video`` has its PNG in mask folder ``folder``."""
+    try:
+        present = set(os.listdir(folder))
+    except FileNotFoundError:
+        raise InputError(folder, "mask folder is missing") from None
+    for frame in video.frames:
+        if f"{frame}.png" not in present:
+            raise InputError(folder / f"{frame}.png", "mask PNG is missing")
+
+
 class RunWriter:
     """Writes one run folder for one dataset split, video by video, resumably.
 
     Args:
         root: the run folder.
-        dataset: the split; its videos define what "complete" means.
+        dataset: the split; its videos define what "complete" means. An empty split is refused.
         meta: provenance for run.json: producer, config, inputs, checkpoint, value_domain
             ("binary", "logit" or "probability": what the stored probabilities were made from),
-            has_scores, has_probs. A resumed run must be given the same meta.
+            has_scores, has_probs. A resumed run, or a complete one asked again, must be given
+            the same meta (and dataset): other settings are a ConfigError naming both.
     """
 
     def __init__(self, root: Path, dataset: Dataset, meta: Mapping[str, Any]) -> None:
         self.root = Path(root)
         self.dataset = dataset
-        self.meta = {"format": FORMAT, "dataset": dataset_record(dataset), **meta}
-        if self.meta.get("value_domain") not in DOMAINS:
-            raise ValueError(f"value_domain must be one of {DOMAINS}")
+        self.meta = request_record(dataset, meta)
         self._start()
 
     @property
@@ -105,18 +215,36 @@ class RunWriter:
         return (self.root / RUN_JSON).is_file()
 
     def _start(self) -> None:
-        if self.complete:
+        """Record the settings in .pending.json, or check them against those recorded."""
+        if _finished(self.root, self.meta):
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        pending = self.root / PENDING
-        wanted = dumps_json(self.meta)
-        if pending.is_file() and pending.read_text() != wanted:
+        held = self._hold(shared=True)
+        if held is None:  # completed meanwhile by another process
+            _finished(self.root, self.meta)
+            return
+        try:
+            pending = self.root / PENDING
+            write_new(pending, dumps_json(self.meta).encode())
+            conflict = settings_conflict(load_json(pending), self.meta, PENDING)
+        finally:
+            unlock(held)
+        if conflict:
             raise ConfigError(
-                f"{self.root} was started with other settings (see {pending}); "
+                f"{self.root}: the run was started with other settings: {conflict}; "
                 "use the same settings to resume, or remove the folder"
             )
-        if not pending.is_file():
-            write_bytes(pending, wanted.encode())
+
+    def _hold(self, shared: bool) -> int | None:
+        """Lock the run: shared to write a video, exclusive to finalise it. None (nothing held)
+        once the run is complete."""
+        while not self.complete:
+            held = lock(self.root / LOCK, shared)
+            if not self.complete:
+                return held
+            unlock(held)
+        _tidy(self.root)
+        return None
 
     def is_done(self, video_id: str) -> bool:
         return self.complete or (self.root / ".done" / video_id).is_file()
@@ -125,14 +253,42 @@ class RunWriter:
         """The videos of ``video_ids`` not written yet, in sorted order."""
         return [v for v in sorted(video_ids) if not self.is_done(v)]
 
-    def open_video(self, video: Video) -> VideoWriter:
-        """A writer that stages ``video`` frame by frame; ``commit()`` moves it into place."""
-        check_name(video.id, self.dataset.meta_path, "video id")
-        return VideoWriter(self, video)
+    def claim_video(self, video: Video) -> VideoWriter | None:
+        """A writer that stages ``video`` frame by frame, holding its lock; None when the video is
+        done (by any process). Waits while another process writes it.
 
-    def write_video(self, video: Video, result: VideoResult) -> None:
-        """Write a whole video at once (see VideoResult)."""
-        with self.open_video(video) as out:
+        Use the writer as a context manager: it commits on success, discards the video on an
+        exception, and releases the locks either way.
+        """
+        check_name(video.id, self.dataset.meta_path, "video id")
+        held = self._hold(shared=True)
+        if held is None:
+            return None
+        locks = [held]
+        try:
+            (self.root / ".locks").mkdir(exist_ok=True)
+            locks.insert(0, lock(self.root / ".locks" / video.id))
+            if not self.is_done(video.id):
+                return VideoWriter(self, video, tuple(locks))
+        except BaseException:
+            _release(locks)
+            raise
+        _release(locks)
+        return None
+
+    def claims(self, video_ids: Iterable[str]) -> Iterator[VideoWriter]:
+        """``claim_video`` for each of ``video_ids`` in turn, skipping the videos that are done."""
+        for video_id in video_ids:
+            out = self.claim_video(self.dataset.video(video_id))
+            if out is not None:
+                yield out
+
+    def write_video(self, video: Video, result: VideoResult) -> bool:
+        """Write a whole video at once (see VideoResult); False when it was done already."""
+        out = self.claim_video(video)
+        if out is None:
+            return False
+        with out:
             for exp_id in video.exp_ids:
                 if exp_id not in result.masks:
                     raise ValueError(f"video {video.id}: no masks for expression {exp_id}")
@@ -144,61 +300,99 @@ class RunWriter:
             extra = set(result.masks) - set(video.exp_ids)
             if extra:
                 raise ValueError(f"video {video.id}: masks for unknown expressions {sorted(extra)}")
+        return True
 
     def finalize(self, key_frames: Mapping[str, Any] | None = None) -> bool:
         """Write key_frame.json and run.json if every video is done; True when the run is complete.
 
-        key_frame.json is derived from the scores; a run without scores may be given ``key_frames``
-        (upstream layout) instead, e.g. when importing upstream outputs.
+        Every video is checked on disk first (every expression's every frame, scores and
+        probabilities when the run has them). key_frame.json is derived from the scores; a run
+        without scores may be given ``key_frames`` (upstream layout) instead, e.g. when importing
+        upstream outputs.
         """
-        if self.complete:
+        if _finished(self.root, self.meta):
             return True
         if self.todo(self.dataset.videos):
             return False
-        counts = {
+        held = self._hold(shared=False)
+        if held is None:
+            return True
+        try:
+            if self.todo(self.dataset.videos):
+                return False
+            table = self._verify()
+            if table is None and key_frames is not None:
+                table = check_key_frames(key_frames, self.dataset, self.root)
+            if table is not None:
+                write_json(self.root / "key_frame.json", table)
+            record = {**self.meta, "counts": self._counts(), "code_version": __version__}
+            write_json(self.root / RUN_JSON, record)
+            _tidy(self.root)
+        finally:
+            unlock(held)
+        return True
+
+    def _counts(self) -> dict[str, int]:
+        return {
             "videos": len(self.dataset),
             "expressions": sum(len(v.expressions) for v in self.dataset),
             "masks": sum(len(v.expressions) * len(v.frames) for v in self.dataset),
         }
-        if self.meta.get("has_scores"):
-            write_json(self.root / "key_frame.json", self._key_frames())
-        elif key_frames is not None:
-            write_json(
-                self.root / "key_frame.json", check_key_frames(key_frames, self.dataset, self.root)
-            )
-        write_json(
-            self.root / RUN_JSON, {**self.meta, "counts": counts, "code_version": __version__}
-        )
-        for leftover in (".done", ".staging"):
-            shutil.rmtree(self.root / leftover, ignore_errors=True)
-        (self.root / PENDING).unlink(missing_ok=True)
-        return True
 
-    def _key_frames(self) -> dict[str, dict[str, Any]]:
-        table: dict[str, dict[str, Any]] = {}
+    def _verify(self) -> dict[str, dict[str, Any]] | None:
+        """Check every video on disk; return the key frames of the scores (None without scores).
+
+        A video marked done but not all there is unmarked, so that the next run writes it again.
+        """
+        table = {}
         for video in self.dataset:
-            scores = read_scores_file(self.root / "scores" / f"{video.id}.json", video)
-            table[video.id] = {
-                e: {"index_info": {"class_index": key_frame_index(scores[e])}}
-                for e in video.exp_ids
-            }
-        return table
+            try:
+                table[video.id] = self._check_video(video)
+            except InputError as exc:
+                (self.root / ".done" / video.id).unlink(missing_ok=True)
+                raise InputError(
+                    exc.path,
+                    f"{exc.problem}, but video {video.id} was marked done; it is unmarked: "
+                    "run the stage again to write it",
+                ) from None
+        return table if self.meta.get("has_scores") else None
+
+    def _check_video(self, video: Video) -> dict[str, Any]:
+        """Check one committed video; its key frames when the run has scores."""
+        for exp_id in video.exp_ids:
+            _check_frames(self.root / "Annotations" / video.id / exp_id, video)
+        if self.meta.get("has_probs"):
+            with ProbsReader(self.root / "probs" / f"{video.id}.h5", video) as reader:
+                for exp_id in video.exp_ids:
+                    reader.frame(exp_id, 0)
+        if not self.meta.get("has_scores"):
+            return {}
+        scores = read_scores_file(self.root / "scores" / f"{video.id}.json", video)
+        return {
+            e: {"index_info": {"class_index": key_frame_index(scores[e])}} for e in video.exp_ids
+        }
+
+
+def _release(locks: Iterable[int]) -> None:
+    for held in locks:
+        unlock(held)
 
 
 class VideoWriter:
-    """Stages the outputs of one video in ``<run>/.staging/`` and commits them atomically.
+    """Stages the outputs of one video in ``<run>/.staging/<video>`` and commits them atomically.
 
-    Masks can be written frame by frame (memory independent of the video length). ``commit`` checks
-    that every expression has every frame (and scores / probabilities when the run has them), then
-    moves the video into place and marks it done. Used as a context manager, it commits on success
-    and discards the staging folder on an exception.
+    Made by ``RunWriter.claim_video``, which holds the video's locks for it. Masks can be written
+    frame by frame (memory independent of the video length). ``commit`` checks that every
+    expression has every frame (and scores / probabilities when the run has them), then moves the
+    video into place and marks it done. Used as a context manager, it commits on success and
+    discards the staging folder on an exception; either way it releases the locks.
     """
 
-    def __init__(self, run: RunWriter, video: Video) -> None:
+    def __init__(self, run: RunWriter, video: Video, locks: tuple[int, ...]) -> None:
         self.run, self.video = run, video
-        self.staging = run.root / ".staging" / f"{video.id}.{os.getpid()}"
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
+        self._locks = locks
+        self.staging = run.root / ".staging" / video.id
+        shutil.rmtree(self.staging, ignore_errors=True)  # what a killed writer staged
         (self.staging / "Annotations").mkdir(parents=True)
         self._frames: dict[str, set[int]] = {e: set() for e in video.exp_ids}
         self._scores: dict[str, list[float]] = {}
@@ -287,25 +481,36 @@ class VideoWriter:
             raise ValueError(f"video {self.video.id}: probabilities missing for some expressions")
 
     def commit(self) -> None:
-        """Check completeness, move the staged video into place, mark it done."""
-        self._check_complete()
+        """Check completeness, move the staged video into place, mark it done; release the locks
+        (an incomplete video is discarded)."""
+        try:
+            self._check_complete()
+            self._move_into_place()
+        finally:
+            self.abort()
+
+    def _move_into_place(self) -> None:
         root = self.run.root
         if self._h5 is not None:
             self._h5.close()
+            self._h5 = None
             (root / "probs").mkdir(exist_ok=True)
             os.replace(self.staging / "probs.h5", root / "probs" / f"{self.video.id}.h5")
         replace_dir(self.staging / "Annotations", root / "Annotations" / self.video.id)
         if self.run.meta.get("has_scores"):
             ordered = {e: self._scores[e] for e in self.video.exp_ids}
             write_json(root / "scores" / f"{self.video.id}.json", ordered)
-        shutil.rmtree(self.staging)
         write_bytes(root / ".done" / self.video.id, b"")
 
     def abort(self) -> None:
-        """Discard everything staged for this video."""
+        """Discard what is staged for this video (nothing is left once committed) and release
+        its locks."""
         if self._h5 is not None:
             self._h5.close()
+            self._h5 = None
         shutil.rmtree(self.staging, ignore_errors=True)
+        _release(self._locks)
+        self._locks = ()
 
 
 def check_key_frames(table: Mapping[str, Any], dataset: Dataset, source: Path) -> dict[str, Any]:
@@ -358,10 +563,9 @@ class Run:
             raise InputError(
                 self.root, f"run folder {state}; run or resume the stage that makes it"
             )
-        try:
-            self.meta: dict[str, Any] = json.loads(meta_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(meta_file, f"not valid JSON: {exc}") from None
+        self.meta: dict[str, Any] = load_json(meta_file)
+        if not isinstance(self.meta, dict):
+            raise InputError(meta_file, "not a JSON object")
         self._annotations = str(self.root / "Annotations")
         if self.meta.get("format") != FORMAT:
             raise InputError(meta_file, f"not a {FORMAT} run (format {self.meta.get('format')!r})")
@@ -383,12 +587,22 @@ class Run:
         return str(self.meta.get("value_domain"))
 
     def check_dataset(self, dataset: Dataset) -> None:
-        """Refuse a run made for another benchmark or split than ``dataset``."""
-        record = self.meta.get("dataset", {})
+        """Refuse a run made for another benchmark or split than ``dataset``, or from another
+        version of its meta file (the split has changed since the run was made)."""
+        record = self.meta.get("dataset")
+        record = record if isinstance(record, dict) else {}
         if (record.get("name"), record.get("split")) != (dataset.name, dataset.split):
             raise InputError(
                 self.root / RUN_JSON,
                 f"run is for {record.get('name')}/{record.get('split')}, not {dataset.name}/{dataset.split}",
+            )
+        digest = dataset_record(dataset)["meta_sha256"]
+        if record.get("meta_sha256") != digest:
+            raise InputError(
+                self.root / RUN_JSON,
+                f"run was made from a meta file with sha256 {record.get('meta_sha256')}, "
+                f"{dataset.meta_path} now has sha256 {digest}: the split has changed since; "
+                "run the stage that made the run again",
             )
 
     def mask_path(self, video_id: str, exp_id: str, frame: str) -> Path:
@@ -433,10 +647,11 @@ class Run:
             return np.stack([reader.frame(exp_id, t, shape) for t in range(len(video.frames))])
 
     def key_frames(self) -> dict[str, dict[str, Any]]:
+        """The run's key_frame.json as stored (``check_key_frames`` checks it against a split)."""
         path = self.root / "key_frame.json"
         if not path.is_file():
             raise InputError(path, "run has no key_frame.json")
-        return json.loads(path.read_text())
+        return load_json(path)
 
 
 class ProbsReader:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -138,3 +140,34 @@ def tiny_tokenizer(
 ) -> Tokenizer:
     """The tiny tokenizer of ``pretrained_folder(root, spec)``, loaded as the models load theirs."""
     return load_tokenizer(spec, pretrained_folder(root, spec), max_tokens)
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 of every file under ``root`` (hidden ones too): relative names and bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _when_all_ready(
+    barrier: multiprocessing.synchronize.Barrier, call: Callable[[], object]
+) -> None:
+    barrier.wait()
+    call()
+
+
+def run_forked(*calls: Callable[[], object], timeout: float = 60.0) -> list[int | None]:
+    """Run each call in a forked process, all released at once; their exit codes (0: returned,
+    1: raised, -9: killed, still running ``timeout`` seconds after the start of the wait)."""
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(len(calls))
+    processes = [context.Process(target=_when_all_ready, args=(barrier, c)) for c in calls]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+    return [process.exitcode for process in processes]

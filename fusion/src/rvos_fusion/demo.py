@@ -12,7 +12,6 @@ Make (same command line as ``rvos_vos.propagate``): it copies the input run (ide
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rvos_core.atomic import write_json
 from rvos_core.cli import add_dataset_args, dataset_from_args, run_main
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.masks import quantize_probs
@@ -135,9 +135,9 @@ def propagate(args: argparse.Namespace) -> int:
     meta = {"producer": f"rvos_fusion.demo.propagate ({args.method}, identity stand-in)", "inputs": [str(args.run.resolve())],
             "value_domain": "binary", "has_scores": source.has_scores, "has_probs": False}  # fmt: skip
     writer = RunWriter(args.out, dataset, meta)
-    for video_id in writer.todo(dataset.videos):
-        video = dataset.video(video_id)
-        with writer.open_video(video) as sink:
+    for sink in writer.claims(writer.todo(dataset.videos)):
+        video = sink.video
+        with sink:
             scores = source.scores(video) if source.has_scores else {}
             for exp_id in video.exp_ids:
                 sink.write_masks(exp_id, source.masks(video, exp_id))
@@ -173,7 +173,7 @@ def report(out: Path) -> int:
     for node, j, f in rows:
         print(f"{node:<26}{j:>8.4f}{f:>8.4f}{(j + f) / 2:>8.4f}")
     table = {node: {"J": j, "F": f, "J&F": (j + f) / 2} for node, j, f in rows}
-    (out / "report.json").write_text(json.dumps(table, indent=1))
+    write_json(out / "report.json", table)
     return 0
 
 

@@ -139,10 +139,10 @@ def import_pth(
         "has_probs": save_probs,
     }
     writer = RunWriter(out, dataset, meta)
-    for video_id in progress(writer.todo(dataset.videos), desc=f"import {out.name}"):
-        video = dataset.video(video_id)
-        path, entry = where[video_id]
-        with writer.open_video(video) as sink:
+    for sink in writer.claims(progress(writer.todo(dataset.videos), desc=f"import {out.name}")):
+        video = sink.video
+        path, entry = where[video.id]
+        with sink:
             for exp_id in video.exp_ids:
                 probs, scores = _expression_arrays(path, video, exp_id, entry[exp_id], domain)
                 sink.write_masks(exp_id, probs > 0.5)
@@ -168,9 +168,9 @@ def import_png(folder: Path, dataset: Dataset, out: Path, key_frames: Path | Non
         "has_probs": False,
     }
     writer = RunWriter(out, dataset, meta)
-    for video_id in progress(writer.todo(dataset.videos), desc=f"import {out.name}"):
-        video = dataset.video(video_id)
-        with writer.open_video(video) as sink:
+    for sink in writer.claims(progress(writer.todo(dataset.videos), desc=f"import {out.name}")):
+        video = sink.video
+        with sink:
             shape = video.frame_size_if_present()
             for exp_id in video.exp_ids:
                 for t, frame in enumerate(video.frames):

@@ -10,37 +10,33 @@ compressed) in sorted order with a fixed timestamp, so the zip's bytes depend on
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
+from rvos_core.atomic import atomic_path
 from rvos_core.data import Dataset
 from rvos_core.errors import InputError
 from rvos_core.masks import decode_mask_png
 from rvos_core.progress import progress
-from rvos_core.runfolder import Run
+from rvos_core.runfolder import Run, check_output, require_videos
 
 PREFIX = {"refytvos": "Annotations/", "mevis": ""}
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def write_submission(run: Run, dataset: Dataset, out: Path) -> int:
-    """Write ``out`` (a .zip) from ``run``; returns the number of PNG members."""
+    """Write ``out`` (a .zip) from ``run``; returns the number of PNG members.
+
+    The zip is written to a temporary beside ``out`` and renamed (rvos_core.atomic): a failure
+    leaves nothing, and the temporaries of a killed earlier attempt are removed.
+    """
     if dataset.name not in PREFIX:
         raise InputError(None, f"no submission format for dataset {dataset.name!r}")
+    require_videos(dataset)
+    check_output(out, [run.root])
     run.check_dataset(dataset)
-    prefix = PREFIX[dataset.name]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        count = _write_members(run, dataset, prefix, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return count
+    with atomic_path(out) as tmp:
+        return _write_members(run, dataset, PREFIX[dataset.name], tmp)
 
 
 def _write_members(run: Run, dataset: Dataset, prefix: str, path: Path) -> int:

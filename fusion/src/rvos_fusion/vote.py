@@ -31,7 +31,15 @@ from rvos_core.data import Dataset, Video
 from rvos_core.errors import ConfigError
 from rvos_core.masks import encode_mask_png
 from rvos_core.parallel import for_each_video
-from rvos_core.runfolder import ProbsReader, Run, RunWriter, VideoWriter
+from rvos_core.runfolder import (
+    ProbsReader,
+    Run,
+    RunWriter,
+    VideoWriter,
+    check_key_frames,
+    check_output,
+    require_videos,
+)
 from rvos_core.shard import select_shard
 
 Reference = Literal["reference"]
@@ -249,16 +257,29 @@ def vote_meta(runs: Sequence[Run], config: VoteConfig) -> dict[str, Any]:
 
 
 def open_vote(runs: Sequence[Run], dataset: Dataset, config: VoteConfig, out: Path) -> RunWriter:
-    """Check the runs and the settings; return the writer of the output run."""
+    """Check the runs and the settings; return the writer of the output run.
+
+    Refused: an output that is (or is inside) an input run, runs made for another split or from
+    another version of its meta file, and a key-frame run whose key_frame.json does not fit the
+    split's videos.
+    """
+    require_videos(dataset)
+    check_output(out, [run.root for run in runs])
     config.check(runs)
     for run in runs:
         run.check_dataset(dataset)
+    if config.key_frames_from is not None:
+        source = runs[config.key_frames_from]
+        check_key_frames(source.key_frames(), dataset, source.root / "key_frame.json")
     return RunWriter(out, dataset, vote_meta(runs, config))
 
 
 def _vote_one(runs: Sequence[Run], writer: RunWriter, config: VoteConfig, video_id: str) -> None:
     video = writer.dataset.video(video_id)
-    with writer.open_video(video) as sink:
+    sink = writer.claim_video(video)
+    if sink is None:  # another process wrote it meanwhile
+        return
+    with sink:
         vote_video(runs, video, config, sink)
 
 
@@ -272,6 +293,6 @@ def run_vote(
 ) -> bool:
     """Vote the videos of ``shard`` not done yet into run ``out``; True when the run is complete."""
     writer = open_vote(runs, dataset, config, out)
-    todo = select_shard(writer.todo(dataset.videos), shard)
+    todo = writer.todo(select_shard(list(dataset.videos), shard))
     for_each_video(partial(_vote_one, runs, writer, config), todo, workers, desc=f"vote {out.name}")
     return writer.finalize()

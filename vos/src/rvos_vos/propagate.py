@@ -24,14 +24,22 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from rvos_core.cli import add_dataset_args, dataset_from_args, run_main
+from rvos_core.cli import add_dataset_args, dataset_from_args, path_arg, run_main
 from rvos_core.data import Dataset, Video
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.infer import file_record
 from rvos_core.masks import decode_mask_png
 from rvos_core.precision import check_precision, inference_context, resolve_device
 from rvos_core.progress import progress_bar
-from rvos_core.runfolder import Run, RunWriter, VideoWriter, check_key_frames, key_frame_index
+from rvos_core.runfolder import (
+    Run,
+    RunWriter,
+    VideoWriter,
+    check_finished,
+    check_key_frames,
+    check_output,
+    key_frame_index,
+)
 from rvos_core.shard import parse_shard, select_shard
 from rvos_vos.network import NetConfig, PropagationNet
 from rvos_vos.procedure import MultiViewTracker, Track, lockstep
@@ -91,15 +99,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rvos_vos.propagate", description=__doc__)
     parser.add_argument("propagator", choices=sorted(PROPAGATORS))
     parser.add_argument(
-        "--checkpoint", type=Path, required=True, help="aot_swinl.pth / deaot_swinl.pth"
+        "--checkpoint", type=path_arg, required=True, help="aot_swinl.pth / deaot_swinl.pth"
     )
-    parser.add_argument("--run", type=Path, required=True, help="the input run folder")
-    parser.add_argument("--out", type=Path, required=True, help="the run folder to write")
+    parser.add_argument("--run", type=path_arg, required=True, help="the input run folder")
+    parser.add_argument("--out", type=path_arg, required=True, help="the run folder to write")
     add_dataset_args(parser)
     net = parser.add_argument_group("network")
     net.add_argument("--variant", default="swinl", help="named variant (default: swinl)")
     net.add_argument(
-        "--config", type=Path, help="JSON of upstream MODEL_* names + 'swin' (overrides --variant)"
+        "--config",
+        type=path_arg,
+        help="JSON of upstream MODEL_* names + 'swin' (overrides --variant)",
     )
     views = parser.add_argument_group("views (default: the competition's 3 scales x flip)")
     views.add_argument("--scales", type=float, nargs="+", default=list(ViewConfig.scales))
@@ -312,32 +322,46 @@ def run_meta(settings: Settings, run: Run, checkpoint: Path) -> dict[str, Any]:
     }
 
 
+def write_videos(
+    net: PropagationNet,
+    settings: Settings,
+    run: Run,
+    writer: RunWriter,
+    jobs: dict[str, list[Job]],
+    todo: list[str],
+    group: int,
+) -> None:
+    """Propagate the videos of ``todo`` that no other process writes meanwhile into ``writer``."""
+    dataset = writer.dataset
+    total = sum(len(jobs[v]) * (len(dataset.video(v).frames) - 1) for v in todo)
+    with progress_bar(total, f"{settings.propagator.name} {writer.root.name}", unit="frame") as bar:
+        for out in writer.claims(todo):
+            with out, inference_context(settings.device, settings.precision):
+                propagate_video(net, settings, run, out.video, jobs[out.video.id], out, bar, group)
+
+
 def propagate(args: argparse.Namespace) -> bool:
-    """The whole command; True when the output run is complete."""
-    if (args.out / "run.json").is_file():
-        print(f"{args.out} is complete (run.json); nothing to do", file=sys.stderr)
-        return True
+    """The whole command; True when the output run is complete.
+
+    A complete output made with other settings, an output that is the input run (or inside it),
+    and an input run made from another version of the split's meta file are refused.
+    """
     if args.expression_group < 1:
         raise ConfigError("--expression-group must be >= 1")
     settings = settings_from_args(args)
     dataset = dataset_from_args(args)
+    check_output(args.out, [args.run])
     run = Run(args.run)
+    meta = run_meta(settings, run, args.checkpoint)
+    if check_finished(args.out, dataset, meta):
+        print(f"{args.out} is complete (run.json); nothing to do", file=sys.stderr)
+        return True
     videos = select_shard(list(dataset.videos), parse_shard(args.shard))
     jobs = check_inputs(run, dataset, videos)
     net = load_network(settings, args.checkpoint)
-    writer = RunWriter(args.out, dataset, run_meta(settings, run, args.checkpoint))
+    writer = RunWriter(args.out, dataset, meta)
     todo = writer.todo(videos)
-    total = sum(len(jobs[v]) * (len(dataset.video(v).frames) - 1) for v in todo)
-    with progress_bar(total, f"{settings.propagator.name} {args.out.name}", unit="frame") as bar:
-        for video_id in todo:
-            video = dataset.video(video_id)
-            with (
-                writer.open_video(video) as out,
-                inference_context(settings.device, settings.precision),
-            ):
-                propagate_video(
-                    net, settings, run, video, jobs[video_id], out, bar, args.expression_group
-                )
+    write_videos(net, settings, run, writer, jobs, todo, args.expression_group)
     complete = writer.finalize(key_frames=run.key_frames())
     state = "run complete" if complete else "shard done; other shards still have videos to do"
     print(f"{args.out}: {len(todo)} videos written; {state}", file=sys.stderr)
