@@ -252,3 +252,13 @@ def test_a_finished_model_run_asked_with_another_checkpoint_is_refused(
     assert "nothing to do" in capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"checkpoint\.sha256 = \"[0-9a-f]+\" in run\.json"):
         infer(ENTRY, small_dataset, tmp_path / "run", settings(second))
+
+
+def test_a_model_run_of_an_empty_split_is_refused(tmp_path: Path, pretrained: Path) -> None:
+    dataset = _empty_split(tmp_path / "data")
+    save_checkpoint(tmp_path / "double.pth", seed=3)
+    settings = InferSettings("tiny", tmp_path / "double.pth", pretrained, options={"scale": "2"})
+    with pytest.raises(InputError, match="lists no videos") as info:
+        infer(ENTRY, dataset, tmp_path / "run", settings)
+    assert info.value.path == dataset.meta_path
+    assert not (tmp_path / "run").exists()

@@ -144,6 +144,15 @@ def test_an_output_that_is_an_input_run_is_refused(
     assert tree_digest(inputs[1].root) == before
 
 
+def test_an_import_into_its_png_folder_is_refused(
+    tmp_path: Path, many: Dataset, inputs: list[Run], capsys: pytest.CaptureFixture
+) -> None:
+    tree = inputs[0].root / "Annotations"
+    out = tree / "imported"
+    refused(fusion(capsys, many, "import-png", tree, "--out", out), out, "input run", tree)
+    assert not out.exists()
+
+
 def test_an_empty_split_is_refused(
     tmp_path: Path, many: Dataset, inputs: list[Run], capsys: pytest.CaptureFixture
 ) -> None:

@@ -24,7 +24,7 @@ from rvos_core.data.base import load_json
 from rvos_core.errors import InputError
 from rvos_core.masks import quantize_probs, read_mask_png, sigmoid_f32
 from rvos_core.progress import progress
-from rvos_core.runfolder import RunWriter, check_key_frames
+from rvos_core.runfolder import RunWriter, check_key_frames, check_output
 
 Domain = Literal["logit", "probability"]
 
@@ -156,6 +156,7 @@ def import_png(folder: Path, dataset: Dataset, out: Path, key_frames: Path | Non
     """Write run folder ``out`` from an upstream PNG tree (every video, expression, meta frame)."""
     if not folder.is_dir():
         raise InputError(folder, "PNG folder is missing")
+    check_output(out, [folder])
     table = None
     if key_frames is not None:
         table = check_key_frames(load_json(key_frames), dataset, key_frames)
