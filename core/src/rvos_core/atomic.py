@@ -38,11 +38,12 @@ def lock(path: Path, shared: bool = False) -> int:
     """Wait for an flock on ``path`` (created if missing); return the descriptor that holds it.
 
     A lock file may be removed by the holder of an exclusive lock: a lock taken on a file that
-    ``path`` no longer names is dropped and taken again. ``unlock`` releases it.
+    ``path`` no longer names is dropped and taken again. The file is opened for reading only, so
+    that users sharing a folder can lock each other's lock files. ``unlock`` releases it.
     """
     operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
         fcntl.flock(fd, operation)
         if _same_file(fd, path):
             return fd

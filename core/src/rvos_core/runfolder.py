@@ -21,6 +21,7 @@ locks are ``flock`` locks: a killed process holds none.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -120,7 +121,7 @@ def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
     return leaves
 
 
-def settings_conflict(recorded: Any, requested: Mapping[str, Any], where: str) -> str:
+def _settings_conflict(recorded: Any, requested: Mapping[str, Any], where: str) -> str:
     """The settings in which ``recorded`` (read from file ``where``) and ``requested`` differ,
     both named ("" when they agree)."""
     old, new = _leaves(recorded), _leaves(dict(requested))
@@ -134,11 +135,13 @@ def settings_conflict(recorded: Any, requested: Mapping[str, Any], where: str) -
 
 
 def _tidy(root: Path) -> None:
-    """Remove what a complete run folder no longer needs (staging, locks, markers, settings)."""
+    """Remove what a complete run folder no longer needs (staging, locks, markers, settings), as
+    far as this user may: another user's complete run is read, not changed."""
     for name in _WORK_FOLDERS:
         shutil.rmtree(root / name, ignore_errors=True)
     for name in (PENDING, LOCK):
-        (root / name).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            (root / name).unlink()
 
 
 def _finished(root: Path, requested: Mapping[str, Any]) -> bool:
@@ -150,7 +153,7 @@ def _finished(root: Path, requested: Mapping[str, Any]) -> bool:
     recorded = load_json(path)
     if not isinstance(recorded, dict):
         raise InputError(path, "not a JSON object")
-    conflict = settings_conflict(
+    conflict = _settings_conflict(
         {k: v for k, v in recorded.items() if k not in _OUTCOME}, requested, RUN_JSON
     )
     if conflict:
@@ -226,7 +229,7 @@ class RunWriter:
         try:
             pending = self.root / PENDING
             write_new(pending, dumps_json(self.meta).encode())
-            conflict = settings_conflict(load_json(pending), self.meta, PENDING)
+            conflict = _settings_conflict(load_json(pending), self.meta, PENDING)
         finally:
             unlock(held)
         if conflict:
