@@ -98,7 +98,7 @@ format: $(VENV)/.stamp ## apply ruff fixes and formatting
 
 # First line of every recipe that reads the dataset (a recipe line, not a phony prerequisite, so
 # that `make -q` can tell an up-to-date chain).
-CHECK_DATA = @test -d "$(DATA)" || { echo "DATA = $(DATA) is not a folder: set DATA in paths.env or run make ... DATA=/path/rvosdata" >&2; exit 2; }
+CHECK_DATA = @test -d "$(DATA)" || { echo "error: $(or $(DATA),(empty)): DATA is not a folder: set DATA in paths.env or run make ... DATA=/path/rvosdata" >&2; exit 2; }
 
 clean-work: ## remove $(WORK)/$(SPLIT) (every run folder of this split)
 	rm -rf $(W)
@@ -139,6 +139,10 @@ $(W)/uninext_vith/run.json:
 $(W)/uninext_convnext/run.json:
 	$(CHECK_DATA)
 	$(PY_UNINEXT) -m rvos_core.infer uninext_convnext --checkpoint $(CHECKPOINTS)/uninext_convnext.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
+
+# A node that no rule makes (an imported or voted one) and that is not there: say so, by name.
+$(W)/%/run.json:
+	@echo "error: $(@D): no complete run folder (run.json) and no rule makes it; make it first (make import-pth NODE=..., make vote OUT=...)" >&2; exit 2
 
 # Propagation of any run: $(W)/<run>+aot and $(W)/<run>+deaot.
 $(W)/%+aot/run.json: $(W)/%/run.json

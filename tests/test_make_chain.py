@@ -238,4 +238,4 @@ def test_missing_data_names_the_variable(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode != 0
-    assert "DATA = " in result.stderr and "is not a folder" in result.stderr
+    assert f"error: {tmp_path / 'nowhere'}: DATA is not a folder" in result.stderr

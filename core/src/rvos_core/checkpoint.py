@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rvos_core.cli import run_main
+from rvos_core.cli import path_arg, run_main
 from rvos_core.errors import InputError
 
 CONTAINERS = ("model", "model_state_dict", "state_dict")
@@ -477,7 +477,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", help="strict-load report of CHECKPOINT for MODEL")
     report.add_argument("model", help="a registered model (entry point group rvos.models)")
-    report.add_argument("checkpoint", type=Path)
+    report.add_argument("checkpoint", type=path_arg)
     report.add_argument("--variant", help="model variant (default: the model's default)")
     return parser
 

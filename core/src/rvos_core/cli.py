@@ -51,8 +51,16 @@ def shard_from_args(args: argparse.Namespace) -> tuple[int, int]:
     return parse_shard(getattr(args, "shard", None))
 
 
+def _os_error_line(exc: OSError) -> str:
+    """'<file>: <problem>' of an operating-system error (an unwritable output, a full disk...)."""
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    problem = exc.strerror or str(exc)
+    return f"{' -> '.join(names)}: {problem}" if names else problem
+
+
 def run_main(body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a CLI body; an RvosError becomes 'error: ...' on stderr and exit status 2.
+    """Run a CLI body; an RvosError, or an OSError of the system (a folder where a file is to be
+    written, no permission, no space), becomes one line 'error: ...' on stderr and exit status 2.
 
     Also keeps freed memory in the process (rvos_core.allocator): every tool decodes frames.
     """
@@ -61,6 +69,9 @@ def run_main(body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
         return body(argv)
     except RvosError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from rvos_core import registry
-from rvos_core.cli import run_main
+from rvos_core.cli import path_arg, run_main
 from rvos_core.errors import ConfigError, InputError
 
 Handler = Callable[[Path, "ParityCheck"], None]
@@ -191,7 +191,7 @@ def run_fixture(fixture: Path, kind: str | None = None) -> ParityCheck:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rvos_core.parity", description=__doc__)
-    parser.add_argument("fixture", type=Path, help="a parity fixture folder")
+    parser.add_argument("fixture", type=path_arg, help="a parity fixture folder")
     parser.add_argument("--kind", help="handler name (default: from the folder, see above)")
     args = parser.parse_args(argv)
     check = run_fixture(args.fixture, args.kind)

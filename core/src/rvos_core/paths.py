@@ -51,10 +51,10 @@ class Paths:
         """Return folder ``name`` (DATA, PRETRAINED, CHECKPOINTS or WORK) or fail naming the variable."""
         path = self.folder(name, option)
         if not path.is_dir():
-            where = f" (set in {self.source})" if self.source else ""
             instead = option or f"on the command line ({name}=/path)"
             raise ConfigError(
-                f"{name} = {path} is not a folder{where}; set {name} in paths.env or pass {instead}"
+                f"{name} = {path} is not a folder; set {name} in {self.source or 'paths.env'}"
+                f" or pass {instead}"
             )
         return path
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from rvos_core.cli import add_dataset_args, dataset_from_args, run_main
+from rvos_core.cli import add_dataset_args, dataset_from_args, path_arg, run_main
 from rvos_core.data import Dataset, Video
 from rvos_core.data.base import decoded_size
 from rvos_core.errors import InputError
@@ -105,7 +104,7 @@ def _body(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rvos_core.run_cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate", help="check a run folder against the dataset")
-    validate.add_argument("run", type=Path)
+    validate.add_argument("run", type=path_arg)
     validate.add_argument("--max-problems", type=int, default=50)
     add_dataset_args(validate)
     args = parser.parse_args(argv)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rvos_core.cli import dataset_from_args, run_main
+from rvos_core.cli import dataset_from_args, path_arg, run_main
 from rvos_core.data import Dataset
 from rvos_core.data.refdavis import RUNS
 from rvos_core.errors import ConfigError, InputError
@@ -36,17 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "run",
-        type=Path,
+        type=path_arg,
         help="run folder; or, as the official tools read them: mevis <video>/<exp_id>/<frame>.png, "
         "refdavis ReferFormer's anno_0..anno_3, davis <sequence>/<frame>.png (indexed PNGs)",
     )
     parser.add_argument("--dataset", required=True, choices=DATASETS)
-    parser.add_argument("--data", type=Path, help="dataset root (default: DATA of paths.env)")
+    parser.add_argument("--data", type=path_arg, help="dataset root (default: DATA of paths.env)")
     parser.add_argument("--split", help="split (default: SPLIT of paths.env)")
     parser.add_argument(
         "--task", choices=davis.TASKS, default="semi-supervised", help="DAVIS task (davis only)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="folder for the CSV and JSON")
+    parser.add_argument("--out", type=path_arg, required=True, help="folder for the CSV and JSON")
     parser.add_argument("--workers", type=int, default=default_workers(), help="processes")
     return parser
 

@@ -10,7 +10,13 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from rvos_core.cli import add_dataset_args, dataset_from_args, run_main, shard_from_args
+from rvos_core.cli import (
+    add_dataset_args,
+    dataset_from_args,
+    path_arg,
+    run_main,
+    shard_from_args,
+)
 from rvos_core.data import Dataset
 from rvos_core.errors import ConfigError
 from rvos_core.parallel import default_workers
@@ -38,8 +44,10 @@ def _weights(text: str) -> tuple[float, ...]:
 
 def _vote_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("vote", help="vote K runs into one run")
-    parser.add_argument("runs", nargs="+", type=Path, help="input run folders (run 0 = reference)")
-    parser.add_argument("--out", type=Path, required=True, help="output run folder")
+    parser.add_argument(
+        "runs", nargs="+", type=path_arg, help="input run folders (run 0 = reference)"
+    )
+    parser.add_argument("--out", type=path_arg, required=True, help="output run folder")
     parser.add_argument("--grouping", choices=("pairs", "none"), help="default: the dataset's")
     parser.add_argument("--min-votes", type=float, default=0.0, help="hard: fg iff votes >= this")
     parser.add_argument("--unpaired", type=_unpaired, help="'reference' or a vote threshold")
@@ -58,22 +66,22 @@ def _vote_parser(sub: argparse._SubParsersAction) -> None:
 
 def _import_parsers(sub: argparse._SubParsersAction) -> None:
     pth = sub.add_parser("split-pth", help="import upstream per-model .pth dict(s) as a run")
-    pth.add_argument("files", nargs="+", type=Path, help="the .pth, or all its chunk files")
+    pth.add_argument("files", nargs="+", type=path_arg, help="the .pth, or all its chunk files")
     pth.add_argument("--domain", choices=("logit", "probability"), required=True)
-    pth.add_argument("--out", type=Path, required=True)
+    pth.add_argument("--out", type=path_arg, required=True)
     pth.add_argument("--no-probs", action="store_true", help="do not store probabilities")
     add_dataset_args(pth, shard=False)
     png = sub.add_parser("import-png", help="import an upstream <video>/<exp>/<frame>.png tree")
-    png.add_argument("folder", type=Path)
-    png.add_argument("--out", type=Path, required=True)
-    png.add_argument("--key-frames", type=Path, help="its key_frame.json (upstream layout)")
+    png.add_argument("folder", type=path_arg)
+    png.add_argument("--out", type=path_arg, required=True)
+    png.add_argument("--key-frames", type=path_arg, help="its key_frame.json (upstream layout)")
     add_dataset_args(png, shard=False)
 
 
 def _submission_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("submission", help="package a run as the server's zip")
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--out", type=Path, required=True, help="the .zip to write")
+    parser.add_argument("run", type=path_arg)
+    parser.add_argument("--out", type=path_arg, required=True, help="the .zip to write")
     add_dataset_args(parser)
 
 
