@@ -101,10 +101,12 @@ def _write_torch_files(root: Path) -> None:
 def _damaged_copies(root: Path) -> None:
     """Copies of the good run and of the dataset, each with one damaged file."""
     frame = f"{SPEC.frame_names[1]}.png"
-    for name in ("truncated_png", "bad_run_json", "incomplete"):
+    for name in ("truncated_png", "bad_run_json", "incomplete", "wrong_size"):
         shutil.copytree(root / "good", root / name)
     png = root / "truncated_png" / "Annotations" / SPEC.id / "1" / frame
     png.write_bytes(png.read_bytes()[:-30])
+    first = root / "wrong_size" / "Annotations" / SPEC.id / "0" / f"{SPEC.frame_names[0]}.png"
+    first.write_bytes(encode_mask_png(np.ones((3, 3), bool)))
     (root / "bad_run_json" / "run.json").write_text("{not json")
     (root / "incomplete" / "run.json").unlink()
     shutil.copytree(root / "good" / "Annotations", root / "tree")
@@ -115,8 +117,6 @@ def _damaged_copies(root: Path) -> None:
     jpeg = root / "data_truncated" / "refer_youtube_vos" / "valid" / "JPEGImages" / SPEC.id
     jpeg = jpeg / f"{SPEC.frame_names[1]}.jpg"
     jpeg.write_bytes(jpeg.read_bytes()[:-60])
-    (root / "wrong_mask").mkdir()
-    (root / "wrong_mask.png").write_bytes(encode_mask_png(np.ones((3, 3), bool)))
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
 
 
 def _run(corpus: Corpus, argv: list[str], out: str | None = None) -> subprocess.CompletedProcess:
-    """``python ARGV`` in the corpus folder; ``out`` adds ``--out`` and the dataset options."""
+    """``python ARGV`` in the corpus folder; ``out`` adds ``--out`` and the dataset options (and
+    ``--domain logit`` for split-pth)."""
     extra = ["--domain", "logit"] if "split-pth" in argv else []
     if out is not None:
         extra += ["--out", str(corpus / out), "--data", str(corpus / "data"), "--split", "valid"]
@@ -233,6 +234,20 @@ CLI_CASES = {
             "1",
         ],
         "{truncated_png}/Annotations",
+    ),
+    "vote: a wrong size read first": (
+        [
+            "-m",
+            "rvos_fusion",
+            "vote",
+            "{wrong_size}",
+            "{good}",
+            "--min-votes",
+            "1",
+            "--unpaired",
+            "1",
+        ],
+        f"{{wrong_size}}/Annotations/{SPEC.id}/0/{SPEC.frame_names[0]}.png: mask is 3x3",
     ),
     "vote: garbage run.json": (
         ["-m", "rvos_fusion", "vote", "{bad_run_json}", "--min-votes", "1"],
