@@ -15,7 +15,14 @@ from skimage.morphology import disk as skimage_disk
 
 from rvos_core.testing import parity_dir
 from rvos_eval.disk import disk, footprint, row_rectangles
-from rvos_eval.metrics import FrameCounts, boundary_radius, frame_counts, frame_jf, video_jf
+from rvos_eval.metrics import (
+    GT_FIELD,
+    FrameCounts,
+    boundary_radius,
+    frame_counts,
+    frame_jf,
+    video_jf,
+)
 from rvos_eval.stats import decay_bins, global_table, statistics
 
 
@@ -51,6 +58,20 @@ def test_footprint_is_skimage_disk_and_rectangles_cover_it(radius: float) -> Non
     for dy0, dy1, dx0, dx1 in row_rectangles(kernel):
         covered[ay + dy0 : ay + dy1 + 1, ax + dx0 : ax + dx1 + 1] = True
     assert np.array_equal(covered, kernel)
+
+
+@pytest.mark.parametrize("radius", [1.0, 1.5, 2.5, 4.0, 8.0, 12.0, 18.0, 25.0])
+def test_pieces_cover_the_footprint_and_stay_small(radius: float) -> None:
+    kernel, pieces = footprint(radius), disk(radius).pieces
+    ay, ax = kernel.shape[0] // 2, kernel.shape[1] // 2
+    covered = np.zeros_like(kernel)
+    for dy0, dy1, dx0, dx1 in pieces:
+        window = (slice(ay + dy0, ay + dy1 + 1), slice(ax + dx0, ax + dx1 + 1))
+        assert kernel[window].all() and kernel[window].size <= GT_FIELD
+        covered[window] = True
+    assert np.array_equal(covered, kernel)
+    dy0, dy1, dx0, dx1 = pieces[0]
+    assert dy0 <= 0 <= dy1 and dx0 <= 0 <= dx1
 
 
 def test_disk_sizes_from_the_spec() -> None:
@@ -150,6 +171,25 @@ def test_equal_to_the_official_algorithm_on_random_masks(seed: int) -> None:
     bound_th = [0.008, 0.02, 2.0, 3.0, 2.5, 7.0][seed % 6]
     expected = (official.jaccard(gt, pred, void), official.boundary_f(gt, pred, void, bound_th))
     assert frame_jf(gt, pred, void, bound_th) == expected
+
+
+def test_objects_on_every_frame_edge_against_the_official_algorithm() -> None:
+    """Crops that touch each side and corner of the frame (the comparisons with the outside are
+    removed there), with both masks, one of them or none reaching the edge."""
+    official = _official()
+    height, width = 23, 31
+    yy, xx = np.mgrid[:height, :width]
+    centres = [(0, 0), (0, 15), (0, 30), (11, 0), (11, 30), (22, 0), (22, 15), (22, 30)]
+    for cy, cx in centres:
+        gt = (yy - cy) ** 2 / 30 + (xx - cx) ** 2 / 50 <= 1
+        for shift in ((0, 0), (2, -1), (-3, 2)):
+            pred = np.roll(gt, shift, (0, 1)) & ((yy - cy) ** 2 + (xx - cx) ** 2 <= 60)
+            for bound_th in (0.008, 2.0, 4.0):
+                expected = (
+                    official.jaccard(gt, pred),
+                    official.boundary_f(gt, pred, bound_th=bound_th),
+                )
+                assert frame_jf(gt, pred, bound_th=bound_th) == expected, (cy, cx, shift)
 
 
 def test_video_jf_is_per_frame() -> None:

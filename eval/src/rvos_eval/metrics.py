@@ -5,11 +5,13 @@ MeViS ships a byte-identical copy), see spec/evaluation.md §3.1-3.2. Both measu
 integer counts (FrameCounts), computed here from the same counts with the same float operations:
 
 * a frame where both masks are empty is J = F = 1 with no work; otherwise both masks are cropped to
-  the bounding box of their union plus one pixel (no boundary pixel can lie outside it);
+  the bounding box of their union plus one pixel (no boundary pixel can lie outside it) and merged
+  into one byte per pixel (truth in bit 0, prediction in bit 7) inside a zero frame as wide as the
+  disk's reach, so that every later step runs once, for both masks, on one contiguous buffer;
 * the boundary map (``_seg2bmap``) marks the 2x2 windows that are not constant (windows clipped at
-  the image edge), which four byte operations compute;
-* instead of dilating both boundary maps with the disk, each boundary pixel asks an integral image
-  of the other map whether one of the disk's rectangles holds a boundary pixel (see disk.py).
+  the image edge), which four flat byte operations compute for both bits at once;
+* instead of dilating both boundary maps with the disk, each boundary pixel asks one integral image
+  of the merged map whether one of the disk's pieces holds a pixel of the other bit (see disk.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ import numpy as np
 from rvos_eval.disk import Disk, disk
 
 BOUND_TH = 0.008  # the official default boundary tolerance (fraction of the image diagonal)
+# The merged crop holds the ground truth in bit 0 and the prediction in bit 7, so a box sum of its
+# boundary map is n_gt + 128 n_pred, and its low bits count GT pixels (pieces hold < 128 pixels).
+GT_BIT = 1
+PRED_BIT = 128
+GT_FIELD = PRED_BIT - 1
 
 
 @dataclass(frozen=True)
@@ -116,44 +123,60 @@ def as_binary(mask: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(mask).view(np.uint8)
 
 
+@dataclass(frozen=True)
+class Box:
+    """The crop, rows y0:y1 and columns x0:x1 of a [height, width] frame."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    height: int
+    width: int
+
+
 def binary_counts(g: np.ndarray, p: np.ndarray, footprint: Disk) -> FrameCounts:
     """Counts of uint8 0/1 masks g, p: [H, W] (void already removed), disk ``footprint``."""
-    union = cv2.bitwise_or(g, p)
-    box, union_count = union_box(union)
+    box, n_gt, n_pred = union_box(g, p)
     if box is None:
         return EMPTY
-    rows, cols = slice(box[0], box[1]), slice(box[2], box[3])
-    g, p = g[rows, cols], p[rows, cols]
-    intersection = cv2.countNonZero(cv2.bitwise_and(g, p))
-    g_map, g_points = padded_boundary(g, footprint.reach)
-    p_map, p_points = padded_boundary(p, footprint.reach)
+    merged = merge(g, p, box, footprint.reach)
+    union = cv2.countNonZero(merged)
+    bmap = boundary_map(merged, box, footprint.reach)
+    pixels, values = boundary_pixels(bmap)
+    gt_pixels = int(np.count_nonzero(values & GT_BIT))
+    pred_pixels = int(np.count_nonzero(values >= PRED_BIT))
     pred_matched = gt_matched = 0
-    if g_points.size and p_points.size:
-        width = g_map.shape[1] + 1
-        pred_matched = footprint.matched(cv2.integral(g_map).ravel(), width, p_points)
-        gt_matched = footprint.matched(cv2.integral(p_map).ravel(), width, g_points)
+    if gt_pixels and pred_pixels:
+        layout = bmap[: merged.size].reshape(merged.shape)
+        pred_missed, gt_missed = missed(layout, pixels, values, footprint)
+        pred_matched, gt_matched = pred_pixels - pred_missed, gt_pixels - gt_missed
     return FrameCounts(
-        intersection, union_count, p_points.size, g_points.size, pred_matched, gt_matched
+        n_gt + n_pred - union, union, pred_pixels, gt_pixels, pred_matched, gt_matched
     )
 
 
-def union_box(union: np.ndarray) -> tuple[tuple[int, int, int, int] | None, int]:
-    """Bounding box (y0, y1, x0, x1) of ``union`` [H, W] grown by one pixel and clipped (None if
-    empty), and the number of set pixels."""
-    sums = cv2.reduce(union, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
-    rows = _span(sums)
+def union_box(g: np.ndarray, p: np.ndarray) -> tuple[Box | None, int, int]:
+    """Bounding box of g OR p ([H, W] uint8 0/1) grown by one pixel and clipped (None if both are
+    empty), and the pixel counts of g and p. Reads each mask once, then the rows of the union."""
+    g_rows = cv2.reduce(g, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
+    p_rows = cv2.reduce(p, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
+    rows = _span(g_rows + p_rows)
     if rows is None:
-        return None, 0
-    cols = _span(cv2.reduce(union[rows[0] : rows[1]], 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S))
+        return None, 0, 0
+    band = cv2.bitwise_or(g[rows[0] : rows[1]], p[rows[0] : rows[1]])
+    cols = _span(cv2.reduce(band, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S))
     assert cols is not None
-    height, width = union.shape
-    box = (
+    height, width = g.shape
+    box = Box(
         max(rows[0] - 1, 0),
         min(rows[1] + 1, height),
         max(cols[0] - 1, 0),
         min(cols[1] + 1, width),
+        height,
+        width,
     )
-    return box, int(sums.sum())
+    return box, int(g_rows.sum()), int(p_rows.sum())
 
 
 def _span(sums: np.ndarray) -> tuple[int, int] | None:
@@ -162,34 +185,91 @@ def _span(sums: np.ndarray) -> tuple[int, int] | None:
     return (int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else None
 
 
-def padded_boundary(seg: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boundary map of uint8 0/1 ``seg`` [h, w] inside a zero frame of ``pad`` pixels.
+def merge(g: np.ndarray, p: np.ndarray, box: Box, pad: int) -> np.ndarray:
+    """uint8 [h + 2 pad, w + 2 pad]: the crop of g in bit 0 and of p in bit 7, in a zero frame."""
+    height, width = box.y1 - box.y0, box.x1 - box.x0
+    rows, cols = slice(box.y0, box.y1), slice(box.x0, box.x1)
+    merged = np.zeros((height + 2 * pad, width + 2 * pad), np.uint8)
+    inner = merged[pad : pad + height, pad : pad + width]
+    cv2.addWeighted(p[rows, cols], PRED_BIT, g[rows, cols], GT_BIT, 0, dst=inner)
+    return merged
 
-    Returns the map, uint8 0/1 [h + 2 pad, w + 2 pad], and the flat indices of its pixels in the
-    map's integral image ([h + 2 pad + 1, w + 2 pad + 1], one leading zero row and column).
+
+def boundary_map(merged: np.ndarray, box: Box, pad: int) -> np.ndarray:
+    """The official ``_seg2bmap`` of both masks of ``merged`` at once (same layout, same bits).
+
+    A pixel is boundary iff its 2x2 window (itself, right, below, below-right, clipped at the
+    frame edge) is not constant: H(y, x) | H(y + 1, x) | V(y, x) with H, V the horizontal and
+    vertical neighbour XORs, computed here on the flattened layout. Inside the frame the zero frame
+    around the crop is real background; where the crop touches the frame edge, the comparisons with
+    the frame's outside are removed (the last row keeps H, the last column V, as the official code).
+
+    Returns:
+        uint8 [L]: the map, flattened (the layout is its first Hl * Wl bytes), L the layout size
+        rounded up to a multiple of 8 (the tail is zero).
     """
-    height, width = seg.shape
-    out = np.zeros((height + 2 * pad, width + 2 * pad), np.uint8)
-    boundary_into(seg, out[pad : pad + height, pad : pad + width])
-    flat = np.flatnonzero(out.view(np.bool_))
-    return out, flat + flat // out.shape[1]
+    layout_w = merged.shape[1]
+    flat = merged.reshape(-1)
+    size = flat.size
+    scratch = np.empty(size, np.uint8)
+    scratch[-1] = 0
+    cv2.bitwise_xor(flat[:-1], flat[1:], dst=scratch[:-1])
+    across = scratch.reshape(merged.shape)
+    if box.x0 == 0:
+        across[:, pad - 1] = 0
+    if box.x1 == box.width:
+        across[:, pad + box.x1 - box.x0 - 1] = 0
+    out = np.empty(-(-size // 8) * 8, np.uint8)
+    out[size - layout_w :] = 0
+    cv2.bitwise_or(scratch[:-layout_w], scratch[layout_w:], dst=out[: size - layout_w])
+    cv2.bitwise_xor(flat[:-layout_w], flat[layout_w:], dst=scratch[:-layout_w])
+    if box.y1 == box.height:
+        across[pad + box.y1 - box.y0 - 1] = 0
+    cv2.bitwise_or(out[:size], scratch, dst=out[:size])
+    if box.y0 == 0:
+        out[(pad - 1) * layout_w : pad * layout_w] = 0
+    return out
 
 
-def boundary_into(seg: np.ndarray, out: np.ndarray) -> None:
-    """Write the official ``_seg2bmap`` of uint8 0/1 ``seg`` [h, w] into zeroed ``out`` [h, w]
-    (``out`` may be a view of a larger buffer; OpenCV writes into it in place).
+def boundary_pixels(bmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices (int64 [N], ascending) and values (uint8 [N]) of the non-zero bytes of
+    ``bmap`` (uint8 [8 k]): busy 8-byte words are found first, then the bytes inside them."""
+    words = bmap.view(np.uint64)
+    busy = np.flatnonzero(words != 0)
+    octets = words[busy].view(np.uint8)
+    inner = np.flatnonzero(octets != 0)
+    return busy[inner >> 3] * 8 + (inner & 7), octets[inner]
 
-    A pixel is boundary iff its 2x2 window (itself, right, below, below-right; clipped at the
-    image edge) is not constant: H(y, x) | H(y + 1, x) | V(y, x) with H, V the horizontal and
-    vertical neighbour XORs; the last row keeps H, the last column V, the corner stays 0.
+
+def missed(
+    layout: np.ndarray, pixels: np.ndarray, values: np.ndarray, footprint: Disk
+) -> tuple[int, int]:
+    """(prediction, GT) boundary pixels with no boundary pixel of the other map within the disk.
+
+    Args:
+        layout: uint8 [Hl, Wl], the merged boundary map (GT_BIT, PRED_BIT), padded by the reach.
+        pixels, values: its non-zero pixels (flat indices) and their values.
     """
-    height, width = seg.shape
-    if width > 1:
-        horizontal = cv2.bitwise_xor(seg[:, :-1], seg[:, 1:])
-        out[-1, :-1] = horizontal[-1]
-    if height > 1:
-        vertical = cv2.bitwise_xor(seg[:-1, :], seg[1:, :])
-        out[:-1, -1] = vertical[:, -1]
-    if height > 1 and width > 1:
-        either = cv2.bitwise_or(horizontal[:-1], horizontal[1:])
-        cv2.bitwise_or(either, vertical[:, :-1], dst=out[:-1, :-1])
+    width = layout.shape[1]
+    integral = cv2.integral(layout).reshape(-1)
+    points = pixels // width
+    points += pixels
+    missing = values & FAR[footprint.centre_sums(integral, width + 1, points)]
+    pending = np.flatnonzero(missing != 0)
+    if pending.size and len(footprint.pieces) > 1:
+        far = FAR[footprint.other_sums(integral, width + 1, points[pending])]
+        missing[pending] &= np.bitwise_and.reduce(far, axis=1)
+    return int(np.count_nonzero(missing >= PRED_BIT)), int(np.count_nonzero(missing & GT_BIT))
+
+
+def _far_table() -> np.ndarray:
+    """uint8 [128 * 129]: for a box sum of the merged boundary map (n_gt + 128 n_pred, fewer than
+    128 pixels in a piece), PRED_BIT if the box holds no GT pixel (a prediction pixel there is not
+    matched by it) and GT_BIT if it holds no prediction pixel."""
+    sums = np.arange(GT_FIELD * (PRED_BIT + GT_BIT) + 1)
+    no_gt = (sums & GT_FIELD) == 0
+    no_pred = sums < PRED_BIT
+    return (no_gt * PRED_BIT + no_pred * GT_BIT).astype(np.uint8)
+
+
+FAR = _far_table()
