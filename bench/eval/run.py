@@ -1,8 +1,10 @@
-"""Speed of J and F: rvos_eval.metrics against the official algorithm written out (reference.py).
+"""Speed of J and F: rvos_eval.metrics against the official algorithm (reference.py, whole frame).
 
 Single process, OpenCV single-threaded, CPU time (time.process_time, best of --repeat passes over
-all frames), milliseconds per frame for J + F at 480x854 and 720x1280. Both must give identical
-numbers on every frame (asserted). Synthetic masks, two models:
+all frames, the implementations taking turns within each pass), milliseconds per frame for J + F at
+480x854 and 720x1280. All must give identical numbers on every frame (asserted). ``--official`` adds
+the official code itself (davis2017-evaluation's ``davis2017/metrics.py``, any local copy; not part
+of this repository); ``--steps`` breaks our time down by step. Synthetic masks, two models:
 
 * ``mix`` (the realistic case, MeViS / Ref-DAVIS-like): per video 1-3 objects with smooth wavy
   outlines, each 0.5-25 % of the frame (log-uniform), moving; the target is absent (both masks
@@ -12,11 +14,13 @@ numbers on every frame (asserted). Synthetic masks, two models:
   absent, same prediction model.
 
     python bench/eval/run.py [--videos 8] [--frames 12] [--repeat 3] [--seed 0]
+                             [--official PATH/davis2017/metrics.py] [--steps]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import resource
@@ -31,10 +35,22 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference
 
+from rvos_eval import metrics
+from rvos_eval.disk import disk
 from rvos_eval.metrics import frame_jf
 
 SIZES = ((480, 854), (720, 1280))
 Pair = tuple[np.ndarray, np.ndarray]
+Measure = Callable[[np.ndarray, np.ndarray], object]
+STEPS = (
+    "read both masks once",
+    "union box and counts",
+    "merged crop",
+    "boundary map",
+    "boundary pixels",
+    "integral image",
+    "matching",
+)
 
 
 def blob(shape: tuple[int, int], centre: np.ndarray, radii: np.ndarray, phase: float) -> np.ndarray:
@@ -96,21 +112,76 @@ def video(shape: tuple[int, int], frames: int, rng: np.random.Generator, model: 
     return pairs
 
 
-def official(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+def reference_jf(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     return reference.jaccard(truth, pred), reference.boundary_f(truth, pred)
 
 
-def time_per_frame(
-    fn: Callable[[np.ndarray, np.ndarray], object], pairs: list[Pair], repeat: int
-) -> float:
-    """Best CPU milliseconds per frame over ``repeat`` passes."""
-    best = float("inf")
+def official_jf(path: Path) -> Measure:
+    """J and F by the official ``db_eval_iou`` / ``db_eval_boundary`` loaded from ``path``."""
+    spec = importlib.util.spec_from_file_location("davis2017_metrics", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def measure(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+        with np.errstate(invalid="ignore"):  # it divides 0 by 0 before testing for an empty union
+            return module.db_eval_iou(truth, pred), module.db_eval_boundary(truth, pred)
+
+    return measure
+
+
+def best_times(measures: dict[str, Measure], pairs: list[Pair], repeat: int) -> dict[str, float]:
+    """Best CPU milliseconds per frame of each measure over ``repeat`` passes (taking turns)."""
+    best = dict.fromkeys(measures, float("inf"))
     for _ in range(repeat):
-        start = time.process_time()
-        for truth, pred in pairs:
-            fn(truth, pred)
-        best = min(best, time.process_time() - start)
-    return 1e3 * best / len(pairs)
+        for name, fn in measures.items():
+            start = time.process_time()
+            for truth, pred in pairs:
+                fn(truth, pred)
+            best[name] = min(best[name], time.process_time() - start)
+    return {name: 1e3 * seconds / len(pairs) for name, seconds in best.items()}
+
+
+def through_step(last: int) -> Measure:
+    """rvos_eval.metrics.binary_counts on bool masks, stopped after STEPS[last] (0: only read)."""
+
+    def run(truth: np.ndarray, pred: np.ndarray) -> object:
+        g, p = truth.view(np.uint8), pred.view(np.uint8)
+        if last == 0:
+            return cv2.countNonZero(g) + cv2.countNonZero(p)
+        footprint = disk(metrics.boundary_radius(g.shape))
+        box = metrics.union_box(g, p)[0]
+        if box is None or last == 1:
+            return box
+        merged = metrics.merge(g, p, box, footprint.reach)
+        cv2.countNonZero(merged)
+        if last == 2:
+            return merged
+        bmap = metrics.boundary_map(merged, box, footprint.reach)
+        if last == 3:
+            return bmap
+        pixels, values = metrics.boundary_pixels(bmap)
+        layout = bmap[: merged.size].reshape(merged.shape)
+        if (
+            last == 4
+            or not (values & metrics.GT_BIT).any()
+            or not (values >= metrics.PRED_BIT).any()
+        ):
+            return pixels
+        if last == 5:
+            return cv2.integral(layout)
+        return metrics.missed(layout, pixels, values, footprint)
+
+    return run
+
+
+def print_steps(pairs: list[Pair], repeat: int) -> None:
+    """Our time per frame through each step, and what each step adds."""
+    times = best_times({step: through_step(i) for i, step in enumerate(STEPS)}, pairs, repeat)
+    before = 0.0
+    for step, total in times.items():
+        print(f"    {step:22} {total:7.3f} ms  (+{total - before:.3f})")
+        before = total
 
 
 def cpu_name() -> str:
@@ -131,24 +202,31 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--official", type=Path, help="davis2017-evaluation davis2017/metrics.py")
+    parser.add_argument("--steps", action="store_true", help="our time per step as well")
     args = parser.parse_args()
     cv2.setNumThreads(1)
+    measures: dict[str, Measure] = {"reference": reference_jf}
+    if args.official:
+        measures["official"] = official_jf(args.official)
+    measures["ours"] = frame_jf
     print(f"CPU: {cpu_name()}, numpy {np.__version__}, OpenCV {cv2.__version__}")
-    print(
-        f"{'masks':6} {'size':>9} {'frames':>6} {'official ms':>11} {'ours ms':>8} {'speed-up':>8}  identical"
-    )
+    columns = " ".join(f"{name + ' ms':>12}" for name in measures)
+    gains = " ".join(f"{'/' + name:>11}" for name in measures if name != "ours")
+    print(f"{'masks':6} {'size':>9} {'frames':>6} {columns} {gains}  identical")
     for model in ("mix", "large"):
         for shape in SIZES:
             rng = np.random.default_rng([args.seed, shape[0], len(model)])
             pairs = [p for _ in range(args.videos) for p in video(shape, args.frames, rng, model)]
-            same = all(official(t, p) == frame_jf(t, p) for t, p in pairs)
-            slow = time_per_frame(official, pairs, args.repeat)
-            fast = time_per_frame(frame_jf, pairs, args.repeat)
+            same = all(len({fn(t, p) for fn in measures.values()}) == 1 for t, p in pairs)
+            ms = best_times(measures, pairs, args.repeat)
             size = f"{shape[0]}x{shape[1]}"
-            print(
-                f"{model:6} {size:>9} {len(pairs):>6} {slow:11.3f} {fast:8.3f} {slow / fast:7.1f}x  {same}"
-            )
+            columns = " ".join(f"{v:12.3f}" for v in ms.values())
+            gains = " ".join(f"{v / ms['ours']:10.1f}x" for k, v in ms.items() if k != "ours")
+            print(f"{model:6} {size:>9} {len(pairs):>6} {columns} {gains}  {same}")
             assert same, "J or F differ from the official algorithm"
+            if args.steps:
+                print_steps(pairs, args.repeat)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (max RSS): {peak:.0f} MiB")
 
