@@ -196,6 +196,15 @@ def cpu_name() -> str:
     return f"{name} ({os.cpu_count()} CPUs)"
 
 
+def fixed_cost(repeat: int) -> float:
+    """Our milliseconds on a frame with almost nothing to do (40x60, two 4x4 squares 1 px apart):
+    the cost of the library calls themselves, whatever the frame size."""
+    truth = np.zeros((40, 60), bool)
+    truth[10:14, 20:24] = True
+    pair = (truth, np.roll(truth, 1, axis=1))
+    return best_times({"ours": frame_jf}, [pair] * 100, repeat)["ours"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=8)
@@ -227,6 +236,8 @@ def main() -> None:
             assert same, "J or F differ from the official algorithm"
             if args.steps:
                 print_steps(pairs, args.repeat)
+    if args.steps:
+        print(f"fixed cost per frame (40x60, two 4x4 squares): {fixed_cost(args.repeat):.3f} ms")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (max RSS): {peak:.0f} MiB")
 
