@@ -323,17 +323,22 @@ class RunWriter:
         try:
             if self.todo(self.dataset.videos):
                 return False
-            table = self._verify()
-            if table is None and key_frames is not None:
-                table = check_key_frames(key_frames, self.dataset, self.root)
-            if table is not None:
-                write_json(self.root / "key_frame.json", table)
-            record = {**self.meta, "counts": self._counts(), "code_version": __version__}
-            write_json(self.root / RUN_JSON, record)
-            _tidy(self.root)
+            self._complete(key_frames)
         finally:
             unlock(held)
         return True
+
+    def _complete(self, key_frames: Mapping[str, Any] | None) -> None:
+        """Under the exclusive lock: check every video, write key_frame.json, then run.json, then
+        remove what the finished run no longer needs."""
+        table = self._verify()
+        if table is None and key_frames is not None:
+            table = check_key_frames(key_frames, self.dataset, self.root)
+        if table is not None:
+            write_json(self.root / "key_frame.json", table)
+        record = {**self.meta, "counts": self._counts(), "code_version": __version__}
+        write_json(self.root / RUN_JSON, record)
+        _tidy(self.root)
 
     def _counts(self) -> dict[str, int]:
         return {
