@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -123,8 +124,7 @@ def as_binary(mask: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(mask).view(np.uint8)
 
 
-@dataclass(frozen=True)
-class Box:
+class Box(NamedTuple):
     """The crop, rows y0:y1 and columns x0:x1 of a [height, width] frame."""
 
     y0: int
@@ -181,7 +181,7 @@ def union_box(g: np.ndarray, p: np.ndarray) -> tuple[Box | None, int, int]:
 
 def _span(sums: np.ndarray) -> tuple[int, int] | None:
     """First and one-past-last index of the non-zero entries of ``sums``."""
-    nonzero = np.flatnonzero(sums)
+    nonzero = sums.reshape(-1).nonzero()[0]
     return (int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else None
 
 
@@ -235,9 +235,9 @@ def boundary_pixels(bmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices (int64 [N], ascending) and values (uint8 [N]) of the non-zero bytes of
     ``bmap`` (uint8 [8 k]): busy 8-byte words are found first, then the bytes inside them."""
     words = bmap.view(np.uint64)
-    busy = np.flatnonzero(words != 0)
+    busy = (words != 0).nonzero()[0]
     octets = words[busy].view(np.uint8)
-    inner = np.flatnonzero(octets != 0)
+    inner = (octets != 0).nonzero()[0]
     return busy[inner >> 3] * 8 + (inner & 7), octets[inner]
 
 
@@ -255,7 +255,7 @@ def missed(
     points = pixels // width
     points += pixels
     missing = values & FAR[footprint.centre_sums(integral, width + 1, points)]
-    pending = np.flatnonzero(missing != 0)
+    pending = (missing != 0).nonzero()[0]
     if pending.size and len(footprint.pieces) > 1:
         far = FAR[footprint.other_sums(integral, width + 1, points[pending])]
         missing[pending] &= np.bitwise_and.reduce(far, axis=1)
