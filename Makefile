@@ -43,20 +43,18 @@ DATA_OPTS = --data $(DATA) --dataset $(DATASET) --split $(SPLIT)
 RUN_OPTS = $(DATA_OPTS) $(if $(SHARD),--shard $(SHARD))
 DEVICE_OPTS = --device $(DEVICE) --precision $(PRECISION)
 FUSION = $(PY) -m rvos_fusion
-INFER = $(PY) -m rvos_core.infer
+INFER = $(PY) -m rvos_nn.infer
 PROPAGATE = $(PY) -m rvos_vos.propagate
 # Options of $(MAKE) in a recipe: the same Makefile, from any folder (make -f /path/to/Makefile).
 SUBMAKE_ARGS = --no-print-directory -f $(ROOT)/Makefile
 # Extra propagation options (vos/README.md), e.g. PROPAGATE_OPTS="--expression-group 8".
 PROPAGATE_OPTS ?=
 
-PACKAGES := core fusion eval models/referformer vos models/soc models/mutr
+PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
-.PHONY: help env env-uninext test lint format demo submission models propagated round1 round2 \
-        infer-referformer infer-mutr infer-soc infer-uninext-vith infer-uninext-convnext \
-        propagate-aot propagate-deaot vote import-pth validate evaluate bench bench-full clean-work \
-        paths
+.PHONY: help env env-uninext test lint format demo submission recipe vote import-pth validate \
+        evaluate bench bench-full clean-work paths
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%+-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -76,13 +74,13 @@ $(VENV)/.stamp: $(ROOT)/env/requirements-main.txt $(ROOT)/env/requirements-tools
 
 env: $(VENV)/.stamp ## build the main environment .venv from env/ (pinned)
 
-# UNINEXT's own environment (env/requirements-uninext.txt): core + models/uninext, built by the
-# main environment's uv.
+# UNINEXT's own environment (env/requirements-uninext.txt): core + nn + models/uninext, built by
+# the main environment's uv.
 $(VENV_UNINEXT)/.stamp: $(ROOT)/env/requirements-uninext.txt $(ROOT)/core/pyproject.toml \
-                        $(ROOT)/models/uninext/pyproject.toml | $(VENV)/.stamp
+                        $(ROOT)/nn/pyproject.toml $(ROOT)/models/uninext/pyproject.toml | $(VENV)/.stamp
 	python3 -m venv $(VENV_UNINEXT)
 	VIRTUAL_ENV=$(VENV_UNINEXT) $(VENV)/bin/uv pip install --quiet \
-	    -r $(ROOT)/env/requirements-uninext.txt -e $(ROOT)/core -e $(ROOT)/models/uninext
+	    -r $(ROOT)/env/requirements-uninext.txt -e $(ROOT)/core -e $(ROOT)/nn -e $(ROOT)/models/uninext
 	touch $@
 
 env-uninext: $(VENV_UNINEXT)/.stamp ## build the UNINEXT environment .venv-uninext from env/ (pinned)
@@ -104,100 +102,44 @@ clean-work: ## remove $(WORK)/$(SPLIT) (every run folder of this split)
 	rm -rf $(W)
 
 # ---------------------------------------------------------------------------------------------
-# The default recipe (DESIGN.md), node by node. Each node is $(W)/<node>/run.json.
+# The recipe (docs/recipes.md): its node graph is data, rvos_core/recipes/$(RECIPE).toml or a .toml
+# path. `python3 -m rvos_core.recipe makefile` (standard library only) writes its rules into build/:
+# one target per stage (models, propagated, round1, round2 for lsvos2023), infer-<model> per model
+# node, and a pattern rule plus propagate-<propagator> RUN=<node> per propagator. Each node is
+# $(W)/<node>/run.json. The generated rules use the variables below.
 
-MODEL_NODES := soc mutr referformer_ft uninext_vith uninext_convnext
-PROPAGATED_NODES := soc+aot mutr+aot referformer_ft+aot referformer_ft+deaot uninext_vith+deaot
+RECIPE ?= lsvos2023
+RECIPE_FILE := $(if $(filter %.toml,$(RECIPE)),$(abspath $(RECIPE)),$(ROOT)/core/src/rvos_core/recipes/$(RECIPE).toml)
+RECIPE_MK := $(ROOT)/build/recipe-$(basename $(notdir $(RECIPE_FILE))).mk
+INFER_main = $(INFER)
+INFER_uninext = $(PY_UNINEXT) -m rvos_nn.infer
 
-models: $(foreach n,$(MODEL_NODES),$(W)/$(n)/run.json) ## run the five models
-propagated: $(foreach n,$(PROPAGATED_NODES),$(W)/$(n)/run.json) ## propagate the model runs
-round1: $(W)/soc_mutr_referft/run.json $(W)/vit_convnext_soc/run.json ## the two round-1 votes
-round2: $(W)/final/run.json ## the round-2 votes (en2, final)
-submission: $(W)/submission.zip ## the whole chain -> $(WORK)/$(SPLIT)/submission.zip
+$(RECIPE_MK): $(RECIPE_FILE) $(ROOT)/core/src/rvos_core/recipe.py
+	@mkdir -p $(@D)
+	@PYTHONPATH=$(ROOT)/core/src python3 -m rvos_core.recipe makefile $(RECIPE_FILE) > $@.tmp && mv $@.tmp $@
+include $(RECIPE_MK)
 
-infer-referformer: $(W)/referformer_ft/run.json ## ReferFormer-ft model run
-infer-mutr: $(W)/mutr/run.json ## MUTR model run
-infer-soc: $(W)/soc/run.json ## SOC model run
-infer-uninext-vith: $(W)/uninext_vith/run.json ## UNINEXT ViT-H model run (.venv-uninext)
-infer-uninext-convnext: $(W)/uninext_convnext/run.json ## UNINEXT ConvNeXt-L model run (.venv-uninext)
+submission: $(W)/submission.zip ## the whole recipe -> $(WORK)/$(SPLIT)/submission.zip
+recipe: ## print the node graph of RECIPE
+	@PYTHONPATH=$(ROOT)/core/src python3 -m rvos_core.recipe show $(RECIPE_FILE)
 
-$(W)/referformer_ft/run.json:
-	$(CHECK_DATA)
-	$(INFER) referformer --checkpoint $(CHECKPOINTS)/referformer_ft.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
-# MUTR's input short side (models/mutr/README.md): 360 as upstream's mutr.pth, which round 1 fuses;
-# MUTR_OPTS="--option short_side=432" reproduces upstream's MUTR Annotations instead.
-MUTR_OPTS ?= --option short_side=360
-$(W)/mutr/run.json:
-	$(CHECK_DATA)
-	$(INFER) mutr --checkpoint $(CHECKPOINTS)/mutr.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS) $(MUTR_OPTS)
-$(W)/soc/run.json:
-	$(CHECK_DATA)
-	$(INFER) soc --checkpoint $(CHECKPOINTS)/soc.tar --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
-$(W)/uninext_vith/run.json:
-	$(CHECK_DATA)
-	$(PY_UNINEXT) -m rvos_core.infer uninext_vith --checkpoint $(CHECKPOINTS)/uninext_vith.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
-$(W)/uninext_convnext/run.json:
-	$(CHECK_DATA)
-	$(PY_UNINEXT) -m rvos_core.infer uninext_convnext --checkpoint $(CHECKPOINTS)/uninext_convnext.pth --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS)
+$(W)/submission.zip: $(W)/$(RECIPE_SUBMISSION)/run.json
+	$(FUSION) submission $(<D) --out $@ $(RUN_OPTS)
 
 # A node that no rule makes (an imported or voted one) and that is not there: say so, by name.
 $(W)/%/run.json:
 	@echo "error: $(@D): no complete run folder (run.json) and no rule makes it; make it first (make import-pth NODE=..., make vote OUT=...)" >&2; exit 2
 
-# Propagation of any run: $(W)/<run>+aot and $(W)/<run>+deaot.
-$(W)/%+aot/run.json: $(W)/%/run.json
-	$(PROPAGATE) aot --checkpoint $(CHECKPOINTS)/aot_swinl.pth --run $(<D) --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS) $(PROPAGATE_OPTS)
-$(W)/%+deaot/run.json: $(W)/%/run.json
-	$(PROPAGATE) deaot --checkpoint $(CHECKPOINTS)/deaot_swinl.pth --run $(<D) --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS) $(PROPAGATE_OPTS)
-
-propagate-aot: ## propagate RUN=<node> with AOT -> $(W)/<node>+aot
-	@test -n "$(RUN)" || { echo "usage: make propagate-aot RUN=<node under $(W)>" >&2; exit 2; }
-	$(MAKE) $(SUBMAKE_ARGS) $(W)/$(RUN)+aot/run.json
-propagate-deaot: ## propagate RUN=<node> with DeAOT -> $(W)/<node>+deaot
-	@test -n "$(RUN)" || { echo "usage: make propagate-deaot RUN=<node under $(W)>" >&2; exit 2; }
-	$(MAKE) $(SUBMAKE_ARGS) $(W)/$(RUN)+deaot/run.json
-
-# Vote rules. Ref-YouTube-VOS: pair votes (expressions 2i and 2i+1 describe one object). MeViS and
-# Ref-DAVIS: every expression votes alone with the per-expression form of the same rules (round 1:
-# >= 2 of the 3 runs, the majority that >= 3 of 6 is for a pair; round 2: >= 3 of 4, upstream's rule
-# for an unpaired expression).
-ifeq ($(DATASET),refytvos)
-ROUND1_RULE = --grouping pairs --min-votes 3 --unpaired reference
-ROUND2_RULE = --grouping pairs --min-votes 4 --unpaired 3
-else
-ROUND1_RULE = --grouping none --min-votes 2
-ROUND2_RULE = --grouping none --min-votes 3
-endif
-
-# Round 1: votes on the model runs (>= 3 of 6; an unpaired expression takes run 0's mask; key
-# frames from run 0). COMPAT=1 reproduces upstream's unpaired-expression bug (spec §7.1).
-ROUND1 = $(FUSION) vote $(ROUND1_RULE) --key-frames-from 0 \
-         $(if $(COMPAT),--compat-unpaired-sigmoid) $(RUN_OPTS)
-$(W)/soc_mutr_referft/run.json: $(W)/soc/run.json $(W)/mutr/run.json $(W)/referformer_ft/run.json
-	$(ROUND1) --out $(@D) $(^D)
-$(W)/vit_convnext_soc/run.json: $(W)/uninext_vith/run.json $(W)/uninext_convnext/run.json $(W)/soc/run.json
-	$(ROUND1) --out $(@D) $(^D)
-
-# Round 2: votes on propagated runs (>= 4 of 8; an unpaired expression needs >= 3 of 4).
-ROUND2 = $(FUSION) vote $(ROUND2_RULE) $(RUN_OPTS)
-$(W)/en2/run.json: $(W)/soc_mutr_referft+aot/run.json $(W)/soc+aot/run.json $(W)/mutr+aot/run.json $(W)/referformer_ft+aot/run.json
-	$(ROUND2) --out $(@D) $(^D)
-$(W)/final/run.json: $(W)/vit_convnext_soc+deaot/run.json $(W)/uninext_vith+deaot/run.json $(W)/en2/run.json $(W)/referformer_ft+deaot/run.json
-	$(ROUND2) --out $(@D) $(^D)
-
-$(W)/submission.zip: $(W)/final/run.json
-	$(FUSION) submission $(<D) --out $@ $(RUN_OPTS)
-
 # ---------------------------------------------------------------------------------------------
-# The demo: the recipe's Make chain on generated data. Model and propagation outputs are SIMULATED
-# (rvos_fusion.demo), so it needs no checkpoint; every fusion node, the submission and the report are real.
+# The demo (demo/run.py): RECIPE's Make chain on generated data. Model and propagation outputs are
+# SIMULATED, so it needs no checkpoint; every vote, the submission and the report are real.
 
 DEMO := $(WORK)/demo
 demo: $(VENV)/.stamp ## run the whole chain on generated data (simulated model outputs) and report J&F
-	$(PY) -m rvos_fusion.demo prepare --out $(DEMO)
+	$(PY) $(ROOT)/demo/run.py prepare --out $(DEMO) --recipe $(RECIPE_FILE)
 	$(MAKE) $(SUBMAKE_ARGS) submission DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid \
-	    PROPAGATE="$(PY) -m rvos_fusion.demo propagate"
-	$(PY) -m rvos_fusion.demo report --out $(DEMO)
+	    PROPAGATE="$(PY) $(ROOT)/demo/run.py propagate"
+	$(PY) $(ROOT)/demo/run.py report --out $(DEMO)
 	@echo "demo submission: $(DEMO)/work/valid/submission.zip"
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +155,7 @@ import-pth: ## PTH="<file or chunks>" NODE=<node> DOMAIN=logit|probability: upst
 
 validate: ## NODE=<node>: check a run against the dataset (every video, expression, frame, size)
 	@test -n "$(NODE)" || { echo "usage: make validate NODE=<node>" >&2; exit 2; }
-	$(PY) -m rvos_core.run_cli validate $(W)/$(NODE) $(DATA_OPTS)
+	$(PY) -m rvos_core.validate validate $(W)/$(NODE) $(DATA_OPTS)
 
 evaluate: ## NODE=<node>: J&F of a run against the split's ground truth (MeViS valid_u, Ref-DAVIS, DAVIS)
 	@test -n "$(NODE)" || { echo "usage: make evaluate NODE=<node> DATASET=mevis SPLIT=valid_u" >&2; exit 2; }

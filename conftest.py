@@ -6,10 +6,14 @@ one line naming the folder; with ``RVOS_REQUIRE_PARITY=1`` (CI) they fail instea
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+
+from rvos_core.data import Dataset, open_dataset
+from rvos_core.synthetic import VideoSpec, write_refytvos
 
 ROOT = Path(__file__).resolve().parent
 os.environ.setdefault("RVOS_PARITY_DIR", str(ROOT.parent / "shared" / "parity"))
@@ -23,10 +27,37 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         require_parity_root()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def _has_cuda() -> bool:
+    """Whether torch is installed and sees a CUDA device (the torch-free environments have none)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
     import torch
 
-    no_gpu = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "gpu" in item.keywords and not torch.cuda.is_available():
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_tests = [item for item in items if "gpu" in item.keywords]
+    if gpu_tests and not _has_cuda():
+        no_gpu = pytest.mark.skip(reason="needs a CUDA device")
+        for item in gpu_tests:
             item.add_marker(no_gpu)
+
+
+SMALL_SPECS = [
+    VideoSpec("vid_a", expressions=3, frames=4, size=(24, 32)),
+    VideoSpec("vid_b", expressions=2, frames=3, size=(20, 28)),
+    VideoSpec("vid_c", expressions=1, frames=5, size=(16, 16)),
+]
+
+
+@pytest.fixture
+def small_data(tmp_path: Path) -> Path:
+    """DATA folder holding a small Ref-YouTube-VOS-style valid split with frames."""
+    write_refytvos(tmp_path / "data", "valid", SMALL_SPECS)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def small_dataset(small_data: Path) -> Dataset:
+    return open_dataset("refytvos", small_data, "valid")

@@ -22,7 +22,7 @@ import torch
 from rvos_core.masks import encode_mask_png
 from rvos_core.paths import VARIABLES
 from rvos_core.synthetic import VideoSpec, expression_masks, write_mevis, write_refytvos
-from rvos_core.testing import write_tokenizer
+from rvos_nn.testing import write_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE_TESTS = ROOT / "core" / "tests"
@@ -168,55 +168,55 @@ def assert_one_error(result: subprocess.CompletedProcess, names: str) -> None:
 
 # (case, argv after python; "{x}" is a corpus path, the text the error line must contain)
 CLI_CASES = {
-    "infer: unknown model": (["-m", "rvos_core.infer", "nomodel", "--out", "{o}"], "nomodel"),
-    "infer: empty --out": (["-m", "rvos_core.infer", "double", "--out", ""], "--out"),
+    "infer: unknown model": (["-m", "rvos_nn.infer", "nomodel", "--out", "{o}"], "nomodel"),
+    "infer: empty --out": (["-m", "rvos_nn.infer", "double", "--out", ""], "--out"),
     "infer: missing checkpoint": (
-        ["-m", "rvos_core.infer", "double", "--out", "{o}", "--checkpoint", "{absent.pth}"],
+        ["-m", "rvos_nn.infer", "double", "--out", "{o}", "--checkpoint", "{absent.pth}"],
         "{absent.pth}",
     ),
     "infer: garbage default checkpoint": (
-        ["-m", "rvos_core.infer", "double", "--out", "{o}", "--variant", "tiny"],
+        ["-m", "rvos_nn.infer", "double", "--out", "{o}", "--variant", "tiny"],
         "{checkpoints}/double.pth",
     ),
     "infer: hostile checkpoint": (
-        ["-m", "rvos_core.infer", "double", "--out", "{o}", "--checkpoint", "{hostile_ck.pth}"],
+        ["-m", "rvos_nn.infer", "double", "--out", "{o}", "--checkpoint", "{hostile_ck.pth}"],
         "{hostile_ck.pth}",
     ),
     "infer: missing --data": (
-        ["-m", "rvos_core.infer", "double", "--out", "{o}", "--data", "{nowhere}"],
+        ["-m", "rvos_nn.infer", "double", "--out", "{o}", "--data", "{nowhere}"],
         "{nowhere}",
     ),
     "infer: bad --option": (
-        ["-m", "rvos_core.infer", "double", "--out", "{o}", "--option", "scale"],
+        ["-m", "rvos_nn.infer", "double", "--out", "{o}", "--option", "scale"],
         "--option",
     ),
-    "validate: missing run": (["-m", "rvos_core.run_cli", "validate", "{absent}"], "{absent}"),
+    "validate: missing run": (["-m", "rvos_core.validate", "validate", "{absent}"], "{absent}"),
     "validate: garbage run.json": (
-        ["-m", "rvos_core.run_cli", "validate", "{bad_run_json}"],
+        ["-m", "rvos_core.validate", "validate", "{bad_run_json}"],
         "{bad_run_json}/run.json",
     ),
     "validate: empty --split": (
-        ["-m", "rvos_core.run_cli", "validate", "{good}", "--split", ""],
+        ["-m", "rvos_core.validate", "validate", "{good}", "--split", ""],
         "--split",
     ),
     "checkpoint: missing file": (
-        ["-m", "rvos_core.checkpoint", "report", "double", "{absent.pth}"],
+        ["-m", "rvos_nn.checkpoint_report", "double", "{absent.pth}"],
         "{absent.pth}",
     ),
     "checkpoint: garbage file": (
-        ["-m", "rvos_core.checkpoint", "report", "double", "{garbage.pth}"],
+        ["-m", "rvos_nn.checkpoint_report", "double", "{garbage.pth}"],
         "{garbage.pth}",
     ),
     "checkpoint: hostile file": (
-        ["-m", "rvos_core.checkpoint", "report", "double", "{hostile_ck.pth}"],
+        ["-m", "rvos_nn.checkpoint_report", "double", "{hostile_ck.pth}"],
         "{hostile_ck.pth}",
     ),
     "checkpoint: unknown model": (
-        ["-m", "rvos_core.checkpoint", "report", "nomodel", "{garbage.pth}"],
+        ["-m", "rvos_nn.checkpoint_report", "nomodel", "{garbage.pth}"],
         "nomodel",
     ),
-    "parity: missing fixture": (["-m", "rvos_core.parity", "{absent}"], "{absent}"),
-    "parity: a file, not a fixture": (["-m", "rvos_core.parity", "{garbage.pth}"], "{garbage.pth}"),
+    "parity: missing fixture": (["-m", "rvos_nn.parity", "{absent}"], "{absent}"),
+    "parity: a file, not a fixture": (["-m", "rvos_nn.parity", "{garbage.pth}"], "{garbage.pth}"),
     "vote: missing run": (
         ["-m", "rvos_fusion", "vote", "{absent}", "--min-votes", "1"],
         "{absent}",
@@ -303,7 +303,7 @@ CLI_CASES = {
         "{folder.pth}: Is a directory",
     ),
     "import-png: empty folder": (["-m", "rvos_fusion", "import-png", ""], "folder"),
-    "validate: empty run": (["-m", "rvos_core.run_cli", "validate", ""], "run"),
+    "validate: empty run": (["-m", "rvos_core.validate", "validate", ""], "run"),
     "propagate: missing run": (
         ["-m", "rvos_vos.propagate", "aot", "--run", "{absent}", "--checkpoint", "{model.pth}"],
         "{absent}",
@@ -359,7 +359,7 @@ def test_cli_bad_input(corpus: Corpus, case: str) -> None:
 )
 def test_infer_bad_dataset(corpus: Corpus, data: str, names: str) -> None:
     """A truncated frame (read in full) or a missing dataset folder, with a good checkpoint."""
-    argv = ["-m", "rvos_core.infer", "double", "--variant", "tiny", "--option", "scale=2"]
+    argv = ["-m", "rvos_nn.infer", "double", "--variant", "tiny", "--option", "scale=2"]
     argv += ["--checkpoint", str(corpus / "double_ok.pth"), "--out", str(corpus / f"infer_{data}")]
     result = _run(corpus, [*argv, "--data", str(corpus / data), "--split", "valid"])
     assert_one_error(result, names)
@@ -368,7 +368,7 @@ def test_infer_bad_dataset(corpus: Corpus, data: str, names: str) -> None:
 
 def test_validate_reports_a_truncated_mask_alone(corpus: Corpus) -> None:
     """validate lists problems on stdout (exit 1); libpng or OpenCV print nothing of their own."""
-    argv = ["-m", "rvos_core.run_cli", "validate", str(corpus / "truncated_png")]
+    argv = ["-m", "rvos_core.validate", "validate", str(corpus / "truncated_png")]
     result = _run(corpus, [*argv, "--data", str(corpus / "data"), "--split", "valid"])
     assert result.returncode == 1 and result.stderr == ""
     assert f"{SPEC.frame_names[1]}.png: truncated PNG" in result.stdout

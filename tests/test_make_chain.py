@@ -8,7 +8,7 @@ uninext_convnext is all foreground. Then every vote of the recipe returns the gr
   round 1b (uninext_vith, uninext_convnext, soc; >= 3 of 6): object pixels 6, others 2;
   unpaired expressions take run 0 (soc / uninext_vith): the ground truth;
   round 2 (>= 4 of 8, unpaired >= 3 of 4): three of the four sources are the ground truth.
-Round-1 outputs are propagated by the demo's identity stand-in (rvos_fusion.demo propagate).
+Round-1 outputs are propagated by the demo's identity stand-in (demo/run.py propagate).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pytest
 
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.masks import quantize_probs
+from rvos_core.recipe import load_recipe
 from rvos_core.runfolder import RunWriter, VideoResult
 from rvos_core.synthetic import (
     VideoSpec,
@@ -51,12 +52,12 @@ MODELS = {
     "uninext_vith": TRUTH,
     "uninext_convnext": FULL,
 }
+RECIPE = load_recipe()  # the default recipe: its graph is data, nothing here repeats it
+# a propagation of a model run is given, of the same kind as its model's
 PROPAGATED = {
-    "soc+aot": TRUTH,
-    "mutr+aot": TRUTH,
-    "referformer_ft+aot": EMPTY,
-    "referformer_ft+deaot": EMPTY,
-    "uninext_vith+deaot": TRUTH,
+    node.name: MODELS[node.inputs[0]]
+    for node in RECIPE.of_kind("propagation")
+    if node.inputs[0] in MODELS
 }
 DOMAIN = {"uninext_vith": "probability", "uninext_convnext": "probability"}
 
@@ -133,7 +134,7 @@ def make(
         "SPLIT=valid",
         f"DATASET={dataset}",
         f"PY={sys.executable}",
-        f"PROPAGATE={sys.executable} -m rvos_fusion.demo propagate",
+        f"PROPAGATE={sys.executable} {ROOT / 'demo' / 'run.py'} propagate",
     ]
     return subprocess.run(
         ["make", "-C", str(ROOT), *targets, *variables], capture_output=True, text=True, check=check
@@ -143,14 +144,8 @@ def make(
 def test_submission_from_the_make_chain(chain: tuple[Path, Path, Dataset]) -> None:
     tmp, work, dataset = chain
     result = make(tmp, work, "submission")
-    for node in (
-        "soc_mutr_referft",
-        "vit_convnext_soc",
-        "soc_mutr_referft+aot",
-        "vit_convnext_soc+deaot",
-        "en2",
-        "final",
-    ):
+    assert set(MODELS) == {node.name for node in RECIPE.of_kind("model")}
+    for node in (n.name for n in RECIPE.nodes):
         assert (work / "valid" / node / "run.json").is_file(), result.stdout + result.stderr
     with zipfile.ZipFile(work / "valid" / "submission.zip") as archive:
         names = set(archive.namelist())
@@ -162,7 +157,7 @@ def test_submission_from_the_make_chain(chain: tuple[Path, Path, Dataset]) -> No
                     png = archive.read(f"Annotations/{spec.id}/{exp_id}/{frame}.png")
                     pixels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
                     assert np.array_equal(pixels == 255, truth[t]), (spec.id, exp_id, frame)
-    validate = make(tmp, work, "validate", "NODE=final")
+    validate = make(tmp, work, "validate", f"NODE={RECIPE.submission}")
     assert "valid (4 videos" in validate.stdout
 
 
@@ -206,13 +201,15 @@ def test_chain_is_up_to_date_after_a_run(chain: tuple[Path, Path, Dataset]) -> N
 def test_a_removed_node_is_rebuilt_alone(chain: tuple[Path, Path, Dataset]) -> None:
     tmp, work, _ = chain
     make(tmp, work, "submission")
-    before = (work / "valid" / "en2" / "run.json").stat().st_mtime_ns
+    final = RECIPE.node(RECIPE.submission)
+    vote = next(i for i in final.inputs if RECIPE.node(i).kind == "vote")
+    before = (work / "valid" / vote / "run.json").stat().st_mtime_ns
     zip_bytes = (work / "valid" / "submission.zip").read_bytes()
     import shutil
 
-    shutil.rmtree(work / "valid" / "final")
+    shutil.rmtree(work / "valid" / final.name)
     make(tmp, work, "submission")
-    assert (work / "valid" / "en2" / "run.json").stat().st_mtime_ns == before
+    assert (work / "valid" / vote / "run.json").stat().st_mtime_ns == before
     assert (work / "valid" / "submission.zip").read_bytes() == zip_bytes
 
 

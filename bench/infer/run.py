@@ -1,7 +1,7 @@
 """Driver-level benchmark of a model run (issue 3 §6): time per video and peak memory.
 
 Writes a synthetic Ref-YouTube-VOS-style split (N videos x E expressions x T frames of H x W) and
-runs the real driver path per video (rvos_core.infer.run_video: decode every frame once, predict,
+runs the real driver path per video (rvos_nn.infer.run_video: decode every frame once, predict,
 threshold, encode the PNGs, commit) in three modes, each in a fresh process:
 
     floor     the driver alone: a constant predictor (frame decoding + PNG writing + commits)
@@ -41,12 +41,12 @@ import torch
 from PIL import Image
 
 from rvos_core.data import Dataset, open_dataset
-from rvos_core.infer import InferSettings, create_predictor, parse_options, run_video
-from rvos_core.precision import resolve_device
-from rvos_core.predictor import ExpressionPrediction, Predictor, load_model_entry
 from rvos_core.runfolder import RunWriter
 from rvos_core.synthetic import VideoSpec, write_refytvos
-from rvos_core.testing import write_tokenizer
+from rvos_nn.infer import InferSettings, create_predictor, parse_options, run_video
+from rvos_nn.precision import resolve_device
+from rvos_nn.predictor import ExpressionPrediction, Predictor, load_model_entry
+from rvos_nn.testing import write_tokenizer
 
 MODES = ("floor", "reuse", "separate")
 

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 import torch
 
-from rvos_core.precision import check_precision, inference_context, resolve_device
+from rvos_nn.precision import check_precision, inference_context, resolve_device
 from rvos_vos.procedure import MultiViewTracker
 from rvos_vos.propagators import PROPAGATORS
 from rvos_vos.views import ViewConfig, make_views

@@ -14,16 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from core_double import ENTRY, save_checkpoint
 from core_testlib import META, result_for, tree_digest, write_all
 
 from rvos_core.atomic import write_bytes
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.infer import InferSettings, infer
 from rvos_core.runfolder import Run, RunWriter, check_finished
 from rvos_core.synthetic import write_refytvos
-from rvos_core.testing import run_forked, write_tokenizer
+from rvos_core.testing import run_forked
 
 # Enough races to catch a writer that finalises under another, in a few seconds.
 RACES = 10
@@ -229,36 +227,3 @@ def test_stale_temporaries_go_and_live_ones_stay(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [target.name, live.name, other.name]
     )
-
-
-@pytest.fixture
-def pretrained(tmp_path: Path) -> Path:
-    write_tokenizer(tmp_path / "pretrained" / "roberta-base", "roberta")
-    return tmp_path / "pretrained"
-
-
-def test_a_finished_model_run_asked_with_another_checkpoint_is_refused(
-    tmp_path: Path, small_dataset: Dataset, pretrained: Path, capsys: pytest.CaptureFixture
-) -> None:
-    first, second = tmp_path / "first.pth", tmp_path / "second.pth"
-    save_checkpoint(first, seed=3)
-    save_checkpoint(second, seed=4)
-
-    def settings(checkpoint: Path) -> InferSettings:
-        return InferSettings("tiny", checkpoint, pretrained, options={"scale": "2"})
-
-    assert infer(ENTRY, small_dataset, tmp_path / "run", settings(first))
-    assert infer(ENTRY, small_dataset, tmp_path / "run", settings(first))
-    assert "nothing to do" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match=r"checkpoint\.sha256 = \"[0-9a-f]+\" in run\.json"):
-        infer(ENTRY, small_dataset, tmp_path / "run", settings(second))
-
-
-def test_a_model_run_of_an_empty_split_is_refused(tmp_path: Path, pretrained: Path) -> None:
-    dataset = _empty_split(tmp_path / "data")
-    save_checkpoint(tmp_path / "double.pth", seed=3)
-    settings = InferSettings("tiny", tmp_path / "double.pth", pretrained, options={"scale": "2"})
-    with pytest.raises(InputError, match="lists no videos") as info:
-        infer(ENTRY, dataset, tmp_path / "run", settings)
-    assert info.value.path == dataset.meta_path
-    assert not (tmp_path / "run").exists()

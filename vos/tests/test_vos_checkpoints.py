@@ -9,9 +9,9 @@ import pytest
 import torch
 from vos_testlib import load_pt, tiny_net, write_checkpoint
 
-from rvos_core.checkpoint import CheckpointMismatch, CheckpointReport, compare, map_keys
 from rvos_core.errors import InputError
 from rvos_core.testing import parity_dir
+from rvos_nn.checkpoint import CheckpointMismatch, CheckpointReport, compare, map_keys
 from rvos_vos.propagators import PROPAGATORS
 
 # (propagator, variant of ours, where the fixture lists the full keys)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from vos_testlib import MARGIN, load_pt, tiny_net
 
-from rvos_core.precision import inference_context
 from rvos_core.testing import parity_dir
+from rvos_nn.precision import inference_context
 from rvos_vos.parity import fixture_views, free_running_labels, stored_frame, upstream_trajectory
 from rvos_vos.propagators import PROPAGATORS
 

@@ -1,13 +1,13 @@
 """Every comparison of the fixtures ``swin2d``, ``aot`` and ``deaot`` (rvos_vos.parity), through
-the same entry ``python -m rvos_core.parity`` uses: encoder, engine steps (teacher-forced), memory
+the same entry ``python -m rvos_nn.parity`` uses: encoder, engine steps (teacher-forced), memory
 schedule, the free-running procedure, full-size key layouts."""
 
 from __future__ import annotations
 
 import pytest
 
-from rvos_core.parity import run_fixture
 from rvos_core.testing import parity_dir
+from rvos_nn.parity import run_fixture
 
 pytestmark = pytest.mark.parity
 

@@ -58,6 +58,15 @@ class Paths:
             )
         return path
 
+    def checkpoint(self, given: Path | None, default_file: str | None, owner: str) -> Path:
+        """``--checkpoint`` when given, else CHECKPOINTS/<``owner``'s default file>: the one rule
+        of every driver (models and propagators)."""
+        if given is not None:
+            return given
+        if default_file is None:
+            raise ConfigError(f"{owner} has no default checkpoint file: pass --checkpoint")
+        return self.require_dir("CHECKPOINTS", "--checkpoint") / default_file
+
     @property
     def data(self) -> Path:
         return self.folder("DATA")

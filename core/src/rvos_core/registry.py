@@ -1,8 +1,8 @@
 """Plug-ins found through Python entry points (the only way core reaches a model package).
 
 Groups:
-    ``rvos.models``: name -> a ``rvos_core.predictor.ModelEntry`` (the inference contract).
-    ``rvos.parity``: fixture kind -> a parity handler (see ``rvos_core.parity``).
+    ``rvos.models``: name -> a ``rvos_nn.predictor.ModelEntry`` (the inference contract).
+    ``rvos.parity``: fixture kind -> a parity handler (see ``rvos_nn.parity``).
 
 A package registers in its pyproject.toml, e.g.::
 

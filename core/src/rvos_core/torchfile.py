@@ -63,6 +63,10 @@ class BFloat16:
     def shape(self) -> tuple[int, ...]:
         return self.bits.shape
 
+    @property
+    def ndim(self) -> int:
+        return self.bits.ndim
+
     def float32(self) -> np.ndarray:
         """float32 [...] with the same values (bfloat16 is the top half of a float32)."""
         return (self.bits.astype(np.uint32) << 16).view(np.float32)

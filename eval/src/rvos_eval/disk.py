@@ -162,10 +162,10 @@ class Disk:
         """int32 [N]: sums of the integrated map over the centre piece placed at each point.
 
         Args:
-            integral: int32 [(Hp + 1) * (Wp + 1)], flattened cv2.integral of a padded map.
-            width: Wp + 1, the integral's row length.
-            points: int64 [N], flat indices into the integral of the query pixels (every footprint
-                offset of them must stay inside the integral: pad the map by ``reach``).
+            integral: int32 [R * width], a flattened cv2.integral (of a map padded by ``reach``).
+            width: the integral's row length.
+            points: int64 [N], the query pixels as flat indices y * width + x, (y, x) their row
+                and column in the map (every footprint offset of them must stay in the map).
         """
         lowest, corners = _centre_corners(self.radius, width)
         at = points + lowest

@@ -186,10 +186,12 @@ def _span(sums: np.ndarray) -> tuple[int, int] | None:
 
 
 def merge(g: np.ndarray, p: np.ndarray, box: Box, pad: int) -> np.ndarray:
-    """uint8 [h + 2 pad, w + 2 pad]: the crop of g in bit 0 and of p in bit 7, in a zero frame."""
+    """uint8 [h + 2 pad, w + 2 pad + 1]: the crop of g in bit 0 and of p in bit 7, in a zero frame
+    (one column wider on the right, so that an integral image of all columns but the last has the
+    layout's row length: a pixel's flat index is also its index in that integral)."""
     height, width = box.y1 - box.y0, box.x1 - box.x0
     rows, cols = slice(box.y0, box.y1), slice(box.x0, box.x1)
-    merged = np.zeros((height + 2 * pad, width + 2 * pad), np.uint8)
+    merged = np.zeros((height + 2 * pad, width + 2 * pad + 1), np.uint8)
     inner = merged[pad : pad + height, pad : pad + width]
     cv2.addWeighted(p[rows, cols], PRED_BIT, g[rows, cols], GT_BIT, 0, dst=inner)
     return merged
@@ -247,17 +249,16 @@ def missed(
     """(prediction, GT) boundary pixels with no boundary pixel of the other map within the disk.
 
     Args:
-        layout: uint8 [Hl, Wl], the merged boundary map (GT_BIT, PRED_BIT), padded by the reach.
+        layout: uint8 [Hl, Wl], the merged boundary map (GT_BIT, PRED_BIT), padded by the reach
+            (by one more column on the right).
         pixels, values: its non-zero pixels (flat indices) and their values.
     """
     width = layout.shape[1]
-    integral = cv2.integral(layout).reshape(-1)
-    points = pixels // width
-    points += pixels
-    missing = values & FAR[footprint.centre_sums(integral, width + 1, points)]
+    integral = cv2.integral(layout[:, :-1]).reshape(-1)
+    missing = values & FAR[footprint.centre_sums(integral, width, pixels)]
     pending = (missing != 0).nonzero()[0]
     if pending.size and len(footprint.pieces) > 1:
-        far = FAR[footprint.other_sums(integral, width + 1, points[pending])]
+        far = FAR[footprint.other_sums(integral, width, pixels[pending])]
         missing[pending] &= np.bitwise_and.reduce(far, axis=1)
     return int(np.count_nonzero(missing >= PRED_BIT)), int(np.count_nonzero(missing & GT_BIT))
 

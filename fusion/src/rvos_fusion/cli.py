@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rvos_core.cli import (
@@ -18,8 +19,9 @@ from rvos_core.cli import (
     shard_from_args,
 )
 from rvos_core.data import Dataset
-from rvos_core.errors import ConfigError
+from rvos_core.errors import ConfigError, InputError
 from rvos_core.parallel import default_workers
+from rvos_core.recipe import load_recipe
 from rvos_core.runfolder import Run
 from rvos_fusion.importers import import_png, import_pth
 from rvos_fusion.submission import write_submission
@@ -48,6 +50,8 @@ def _vote_parser(sub: argparse._SubParsersAction) -> None:
         "runs", nargs="+", type=path_arg, help="input run folders (run 0 = reference)"
     )
     parser.add_argument("--out", type=path_arg, required=True, help="output run folder")
+    parser.add_argument("--recipe", type=path_arg, help="a recipe name or .toml (with --rule)")
+    parser.add_argument("--rule", help="take the settings of this vote rule of --recipe")
     parser.add_argument("--grouping", choices=("pairs", "none"), help="default: the dataset's")
     parser.add_argument("--min-votes", type=float, default=0.0, help="hard: fg iff votes >= this")
     parser.add_argument("--unpaired", type=_unpaired, help="'reference' or a vote threshold")
@@ -94,7 +98,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RULE_FLAGS = ("grouping", "min_votes", "unpaired", "key_frames_from", "weights", "soft")
+
+
+def _rule_config(args: argparse.Namespace, dataset: Dataset) -> VoteConfig:
+    """The settings of rule ``--rule`` of ``--recipe`` for the dataset's expression grouping."""
+    given = [
+        f"--{f.replace('_', '-')}" for f in RULE_FLAGS if getattr(args, f) not in (None, False, 0.0)
+    ]
+    if args.recipe is None or given:
+        raise ConfigError(
+            "--rule takes its settings from --recipe; "
+            + (f"drop {', '.join(given)}" if given else "give --recipe")
+        )
+    recipe = load_recipe(str(args.recipe))
+    if args.rule not in recipe.rules:
+        raise InputError(
+            recipe.source, f"no vote rule {args.rule!r}; rules: {', '.join(recipe.rules)}"
+        )
+    settings = recipe.rules[args.rule].for_grouping(dataset.grouping)
+    config = VoteConfig.from_settings(settings, recipe.source)
+    return replace(config, compat_unpaired_sigmoid=args.compat_unpaired_sigmoid)
+
+
 def _config(args: argparse.Namespace, dataset: Dataset) -> VoteConfig:
+    if args.rule is not None:
+        return _rule_config(args, dataset)
     grouping = args.grouping or dataset.grouping
     if args.soft and args.min_votes:
         raise ConfigError("--soft averages probabilities: give --soft-threshold, not --min-votes")

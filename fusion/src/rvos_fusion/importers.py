@@ -2,7 +2,8 @@
 
 * ``split-pth``: an upstream per-model ``.pth`` dict ``{video: {exp_id: {'mask_logits': [T, H, W],
   'class_info': [T floats]}}}``, whole or split in any number of chunk files (upstream's
-  ``spilt_pth.py`` writes 5), streamed with ``torch.load(mmap=True)``. The user declares what
+  ``spilt_pth.py`` writes 5), read without torch and streamed (``rvos_core.torchfile``: tensors are
+  memory-mapped views, nothing in the file is executed). The user declares what
   ``mask_logits`` holds: logits (SOC, MUTR, ReferFormer) or probabilities (UNINEXT).
 * ``import-png``: an upstream PNG tree ``<video>/<exp_id>/<frame>.png`` (e.g. an
   ``Annotations_AOT_class_index`` folder), optionally with its ``key_frame.json``.
@@ -25,6 +26,7 @@ from rvos_core.errors import InputError
 from rvos_core.masks import quantize_probs, read_mask_png, sigmoid_f32
 from rvos_core.progress import progress
 from rvos_core.runfolder import RunWriter, check_key_frames, check_output
+from rvos_core.torchfile import BFloat16, as_float32, read_torch_file
 
 Domain = Literal["logit", "probability"]
 
@@ -32,17 +34,18 @@ Domain = Literal["logit", "probability"]
 def load_pth(path: Path) -> dict[str, Any]:
     """Open an upstream .pth dict lazily (tensors memory-mapped); refuse anything else.
 
-    Read as checkpoints are (rvos_core.checkpoint.read_checkpoint): weights only, nothing in the
-    file is executed, and a damaged or hostile file is one line naming it.
+    Read by ``rvos_core.torchfile`` (no torch): tensors come as read-only NumPy views of the
+    file, nothing in it is executed, and a damaged or hostile file is one line naming it.
     """
-    from rvos_core.checkpoint import read_checkpoint
-
-    if not path.is_file():
-        raise InputError(path, "file is missing")
-    data = read_checkpoint(path)
+    data = read_torch_file(path)
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise InputError(path, "not an upstream per-model dict {video: {exp_id: {...}}}")
     return data
+
+
+def _is_array(value: Any) -> bool:
+    """A tensor of the file (rvos_core.torchfile gives NumPy arrays, bfloat16 wrapped)."""
+    return isinstance(value, np.ndarray | BFloat16)
 
 
 def index_chunks(paths: Sequence[Path], dataset: Dataset) -> dict[str, tuple[Path, dict[str, Any]]]:
@@ -74,20 +77,18 @@ def _expression_arrays(
     path: Path, video: Video, exp_id: str, entry: Any, domain: Domain
 ) -> tuple[np.ndarray, list[float]]:
     """(probabilities float32 [T, H, W], scores [T]) of one expression, checked."""
-    import torch
-
     where = f"video {video.id}, expression {exp_id}"
     if not isinstance(entry, Mapping) or "mask_logits" not in entry or "class_info" not in entry:
         raise InputError(path, f"{where}: expected keys 'mask_logits' and 'class_info'")
     values, scores = entry["mask_logits"], entry["class_info"]
     frames = len(video.frames)
-    if not isinstance(values, torch.Tensor) or values.ndim != 3 or values.shape[0] != frames:
+    if not _is_array(values) or values.ndim != 3 or values.shape[0] != frames:
         raise InputError(path, f"{where}: 'mask_logits' must be a [T={frames}, H, W] tensor")
     if not isinstance(scores, list | tuple) or len(scores) != frames:
         raise InputError(path, f"{where}: 'class_info' must list {frames} scores")
     if not all(isinstance(s, int | float) and np.isfinite(s) for s in scores):
         raise InputError(path, f"{where}: 'class_info' holds a non-finite or non-numeric score")
-    array = values.detach().to(torch.float32).numpy()
+    array = as_float32(values)
     if not np.all(np.isfinite(array)):
         raise InputError(path, f"{where}: 'mask_logits' holds NaN or infinite values")
     if domain == "probability":
@@ -99,8 +100,6 @@ def _expression_arrays(
 
 def check_structure(where: Mapping[str, tuple[Path, dict[str, Any]]], dataset: Dataset) -> None:
     """Check every video's expressions and tensor shapes before anything is written (cheap: mmap)."""
-    import torch
-
     for video in dataset:
         path, entry = where[video.id]
         if set(entry) != set(video.exp_ids):
@@ -112,7 +111,7 @@ def check_structure(where: Mapping[str, tuple[Path, dict[str, Any]]], dataset: D
         for exp_id in video.exp_ids:
             item = entry[exp_id]
             values = item.get("mask_logits") if isinstance(item, Mapping) else None
-            if not isinstance(values, torch.Tensor) or values.ndim != 3:
+            if not _is_array(values) or values.ndim != 3:
                 raise InputError(
                     path, f"video {video.id}, expression {exp_id}: no [T, H, W] 'mask_logits'"
                 )

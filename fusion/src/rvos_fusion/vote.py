@@ -19,8 +19,8 @@ run's own masks; ``compat_unpaired_sigmoid=True`` reproduces the bug for parity.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rvos_core.data import Dataset, Video
-from rvos_core.errors import ConfigError
+from rvos_core.errors import ConfigError, InputError
 from rvos_core.masks import encode_mask_png
 from rvos_core.parallel import for_each_video
 from rvos_core.runfolder import (
@@ -69,6 +69,27 @@ class VoteConfig:
     mode: Literal["hard", "soft"] = "hard"
     soft_threshold: float = 0.5
     compat_unpaired_sigmoid: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], source: Path) -> VoteConfig:
+        """A config from a recipe rule's table (rvos_core.recipe), numbers typed as the CLI types
+        them; an unknown or ill-typed setting is an InputError naming ``source``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise InputError(source, f"unknown vote settings {unknown}; known: {sorted(known)}")
+        values = dict(settings)
+        try:
+            for name in ("min_votes", "soft_threshold"):
+                if name in values:
+                    values[name] = float(values[name])
+            if isinstance(values.get("unpaired"), int | float):
+                values["unpaired"] = float(values["unpaired"])
+            if values.get("weights") is not None:
+                values["weights"] = tuple(float(w) for w in values["weights"])
+        except (TypeError, ValueError) as exc:
+            raise InputError(source, f"vote settings {dict(settings)}: {exc}") from None
+        return cls(**values)
 
     def check(self, runs: Sequence[Run]) -> None:
         """Refuse settings that do not fit the runs (raises ConfigError)."""

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rvos_core import testing
-from rvos_core.text import Tokenizer
 from rvos_mutr import MUTR, TINY, build
+from rvos_nn import testing
+from rvos_nn.text import Tokenizer
 
 TEXTS = ("the black dog jumping over the fence", "a duck swimming in the lake", "a red car")
 

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from rvos_core.errors import ConfigError
-from rvos_core.testing import assert_full_layout, parity_dir
+from rvos_core.testing import parity_dir
 from rvos_mutr import FULL, TINY, VARIANTS, MUTRConfig, build
 from rvos_mutr.parity import fixture_config
+from rvos_nn.testing import assert_full_layout
 
 
 @pytest.mark.parity

@@ -10,18 +10,19 @@ import pytest
 import torch
 from mutr_testlib import tiny_model
 
-from rvos_core import checkpoint as checkpoint_cli
-from rvos_core.checkpoint import CheckpointMismatch, check_checkpoint, load_checkpoint
 from rvos_core.data import open_dataset
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.infer import InferSettings, infer, main
 from rvos_core.paths import load_paths
-from rvos_core.predictor import load_model_entry
 from rvos_core.synthetic import VideoSpec, write_refytvos
-from rvos_core.testing import parity_dir, pretrained_folder
+from rvos_core.testing import parity_dir
 from rvos_mutr import CHECKPOINT_RULES, ENTRY, TINY, build
 from rvos_mutr import load_checkpoint as load_mutr
 from rvos_mutr.parity import fixture_config
+from rvos_nn import checkpoint_report as checkpoint_cli
+from rvos_nn.checkpoint import CheckpointMismatch, check_checkpoint, load_checkpoint
+from rvos_nn.infer import InferSettings, infer, main
+from rvos_nn.predictor import load_model_entry
+from rvos_nn.testing import pretrained_folder
 
 
 def _competition_file(path: Path, state: dict[str, torch.Tensor], max_positions: int) -> Path:
@@ -170,7 +171,7 @@ def test_cli_refuses_a_referformer_checkpoint_before_writing(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "does not match the model" in err and "mti" in err
     assert not out.exists()
-    assert checkpoint_cli.main(["report", "mutr", str(path), "--variant", "tiny"]) == 1
+    assert checkpoint_cli.main(["mutr", str(path), "--variant", "tiny"]) == 1
 
 
 def test_package_loader_is_the_entry_rules(tmp_path: Path) -> None:

@@ -1,11 +1,11 @@
-"""The mutr parity fixture through the handler registered with rvos_core.parity."""
+"""The mutr parity fixture through the handler registered with rvos_nn.parity."""
 
 from __future__ import annotations
 
 import pytest
 
-from rvos_core.parity import run_fixture
 from rvos_core.testing import parity_dir
+from rvos_nn.parity import run_fixture
 
 
 @pytest.mark.parity

@@ -10,12 +10,12 @@ import torch
 from mutr_testlib import TEXTS, frames, tiny_model, tiny_tokenizer
 
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.hooks import ForwardRecorder
-from rvos_core.predictor import PredictorContext
-from rvos_core.preprocess import preprocess_frames
 from rvos_core.runfolder import key_frame_index
-from rvos_core.testing import pretrained_folder
 from rvos_mutr import MUTRPredictor, create_predictor
+from rvos_nn.hooks import ForwardRecorder
+from rvos_nn.predictor import PredictorContext
+from rvos_nn.preprocess import preprocess_frames
+from rvos_nn.testing import pretrained_folder
 
 CPU = torch.device("cpu")
 SHORT = 32  # a small model input keeps the tests fast

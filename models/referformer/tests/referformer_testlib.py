@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rvos_core import testing
-from rvos_core.text import Tokenizer
+from rvos_nn import testing
+from rvos_nn.text import Tokenizer
 from rvos_referformer import TINY, ReferFormer, build
 
 TEXTS = ("a person riding a skateboard on the left", "the black dog", "a duck swimming in the lake")

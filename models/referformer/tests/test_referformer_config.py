@@ -7,7 +7,8 @@ import json
 import pytest
 
 from rvos_core.errors import ConfigError
-from rvos_core.testing import assert_full_layout, parity_dir
+from rvos_core.testing import parity_dir
+from rvos_nn.testing import assert_full_layout
 from rvos_referformer import FULL, TINY, VARIANTS, ReferFormerConfig, build
 from rvos_referformer.parity import fixture_config
 

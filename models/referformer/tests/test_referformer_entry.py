@@ -10,12 +10,12 @@ import pytest
 import torch
 from referformer_testlib import tiny_model
 
-from rvos_core.checkpoint import CheckpointMismatch, load_checkpoint
 from rvos_core.data import open_dataset
-from rvos_core.infer import InferSettings, infer
-from rvos_core.predictor import load_model_entry
 from rvos_core.synthetic import VideoSpec, write_refytvos
-from rvos_core.testing import pretrained_folder
+from rvos_nn.checkpoint import CheckpointMismatch, load_checkpoint
+from rvos_nn.infer import InferSettings, infer
+from rvos_nn.predictor import load_model_entry
+from rvos_nn.testing import pretrained_folder
 from rvos_referformer import load_checkpoint as referformer_load
 
 

@@ -10,9 +10,9 @@ import torch
 from referformer_testlib import TEXTS, frames, tiny_model, tiny_tokenizer
 
 from rvos_core.errors import ConfigError
-from rvos_core.precision import inference_context
-from rvos_core.predictor import PredictorContext
-from rvos_core.testing import pretrained_folder
+from rvos_nn.precision import inference_context
+from rvos_nn.predictor import PredictorContext
+from rvos_nn.testing import pretrained_folder
 from rvos_referformer import ReferFormerPredictor, create_predictor, preprocess_frames
 
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from soc_testlib import competition_file, tiny_model
 
-from rvos_core.checkpoint import CheckpointMismatch, check_checkpoint
-from rvos_core.checkpoint import load_checkpoint as load_with_rules
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.paths import load_paths
-from rvos_core.predictor import load_model_entry
 from rvos_core.testing import parity_dir
+from rvos_nn.checkpoint import CheckpointMismatch, check_checkpoint
+from rvos_nn.checkpoint import load_checkpoint as load_with_rules
+from rvos_nn.predictor import load_model_entry
 from rvos_soc import ENTRY, TINY, load_checkpoint
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from rvos_core.errors import ConfigError
-from rvos_core.testing import assert_full_layout, parity_dir
+from rvos_core.testing import parity_dir
+from rvos_nn.testing import assert_full_layout
 from rvos_soc import FULL, TINY, VARIANTS, DeformTransformerConfig, SOCConfig, VitaConfig, build
 from rvos_soc.parity import fixture_config
 

@@ -11,10 +11,11 @@ import torch
 from soc_testlib import competition_file, tiny_model
 
 from rvos_core.data import open_dataset
-from rvos_core.infer import InferSettings, infer, main
-from rvos_core.predictor import load_model_entry
 from rvos_core.synthetic import VideoSpec, write_refytvos
-from rvos_core.testing import parity_dir, pretrained_folder
+from rvos_core.testing import parity_dir
+from rvos_nn.infer import InferSettings, infer, main
+from rvos_nn.predictor import load_model_entry
+from rvos_nn.testing import pretrained_folder
 from rvos_soc import TINY
 
 

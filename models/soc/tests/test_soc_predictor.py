@@ -10,9 +10,9 @@ import torch
 from soc_testlib import TEXTS, tiny_model, tiny_tokenizer, video_frames
 
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.predictor import PredictorContext
-from rvos_core.preprocess import preprocess_frames
-from rvos_core.testing import pretrained_folder
+from rvos_nn.predictor import PredictorContext
+from rvos_nn.preprocess import preprocess_frames
+from rvos_nn.testing import pretrained_folder
 from rvos_soc import SOCPredictor, create_predictor
 
 CPU = torch.device("cpu")

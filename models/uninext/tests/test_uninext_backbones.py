@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rvos_core.errors import ConfigError
-from rvos_core.parity import ParityCheck
 from rvos_core.testing import parity_dir
+from rvos_nn.parity import ParityCheck
 from rvos_uninext.convnext import ConvNeXt, ConvNeXtConfig
 from rvos_uninext.parity import convnext_parity, vit_parity
 from rvos_uninext.vit import ViT, ViTConfig, absolute_position_embedding, relative_position_table

@@ -9,7 +9,9 @@ import pytest
 import torch
 from uninext_testlib import tiny_model
 
-from rvos_core.checkpoint import (
+from rvos_core.errors import InputError
+from rvos_core.testing import parity_dir
+from rvos_nn.checkpoint import (
     CheckpointMismatch,
     CheckpointReport,
     compare,
@@ -17,8 +19,6 @@ from rvos_core.checkpoint import (
     map_keys,
     shared_groups,
 )
-from rvos_core.errors import InputError
-from rvos_core.testing import parity_dir
 from rvos_uninext.config import UninextConfig
 from rvos_uninext.entry import CHECKPOINT_RULES, build_convnext, build_vith
 from rvos_uninext.model import build

@@ -10,9 +10,9 @@ import torch
 from uninext_testlib import pretrained_folder
 
 from rvos_core.data import open_dataset
-from rvos_core.infer import InferSettings, infer, main
-from rvos_core.predictor import load_model_entry
 from rvos_core.synthetic import VideoSpec, write_refytvos
+from rvos_nn.infer import InferSettings, infer, main
+from rvos_nn.predictor import load_model_entry
 from rvos_uninext.config import UninextConfig
 
 

@@ -9,8 +9,8 @@ import torch
 from uninext_testlib import frames, tiny_model
 
 from rvos_core.errors import ConfigError
-from rvos_core.parity import magnitude_atol
 from rvos_core.testing import parity_dir
+from rvos_nn.parity import magnitude_atol
 from rvos_uninext.config import UninextConfig
 from rvos_uninext.preprocess import prepare_frames
 

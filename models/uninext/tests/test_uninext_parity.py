@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rvos_core.parity import run_fixture
 from rvos_core.testing import parity_dir
+from rvos_nn.parity import run_fixture
 
 
 def _model_fixtures():

@@ -10,8 +10,8 @@ import torch
 from uninext_testlib import frames, pretrained_folder, tiny_model
 
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.parity import magnitude_atol
-from rvos_core.predictor import PredictorContext
+from rvos_nn.parity import magnitude_atol
+from rvos_nn.predictor import PredictorContext
 from rvos_uninext import predictor as predictor_module
 from rvos_uninext.postprocess import mask_probabilities
 from rvos_uninext.predictor import UninextPredictor, create_predictor
@@ -151,7 +151,7 @@ def test_bad_options_are_config_errors(tmp_path, options, message):
 
 
 def _run(predictor: UninextPredictor, device: torch.device, precision: str):
-    from rvos_core.precision import inference_context
+    from rvos_nn.precision import inference_context
 
     with inference_context(device, precision):
         return next(iter(predictor.predict(frames(2, size=(30, 45)), ["a red disc"])))

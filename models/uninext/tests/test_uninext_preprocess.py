@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rvos_core.parity import ParityCheck
 from rvos_core.testing import parity_dir
+from rvos_nn.parity import ParityCheck
 from rvos_uninext.parity import preprocess_parity
 from rvos_uninext.preprocess import clean_expression, normalize, pad_batch, resized_shape
 

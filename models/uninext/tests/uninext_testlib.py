@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rvos_core import testing
-from rvos_core.text import UNINEXT_BERT_TOKENIZER
+from rvos_nn import testing
+from rvos_nn.text import UNINEXT_BERT_TOKENIZER
 from rvos_uninext.entry import build_convnext, build_vith
 from rvos_uninext.model import Uninext
 

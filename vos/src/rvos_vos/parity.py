@@ -1,4 +1,4 @@
-"""Parity handlers of the ``swin2d``, ``aot`` and ``deaot`` fixtures (``python -m rvos_core.parity``
+"""Parity handlers of the ``swin2d``, ``aot`` and ``deaot`` fixtures (``python -m rvos_nn.parity``
 and the unit tests).
 
 Everything is derived from the fixture files (layout in each fixture's README): the network is
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rvos_core.checkpoint import load_state_dict_strict
-from rvos_core.parity import ParityCheck
+from rvos_nn.checkpoint import load_state_dict_strict
+from rvos_nn.parity import ParityCheck
 from rvos_vos.network import PropagationNet
 from rvos_vos.procedure import FrameViews, MultiViewTracker, bidirectional
 from rvos_vos.propagators import PROPAGATORS, Propagator

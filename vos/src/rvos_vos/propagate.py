@@ -27,9 +27,8 @@ from PIL import Image, UnidentifiedImageError
 from rvos_core.cli import add_dataset_args, dataset_from_args, path_arg, run_main
 from rvos_core.data import Dataset, Video
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.infer import file_record
 from rvos_core.masks import decode_mask_png
-from rvos_core.precision import check_precision, inference_context, resolve_device
+from rvos_core.paths import load_paths
 from rvos_core.progress import progress_bar
 from rvos_core.runfolder import (
     Run,
@@ -41,6 +40,8 @@ from rvos_core.runfolder import (
     key_frame_index,
 )
 from rvos_core.shard import parse_shard, select_shard
+from rvos_nn.infer import file_record
+from rvos_nn.precision import check_precision, inference_context, resolve_device
 from rvos_vos.network import NetConfig, PropagationNet
 from rvos_vos.procedure import MultiViewTracker, Track, lockstep
 from rvos_vos.propagators import PROPAGATORS, Propagator
@@ -99,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rvos_vos.propagate", description=__doc__)
     parser.add_argument("propagator", choices=sorted(PROPAGATORS))
     parser.add_argument(
-        "--checkpoint", type=path_arg, required=True, help="aot_swinl.pth / deaot_swinl.pth"
+        "--checkpoint",
+        type=path_arg,
+        help="weights file (default: CHECKPOINTS/<the propagator's file>, e.g. aot_swinl.pth)",
     )
     parser.add_argument("--run", type=path_arg, required=True, help="the input run folder")
     parser.add_argument("--out", type=path_arg, required=True, help="the run folder to write")
@@ -352,13 +355,18 @@ def propagate(args: argparse.Namespace) -> bool:
     dataset = dataset_from_args(args)
     check_output(args.out, [args.run])
     run = Run(args.run)
-    meta = run_meta(settings, run, args.checkpoint)
+    checkpoint = load_paths().checkpoint(
+        args.checkpoint,
+        settings.propagator.checkpoint_name,
+        f"propagator {settings.propagator.name}",
+    )
+    meta = run_meta(settings, run, checkpoint)
     if check_finished(args.out, dataset, meta):
         print(f"{args.out} is complete (run.json); nothing to do", file=sys.stderr)
         return True
     videos = select_shard(list(dataset.videos), parse_shard(args.shard))
     jobs = check_inputs(run, dataset, videos)
-    net = load_network(settings, args.checkpoint)
+    net = load_network(settings, checkpoint)
     writer = RunWriter(args.out, dataset, meta)
     todo = writer.todo(videos)
     write_videos(net, settings, run, writer, jobs, todo, args.expression_group)

@@ -20,14 +20,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rvos_core.checkpoint import (
+from rvos_core.errors import ConfigError, InputError
+from rvos_nn.checkpoint import (
     CheckpointRules,
     KeyRule,
     extract_state_dict,
     load_state_dict_strict,
     read_checkpoint,
 )
-from rvos_core.errors import ConfigError, InputError
 from rvos_vos import aot, deaot
 from rvos_vos.network import NetConfig, PropagationNet
 from rvos_vos.session import MemoryPolicy

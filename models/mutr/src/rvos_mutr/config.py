@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rvos_core.errors import ConfigError
-from rvos_core.upstream_opts import TINY_VALUES, LanguageQueryConfig
+from rvos_nn.language_query import TINY_VALUES, LanguageQueryConfig
 
 # Constructor values hard-coded in upstream's MUTR.__init__ (``MTALayer(...)``, ``MTI(...)``) that a
 # fixture may change through the constructor -> our field.
@@ -24,7 +24,7 @@ CONSTRUCTOR_OVERRIDES = {
 
 @dataclass(frozen=True)
 class MUTRConfig(LanguageQueryConfig):
-    """ReferFormer's values (``rvos_core.upstream_opts.LanguageQueryConfig``: upstream ``opts.py``
+    """ReferFormer's values (``rvos_nn.language_query.LanguageQueryConfig``: upstream ``opts.py``
     names) plus the ``mta_*`` and ``mti_*`` values upstream hard-codes in ``MUTR.__init__``;
     ``resize_short`` is the default short side, a run sets its own with the predictor option
     ``short_side``.

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from rvos_core.predictor import ModelEntry
 from rvos_mutr.config import VARIANTS
 from rvos_mutr.model import MUTR, build
 from rvos_mutr.predictor import OPTIONS, create_predictor
 from rvos_mutr.weights import CHECKPOINT_RULES
+from rvos_nn.predictor import ModelEntry
 
 
 def build_variant(variant: str) -> MUTR:

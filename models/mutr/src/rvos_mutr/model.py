@@ -20,7 +20,7 @@ What differs from ReferFormer (``parity/mutr/README.md``):
    features by attending to the clip's un-fused projected level; token 0 of the result seeds the
    decoder's content queries (the RoBERTa pooler output is computed but unused); the pixel decoder
    still reads the original words;
-3. ``mti`` (rvos_core.layers.TemporalQueryModule, windows of 4 frames, shifted on odd encoder
+3. ``mti`` (rvos_nn.layers.TemporalQueryModule, windows of 4 frames, shifted on odd encoder
    layers, learned ``query_feat``) turns the last decoder layer's per-frame queries into video
    queries;
 4. the heads upstream's eval path really uses: because ``mti`` returns a single layer in eval,
@@ -32,7 +32,7 @@ What differs from ReferFormer (``parity/mutr/README.md``):
 Differences from upstream:
 - one video per call; the forward is split into the text-independent ``encode_video`` and
   ``decode``, so several expressions of a video reuse one ``encode_video``;
-- the token ids come from the caller (rvos_core.text reproduces upstream's tokenizer call);
+- the token ids come from the caller (rvos_nn.text reproduces upstream's tokenizer call);
 - the class head and the controller run once on the video queries and are broadcast over the
   frames (upstream repeats the queries over time first, which is correct for batch 1 only); the
   per-frame scores are therefore exactly constant, as upstream's are for batch 1;
@@ -48,14 +48,14 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rvos_core.layers import TemporalQueryModule, maps_to_tokens
-from rvos_core.layers.video_text import (
+from rvos_mutr.config import MUTRConfig
+from rvos_nn.layers import TemporalQueryModule, maps_to_tokens
+from rvos_nn.layers.video_text import (
     LanguageQueryModel,
     TextFeatures,
     VideoFeatures,
     boxes_from_reference,
 )
-from rvos_mutr.config import MUTRConfig
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""Parity handler of the ``mutr`` fixture (``python -m rvos_core.parity``; unit tests).
+"""Parity handler of the ``mutr`` fixture (``python -m rvos_nn.parity``; unit tests).
 
 Builds the model from the fixture's config.json (upstream argument names and constructor
 overrides), strict-loads its state dict, and compares with upstream (tolerances of the fixture
-README, rvos_core.parity_checks): preprocessing of the uint8 frames, the tokenizer call (when the
+README, rvos_nn.parity_checks): preprocessing of the uint8 frames, the tokenizer call (when the
 sibling ``text_tokenizer`` fixture is present), the forward outputs, the captured intermediates
 (shared ones, the four MTA states, the ``mti`` video queries, the controller), the competition
 post-processing (per-frame scores exactly constant, key frame 0), and the predictor end to end.
@@ -15,9 +15,12 @@ from typing import Any
 
 import torch
 
-from rvos_core.hooks import ForwardRecorder
-from rvos_core.parity import ParityCheck
-from rvos_core.parity_checks import (
+from rvos_mutr.config import MUTRConfig
+from rvos_mutr.model import MUTROutput, build
+from rvos_mutr.predictor import MUTRPredictor
+from rvos_nn.hooks import ForwardRecorder
+from rvos_nn.parity import ParityCheck
+from rvos_nn.parity_checks import (
     INTERMEDIATE,
     check_calls,
     check_heads,
@@ -28,10 +31,7 @@ from rvos_core.parity_checks import (
     language_query_config,
     load_fixture_weights,
 )
-from rvos_core.preprocess import preprocess_frames
-from rvos_mutr.config import MUTRConfig
-from rvos_mutr.model import MUTROutput, build
-from rvos_mutr.predictor import MUTRPredictor
+from rvos_nn.preprocess import preprocess_frames
 
 RECORDED = (
     "backbone",

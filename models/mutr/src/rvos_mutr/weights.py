@@ -2,7 +2,7 @@
 
 Saved upstream by ``MUTR/train.py`` as ``{'model', 'optimizer', 'lr_scheduler', 'epoch', 'args'}``;
 the weights under ``'model'`` use this package's key names. Two things differ from a current state
-dict and are handled by rvos_core.checkpoint's default rules: the box heads are stored under both
+dict and are handled by rvos_nn.checkpoint's default rules: the box heads are stored under both
 ``bbox_embed.*`` and ``transformer.decoder.bbox_embed.*`` (one module here: the copies must be
 equal), and ``text_encoder.embeddings.position_ids`` (a buffer of transformers < 4.31) is dropped.
 Anything else that does not fit (e.g. a ReferFormer checkpoint: no ``MTA.*`` / ``mti.*``) is a
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rvos_core.checkpoint import CheckpointReport, CheckpointRules
-from rvos_core.checkpoint import load_checkpoint as load_strict
 from rvos_mutr.model import MUTR
+from rvos_nn.checkpoint import CheckpointReport, CheckpointRules
+from rvos_nn.checkpoint import load_checkpoint as load_strict
 
 CHECKPOINT_RULES = CheckpointRules()
 

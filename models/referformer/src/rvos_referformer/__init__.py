@@ -1,7 +1,7 @@
 """ReferFormer (competition copy, Video-Swin-B) as an rvos model package."""
 
-from rvos_core.postprocess import VideoPrediction, postprocess, select_query
-from rvos_core.preprocess import preprocess_frames, resize_short_side
+from rvos_nn.postprocess import VideoPrediction, postprocess, select_query
+from rvos_nn.preprocess import preprocess_frames, resize_short_side
 from rvos_referformer.config import FULL, TINY, VARIANTS, ReferFormerConfig
 from rvos_referformer.model import (
     ReferFormer,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rvos_core.predictor import ModelEntry
+from rvos_nn.predictor import ModelEntry
 from rvos_referformer.config import VARIANTS
 from rvos_referformer.model import ReferFormer, build
 from rvos_referformer.predictor import OPTIONS, create_predictor

@@ -14,7 +14,7 @@ Differences from upstream:
 - one video per call (upstream's inference batch); the forward is split into the text-independent
   ``encode_video`` (backbone, input projections, positions) and ``decode`` (text, fusion,
   transformer, heads), so several expressions of a video reuse one ``encode_video``;
-- the token ids come from the caller (rvos_core.text reproduces upstream's tokenizer call);
+- the token ids come from the caller (rvos_nn.text reproduces upstream's tokenizer call);
 - heads and masks of the intermediate decoder layers (upstream's ``aux_outputs``, used only by the
   training loss) are computed only on request (``with_aux=True``);
 - only the competition's code path: box refinement on, no two-stage, four feature levels.
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from rvos_core.layers import TransformerOutput
-from rvos_core.layers.video_text import (
+from rvos_nn.layers import TransformerOutput
+from rvos_nn.layers.video_text import (
     LanguageQueryModel,
     TextFeatures,
     VideoFeatures,

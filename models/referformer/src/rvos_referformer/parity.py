@@ -1,10 +1,10 @@
-"""Parity handler of the ``referformer`` fixture (``python -m rvos_core.parity``; unit tests).
+"""Parity handler of the ``referformer`` fixture (``python -m rvos_nn.parity``; unit tests).
 
 Builds the model from the fixture's config.json (upstream argument names), strict-loads its state
 dict, and compares with upstream: preprocessing of the uint8 frames, the tokenizer call (when the
 sibling ``text_tokenizer`` fixture is present), the forward outputs of every decoder layer, the
 captured intermediates, the competition post-processing, and the predictor end to end. Tolerances
-are the fixture README's (rvos_core.parity_checks).
+are the fixture README's (rvos_nn.parity_checks).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from rvos_core.hooks import ForwardRecorder
-from rvos_core.parity import ParityCheck
-from rvos_core.parity_checks import (
+from rvos_nn.hooks import ForwardRecorder
+from rvos_nn.parity import ParityCheck
+from rvos_nn.parity_checks import (
     INTERMEDIATE,
     MASKS,
     check_calls,
@@ -28,7 +28,7 @@ from rvos_core.parity_checks import (
     language_query_config,
     load_fixture_weights,
 )
-from rvos_core.preprocess import preprocess_frames
+from rvos_nn.preprocess import preprocess_frames
 from rvos_referformer.config import ReferFormerConfig
 from rvos_referformer.model import ReferFormerOutput, build
 from rvos_referformer.predictor import ReferFormerPredictor

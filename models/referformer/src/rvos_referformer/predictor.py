@@ -21,11 +21,11 @@ from PIL import Image
 from torch import Tensor
 
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.options import parse_bool, parse_int
-from rvos_core.postprocess import postprocess
-from rvos_core.predictor import ExpressionPrediction, PredictorContext
-from rvos_core.preprocess import preprocess_frames
-from rvos_core.text import ROBERTA_TOKENIZER, Tokenizer, load_tokenizer
+from rvos_nn.options import parse_bool, parse_int
+from rvos_nn.postprocess import postprocess
+from rvos_nn.predictor import ExpressionPrediction, PredictorContext
+from rvos_nn.preprocess import preprocess_frames
+from rvos_nn.text import ROBERTA_TOKENIZER, Tokenizer, load_tokenizer
 from rvos_referformer.model import ReferFormer, VideoFeatures
 
 OPTIONS = {

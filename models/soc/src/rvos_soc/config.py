@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rvos_core.errors import ConfigError
-from rvos_core.layers import VIDEO_SWIN_CONFIGS, VideoSwinConfig
-from rvos_core.text import TEXT_ENCODERS, TextEncoderConfig
+from rvos_nn.layers import VIDEO_SWIN_CONFIGS, VideoSwinConfig
+from rvos_nn.text import TEXT_ENCODERS, TextEncoderConfig
 
 # SOC's backbone names (``config.backbone``) -> the shared Video-Swin configurations.
 BACKBONES: dict[str, VideoSwinConfig] = {

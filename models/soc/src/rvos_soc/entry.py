@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rvos_core.predictor import ModelEntry
+from rvos_nn.predictor import ModelEntry
 from rvos_soc.config import VARIANTS
 from rvos_soc.model import SOC, build
 from rvos_soc.predictor import OPTIONS, create_predictor

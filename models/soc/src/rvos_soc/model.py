@@ -24,7 +24,7 @@ dynamic convs on the ``spatial_decoder`` mask features with the references ``int
 
 Differences from upstream: one video per call (upstream's inference batch), split into the
 text-independent ``encode_video`` (reused by every expression) and ``decode``; token ids come from
-the caller (rvos_core.text reproduces upstream's tokenizer call); the heads of decoder layers 1..L-1
+the caller (rvos_nn.text reproduces upstream's tokenizer call); the heads of decoder layers 1..L-1
 are not computed (upstream computes and discards them in eval); ``lvf`` (text attending to the
 /32 level, whose mean feeds only the training loss) runs only when ``with_text_feature=True``
 (its weights always load); only the competition code path (box refinement, ``text_refer_loss``).
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rvos_core.layers import TemporalQueryModule, VisionLanguageFusion, maps_to_tokens
-from rvos_core.layers.video_text import (
+from rvos_nn.layers import TemporalQueryModule, VisionLanguageFusion, maps_to_tokens
+from rvos_nn.layers.video_text import (
     TextFeatures,
     VideoFeatures,
     VideoTextModel,

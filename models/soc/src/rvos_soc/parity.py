@@ -1,4 +1,4 @@
-"""Parity handler of the ``soc`` fixture (``python -m rvos_core.parity``; unit tests).
+"""Parity handler of the ``soc`` fixture (``python -m rvos_nn.parity``; unit tests).
 
 Builds the model from the fixture's config.json (upstream names), strict-loads its state dict, and
 compares with upstream: the DETR-resize preprocessing of the uint8 frames, the tokenizer call (when
@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from rvos_core.errors import ConfigError
-from rvos_core.hooks import ForwardRecorder
-from rvos_core.parity import ParityCheck
-from rvos_core.parity_checks import (
+from rvos_nn.hooks import ForwardRecorder
+from rvos_nn.parity import ParityCheck
+from rvos_nn.parity_checks import (
     INTERMEDIATE,
     MASKS,
     check_calls,
@@ -29,7 +29,7 @@ from rvos_core.parity_checks import (
     fixture_frames,
     load_fixture_weights,
 )
-from rvos_core.preprocess import preprocess_frames
+from rvos_nn.preprocess import preprocess_frames
 from rvos_soc.config import SOCConfig
 from rvos_soc.model import SOC, SOCOutput, build
 from rvos_soc.predictor import SOCPredictor

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rvos_core.checkpoint import LEGACY_TEXT_BUFFERS, CheckpointReport, CheckpointRules, KeyRule
-from rvos_core.checkpoint import load_checkpoint as load_strict
+from rvos_nn.checkpoint import LEGACY_TEXT_BUFFERS, CheckpointReport, CheckpointRules, KeyRule
+from rvos_nn.checkpoint import load_checkpoint as load_strict
 from rvos_soc.model import SOC
 
 PUBLIC_RELEASE_RENAMES = ((r"voc\.", "vita."),)

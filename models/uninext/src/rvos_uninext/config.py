@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rvos_core.errors import ConfigError
-from rvos_core.text import BERT_BASE_UNCASED, TextEncoderConfig
+from rvos_nn.text import BERT_BASE_UNCASED, TextEncoderConfig
 from rvos_uninext.convnext import ConvNeXtConfig
 from rvos_uninext.vit import ViTConfig
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rvos_core.checkpoint import LEGACY_TEXT_BUFFERS, CheckpointRules
-from rvos_core.predictor import ModelEntry
+from rvos_nn.checkpoint import LEGACY_TEXT_BUFFERS, CheckpointRules
+from rvos_nn.predictor import ModelEntry
 from rvos_uninext.config import UninextConfig
 from rvos_uninext.model import UNUSED_KEYS, Uninext, build
 from rvos_uninext.predictor import OPTIONS, create_predictor

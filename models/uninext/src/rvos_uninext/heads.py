@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rvos_core.layers.mask_head import (
+from rvos_nn.layers.mask_head import (
     aligned_bilinear,
     compute_locations,
     dynamic_param_counts,

@@ -31,12 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rvos_core.checkpoint import KeyRule
-from rvos_core.layers.box import inverse_sigmoid
-from rvos_core.layers.deformable_transformer import input_projections
-from rvos_core.layers.mlp import MLP
-from rvos_core.layers.position import PositionEmbeddingSine2D
-from rvos_core.text import build_text_encoder
+from rvos_nn.checkpoint import KeyRule
+from rvos_nn.layers.box import inverse_sigmoid
+from rvos_nn.layers.deformable_transformer import input_projections
+from rvos_nn.layers.mlp import MLP
+from rvos_nn.layers.position import PositionEmbeddingSine2D
+from rvos_nn.text import build_text_encoder
 from rvos_uninext.config import UninextConfig
 from rvos_uninext.convnext import ConvNeXt
 from rvos_uninext.heads import DynamicMaskConv, MaskHeadSmallConv, StillClassifier, VLAlign

@@ -1,4 +1,4 @@
-"""Parity handlers of the UNINEXT fixtures (``python -m rvos_core.parity``; the unit tests).
+"""Parity handlers of the UNINEXT fixtures (``python -m rvos_nn.parity``; the unit tests).
 
 Fixture kinds (folder names under ``$RVOS_PARITY_DIR``): ``uninext/vit``, ``uninext/convnext``
 (backbones), ``uninext/preprocess`` (resize / normalise / pad), ``uninext/model/<backbone>`` (the
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rvos_core.checkpoint import load_state_dict_strict
-from rvos_core.parity import ParityCheck
 from rvos_core.runfolder import key_frame_index
-from rvos_core.text import Tokens
+from rvos_nn.checkpoint import load_state_dict_strict
+from rvos_nn.parity import ParityCheck
+from rvos_nn.text import Tokens
 from rvos_uninext.config import UninextConfig
 from rvos_uninext.convnext import ConvNeXt, ConvNeXtConfig
 from rvos_uninext.entry import CHECKPOINT_RULES

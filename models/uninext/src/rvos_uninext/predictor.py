@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.predictor import ExpressionPrediction, PredictorContext
-from rvos_core.text import UNINEXT_BERT_TOKENIZER, Tokenizer, Tokens, load_tokenizer
+from rvos_nn.predictor import ExpressionPrediction, PredictorContext
+from rvos_nn.text import UNINEXT_BERT_TOKENIZER, Tokenizer, Tokens, load_tokenizer
 from rvos_uninext.model import Uninext, VisualFeatures
 from rvos_uninext.postprocess import mask_probabilities, query_scores, top_query
 from rvos_uninext.preprocess import FrameBatch, clean_expression, prepare_frames

@@ -29,16 +29,16 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from rvos_core.layers.box import inverse_sigmoid
-from rvos_core.layers.deformable_transformer import (
+from rvos_nn.layers.box import inverse_sigmoid
+from rvos_nn.layers.deformable_transformer import (
     DeformableTransformerDecoderLayer,
     DeformableTransformerEncoder,
     DeformableTransformerEncoderLayer,
     valid_ratios,
 )
-from rvos_core.layers.mlp import MLP
-from rvos_core.text import FeatureResizer
-from rvos_uninext.fusion import VLFuse
+from rvos_nn.layers.mlp import MLP
+from rvos_nn.text import FeatureResizer
+from rvos_uninext.vl_fusion import VLFuse
 
 PROPOSAL_BASE_SIZE = 0.05
 """Side of a level-0 encoder proposal, in units of the valid region; doubles per level."""

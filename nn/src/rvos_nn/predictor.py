@@ -1,0 +1,148 @@
+"""The contract between the inference driver (rvos_nn.infer) and the model packages.
+
+A model package registers one ``ModelEntry`` per model name under the entry-point group
+``rvos.models`` in its pyproject.toml::
+
+    [project.entry-points."rvos.models"]
+    referformer = "rvos_referformer.entry:ENTRY"
+
+The driver never imports a model package by name (dependencies point from models to core only).
+For one run it does, in this order::
+
+    model = entry.build(variant)                        # random init, CPU (or meta for reports)
+    load_checkpoint(model, path, entry.checkpoint_rules)  # strict (rvos_nn.checkpoint)
+    model.to(device).eval()
+    predictor = entry.create_predictor(model, context)  # tokenizer etc. from context.pretrained
+    for each video: predictor.predict(frames, texts)    # under torch.inference_mode + autocast
+
+Everything else (datasets, sharding, resume, progress, precision, frames, run folder) is the
+driver's. A package needs nothing else from core to be runnable, benchmarkable (bench/infer) and
+reportable (``python -m rvos_nn.checkpoint_report``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from rvos_core import registry
+from rvos_core.errors import ConfigError
+from rvos_nn.checkpoint import CheckpointRules
+
+Precision = Literal["fp32", "bf16", "fp16"]
+ValueDomain = Literal["logit", "probability"]
+
+
+@dataclass(frozen=True)
+class ExpressionPrediction:
+    """A model's answer for one expression of one video.
+
+    Attributes:
+        probs: float32 [T, H, W] in [0, 1] at the original frame size; foreground is probs > 0.5
+            (for logit models: float32 sigmoid of the upsampled logits, as upstream thresholds them).
+        scores: float [T], the per-frame score of the chosen query (upstream "class_info").
+    """
+
+    probs: np.ndarray
+    scores: np.ndarray
+
+
+class Predictor(Protocol):
+    """Frames of one video + its expressions -> one ExpressionPrediction per expression."""
+
+    def predict(
+        self, frames: Sequence[Image.Image], texts: Sequence[str]
+    ) -> Iterable[ExpressionPrediction]:
+        """Predict every text on ``frames`` (PIL RGB, all frames of the video, meta order).
+
+        Yields (or returns) one prediction per text, in order. The visual part that does not
+        depend on the text should be computed once per call and reused for every text (where
+        the model allows it); a generator keeps only one expression's probabilities in memory.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class PredictorContext:
+    """What a predictor is created with.
+
+    Attributes:
+        variant: the model variant the module was built as.
+        device: where the model lives (the driver already moved it there).
+        precision: "fp32", "bf16" or "fp16"; the driver runs predict() under autocast for the
+            last two; a model keeps its fp32-only parts in fp32 itself.
+        pretrained: the PRETRAINED folder of paths.env (roberta-base/, bert-base-uncased/).
+        options: the run's --option key=value pairs (keys already checked against the entry).
+    """
+
+    variant: str
+    device: torch.device
+    precision: Precision
+    pretrained: Path
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What a model package registers under ``rvos.models``.
+
+    Attributes:
+        name: the entry-point name (what users type: ``python -m rvos_nn.infer NAME``).
+        variants: variant names build() accepts (always "tiny"; "full" for the released weights).
+        build: variant -> nn.Module with random weights; must work under ``torch.device("meta")``
+            and keep upstream key names, so that checkpoints load through checkpoint_rules.
+        create_predictor: (loaded model on its device, in eval mode; context) -> Predictor.
+        value_domain: "logit" when probs are sigmoids of logits, "probability" otherwise.
+        checkpoint_rules: how upstream checkpoints map onto build()'s module.
+        checkpoint_file: default file name under CHECKPOINTS (paths.env) when --checkpoint is omitted.
+        default_variant: the variant used when none is given.
+        options: accepted --option keys -> one-line help (values are strings; the predictor
+            parses them and raises ConfigError on a bad value).
+    """
+
+    name: str
+    variants: tuple[str, ...]
+    build: Callable[[str], nn.Module]
+    create_predictor: Callable[[nn.Module, PredictorContext], Predictor]
+    value_domain: ValueDomain
+    checkpoint_rules: CheckpointRules = field(default_factory=CheckpointRules)
+    checkpoint_file: str | None = None
+    default_variant: str = "full"
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def check_variant(self, variant: str | None) -> str:
+        """``variant`` (or the default) if this model has it; ConfigError otherwise."""
+        chosen = variant or self.default_variant
+        if chosen not in self.variants:
+            raise ConfigError(
+                f"model {self.name} has no variant {chosen!r}; variants: {', '.join(self.variants)}"
+            )
+        return chosen
+
+    def check_options(self, options: Mapping[str, str]) -> dict[str, str]:
+        """The options, sorted by key; an unknown key is a ConfigError listing the known ones."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            known = ", ".join(f"{k} ({h})" for k, h in sorted(self.options.items())) or "none"
+            raise ConfigError(
+                f"model {self.name} has no option {', '.join(unknown)}; known: {known}"
+            )
+        return dict(sorted(options.items()))
+
+
+def load_model_entry(name: str) -> ModelEntry:
+    """The ModelEntry registered as ``name`` in the entry-point group ``rvos.models``."""
+    entry = registry.load(registry.MODELS, name, "model")
+    if not isinstance(entry, ModelEntry) or entry.name != name:
+        raise ConfigError(
+            f"entry point {name!r} of {registry.MODELS} must be a rvos_nn.predictor.ModelEntry "
+            f"named {name!r}, got {type(entry).__name__}"
+        )
+    return entry
