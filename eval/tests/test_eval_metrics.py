@@ -77,7 +77,7 @@ def test_pieces_cover_the_footprint_and_stay_small(radius: float) -> None:
 def test_disk_sizes_from_the_spec() -> None:
     assert footprint(8.0).sum() == 197 and footprint(8.0).shape == (17, 17)
     assert footprint(12.0).sum() == 441 and footprint(12.0).shape == (25, 25)
-    assert disk(8.0).reach == 8 and len(disk(8.0).rectangles) == 6
+    assert disk(8.0).reach == 8 and len(row_rectangles(footprint(8.0))) == 6
 
 
 def test_empty_and_full_frames() -> None:

@@ -149,13 +149,11 @@ class Disk:
     Attributes:
         radius: the radius as the official code passes it (a float).
         reach: largest |offset| of the footprint; maps are padded by it.
-        rectangles: the footprint as row rectangles (exact cover), largest first.
         pieces: the footprint covered by rectangles of <= PIECE_LIMIT pixels, the centre piece first.
     """
 
     radius: float
     reach: int
-    rectangles: tuple[Rect, ...]
     pieces: tuple[Rect, ...]
 
     def centre_sums(self, integral: np.ndarray, width: int, points: np.ndarray) -> np.ndarray:
@@ -211,9 +209,9 @@ def disk(radius: float) -> Disk:
     kernel = footprint(radius)
     if not kernel.any():
         raise ValueError(f"the disk of radius {radius} is empty")
-    rectangles = tuple(row_rectangles(kernel))
     centre = centre_piece(kernel)
-    rest = without_redundant(kernel, centre, [s for rect in rectangles for s in slabs(rect)])
+    candidates = [piece for rect in row_rectangles(kernel) for piece in slabs(rect)]
+    rest = without_redundant(kernel, centre, candidates)
     rows, cols = np.nonzero(kernel)
     reach = max(
         kernel.shape[0] // 2 - int(rows.min()),
@@ -221,4 +219,4 @@ def disk(radius: float) -> Disk:
         kernel.shape[1] // 2 - int(cols.min()),
         int(cols.max()) - kernel.shape[1] // 2,
     )
-    return Disk(radius=radius, reach=reach, rectangles=rectangles, pieces=(centre, *rest))
+    return Disk(radius=radius, reach=reach, pieces=(centre, *rest))

@@ -1,7 +1,7 @@
 """Region similarity J and boundary measure F, exactly as the official DAVIS code, without its cost.
 
 Same numbers as davis2017-evaluation ``db_eval_iou`` and ``db_eval_boundary`` (commit ac7c43f;
-MeViS ships a byte-identical copy), see spec/evaluation.md §3.1-3.2. Both measures are ratios of
+MeViS ships a byte-identical copy), see docs/evaluation.md. Both measures are ratios of
 integer counts (FrameCounts), computed here from the same counts with the same float operations:
 
 * a frame where both masks are empty is J = F = 1 with no work; otherwise both masks are cropped to
@@ -257,10 +257,11 @@ def missed(
     integral = cv2.integral(layout[:, :-1]).reshape(-1)
     missing = values & FAR[footprint.centre_sums(integral, width, pixels)]
     pending = (missing != 0).nonzero()[0]
+    left = missing[pending]
     if pending.size and len(footprint.pieces) > 1:
         far = FAR[footprint.other_sums(integral, width, pixels[pending])]
-        missing[pending] &= np.bitwise_and.reduce(far, axis=1)
-    return int(np.count_nonzero(missing >= PRED_BIT)), int(np.count_nonzero(missing & GT_BIT))
+        left &= np.bitwise_and.reduce(far, axis=1)
+    return int(np.count_nonzero(left >= PRED_BIT)), int(np.count_nonzero(left & GT_BIT))
 
 
 def _far_table() -> np.ndarray:
