@@ -141,3 +141,24 @@ def test_the_rules_catch_a_wrong_import() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"p": {"p.x"}, "p.x": {"q"}, "q": set()}) is None
+
+
+def exported(package: str) -> set[str]:
+    """The names of ``__all__`` in the package's __init__.py."""
+    tree = ast.parse((PACKAGES[package] / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return {ast.literal_eval(e) for e in node.value.elts}  # type: ignore[attr-defined]
+    return set()
+
+
+@pytest.mark.parametrize("package", sorted(MODELS))
+def test_model_packages_export_the_same_contract(package: str) -> None:
+    """docs/architecture.md: every model package exports its entries, build, the checkpoint
+    rules, the predictor factory, and one model, config, options and predictor class."""
+    names = exported(package)
+    assert {"ENTRIES", "CHECKPOINT_RULES", "build", "create_predictor"} <= names
+    for suffix in ("Config", "Options", "Predictor"):
+        assert [n for n in names if n.endswith(suffix) and n[0].isupper()], (package, suffix)

@@ -1,7 +1,7 @@
 """The official J and F of one frame, computed on the whole frame (the speed baseline and a test oracle).
 
 What davis2017-evaluation ``db_eval_iou`` and ``db_eval_boundary`` compute (commit ac7c43f; MeViS
-ships the same file), implemented here from the definition in spec/evaluation.md §3.1-3.2, not
+ships the same file), implemented here from the definition in docs/evaluation.md, not
 copied: the boundary map marks every pixel that differs from one of its right, lower and lower-right
 neighbours lying inside the image, each map is dilated with ``skimage.morphology.disk`` of radius
 ``ceil(bound_th * diagonal)`` by ``cv2.dilate`` over the whole frame, and the boundary pixels of one

@@ -1,4 +1,4 @@
-"""Benchmark of the fusion stages on a synthetic 720p set (issue 2 §5).
+"""Benchmark of the fusion stages (the default recipe's votes) on a synthetic 720p set.
 
 Builds (once, cached in --workdir) a Ref-YouTube-VOS-style split of N videos x 4 expressions x T
 frames at 720x1280, the five model runs (two with stored probabilities, like UNINEXT) and the seven
@@ -29,27 +29,23 @@ import numpy as np
 from rvos_core.allocator import keep_freed_memory
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.masks import PNG_PARAMS, quantize_probs
+from rvos_core.recipe import load_recipe
 from rvos_core.runfolder import Run, RunWriter, VideoResult
 from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
 from rvos_fusion.submission import write_submission
 from rvos_fusion.vote import VoteConfig, groups, run_vote
 
 SIZE = (720, 1280)
-MODELS = ("soc", "mutr", "referformer_ft", "uninext_vith", "uninext_convnext")
-PROPAGATED = (
-    "soc+aot", "mutr+aot", "referformer_ft+aot", "referformer_ft+deaot", "uninext_vith+deaot",
-    "soc_mutr_referft+aot", "vit_convnext_soc+deaot",
-)  # fmt: skip
-ROUND1 = VoteConfig(min_votes=3, grouping="pairs", unpaired="reference", key_frames_from=0)
-ROUND2 = VoteConfig(min_votes=4, grouping="pairs", unpaired=3)
-NODES = {  # node -> (inputs, config); submission is timed separately
-    "soc_mutr_referft": (("soc", "mutr", "referformer_ft"), ROUND1),
-    "vit_convnext_soc": (("uninext_vith", "uninext_convnext", "soc"), ROUND1),
-    "en2": (("soc_mutr_referft+aot", "soc+aot", "mutr+aot", "referformer_ft+aot"), ROUND2),
-    "final": (
-        ("vit_convnext_soc+deaot", "uninext_vith+deaot", "en2", "referformer_ft+deaot"),
-        ROUND2,
-    ),
+RECIPE = load_recipe()  # the default recipe's graph: its model and propagated runs are given
+MODELS = tuple(node.name for node in RECIPE.of_kind("model"))
+PROBABILITY_MODELS = {n.name for n in RECIPE.of_kind("model") if n.producer.startswith("uninext")}
+PROPAGATED = tuple(node.name for node in RECIPE.of_kind("propagation"))
+NODES = {  # vote node -> (inputs, config); submission is timed separately
+    node.name: (
+        node.inputs,
+        VoteConfig.from_settings(RECIPE.rules[node.producer].for_grouping("pairs"), RECIPE.source),
+    )
+    for node in RECIPE.of_kind("vote")
 }
 
 
@@ -72,7 +68,7 @@ def build(root: Path, n_videos: int, frames: int) -> Dataset:
                 dataset,
                 specs,
                 shift=3 * k - 12,
-                probs=node.startswith("uninext"),
+                probs=node in PROBABILITY_MODELS,
             )
     return dataset
 
@@ -128,11 +124,13 @@ def _floor(root: Path, dataset: Dataset, node: str) -> None:
 
 
 def _submission(root: Path, dataset: Dataset, _: str) -> None:
-    write_submission(Run(root / "work" / "final"), dataset, root / "work" / "submission.zip")
+    write_submission(
+        Run(root / "work" / RECIPE.submission), dataset, root / "work" / "submission.zip"
+    )
 
 
 def _submission_floor(root: Path, dataset: Dataset, _: str) -> None:
-    """Read and decode every PNG of the final node and store it in a zip."""
+    """Read and decode every PNG of the submitted node and store it in a zip."""
     import zipfile
 
     (root / "floor").mkdir(exist_ok=True)
@@ -141,7 +139,13 @@ def _submission_floor(root: Path, dataset: Dataset, _: str) -> None:
             for exp_id in video.exp_ids:
                 for frame in video.frames:
                     data = (
-                        root / "work" / "final" / "Annotations" / video.id / exp_id / f"{frame}.png"
+                        root
+                        / "work"
+                        / RECIPE.submission
+                        / "Annotations"
+                        / video.id
+                        / exp_id
+                        / f"{frame}.png"
                     ).read_bytes()
                     cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
                     archive.writestr(f"Annotations/{video.id}/{exp_id}/{frame}.png", data)

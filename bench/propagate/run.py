@@ -1,4 +1,4 @@
-"""Benchmark of key-frame propagation (issue 5): frames per second and peak memory of the full
+"""Benchmark of key-frame propagation: frames per second and peak memory of the full
 Swin-L AOT and DeAOT (random weights: same time and memory as the real ones) on a synthetic 720p
 clip, through the competition procedure (3 scales x flip = 6 views, rvos_vos.procedure).
 
@@ -39,7 +39,7 @@ import torch
 
 from rvos_nn.precision import check_precision, inference_context, resolve_device
 from rvos_vos.procedure import MultiViewTracker
-from rvos_vos.propagators import PROPAGATORS
+from rvos_vos.propagators import load_propagator
 from rvos_vos.views import ViewConfig, make_views
 
 PRECISION_ALIASES = {"amp": "fp16"}
@@ -78,8 +78,8 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     precision = check_precision(PRECISION_ALIASES.get(args.precision, args.precision), device)
-    propagator = PROPAGATORS[name]
-    config = propagator.config("swinl")
+    propagator = load_propagator(name)
+    config = propagator.config("full")
     torch.manual_seed(0)
     start = time.perf_counter()
     net = propagator.build(config).to(device).eval()

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rvos_core.data import open_dataset
-from rvos_core.data.base import read_rgb
+from rvos_core.data import open_dataset, open_image
 from rvos_core.errors import InputError
 from rvos_core.synthetic import VideoSpec, write_refytvos
 
@@ -18,7 +17,7 @@ def test_reads_meta_in_order(small_data: Path) -> None:
     assert video.exp_ids == ("0", "1", "2")
     assert video.frames == ("00000", "00005", "00010", "00015")
     assert video.frame_size() == (24, 32)
-    assert read_rgb(video.frame_paths()[0]).shape == (24, 32, 3)
+    assert open_image(video.frame_paths()[0]).size == (32, 24)
     assert dataset.grouping == "pairs"
 
 
@@ -46,7 +45,7 @@ def test_frame_listed_but_absent_and_unreadable(small_data: Path) -> None:
     path = video.frame_path("00005")
     path.write_bytes(b"\xff\xd8 broken jpeg")
     with pytest.raises(InputError, match="unreadable image"):
-        read_rgb(path)
+        open_image(path)
     path.unlink()
     with pytest.raises(
         InputError, match=r"00005\.jpg: frame listed in the meta of video vid_b is missing"

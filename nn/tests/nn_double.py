@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 
 from rvos_nn.checkpoint import CheckpointRules, KeyRule
+from rvos_nn.options import option
 from rvos_nn.parity import ParityCheck
 from rvos_nn.predictor import ExpressionPrediction, ModelEntry, PredictorContext
 from rvos_nn.text import ROBERTA_TOKENIZER, load_tokenizer
@@ -41,10 +42,19 @@ def build(variant: str) -> DoubleNet:
     return DoubleNet(width=WIDTHS[variant])
 
 
+def net(width: int) -> DoubleNet:
+    return DoubleNet(width=width)
+
+
+@dataclasses.dataclass(frozen=True)
+class DoubleOptions:
+    scale: float = option(1.0, "multiply the logits by this number")
+
+
 class DoublePredictor:
     def __init__(self, model: DoubleNet, context: PredictorContext) -> None:
         self.model, self.context = model, context
-        self.scale = float(context.options.get("scale", "1"))
+        self.scale = context.options.scale
         self.tokenizer = load_tokenizer(ROBERTA_TOKENIZER, context.pretrained, MAX_TOKENS)
 
     def predict(
@@ -66,9 +76,9 @@ class DoublePredictor:
 
 ENTRY = ModelEntry(
     name="double",
-    variants=("full", "tiny"),
-    build=build,
-    create_predictor=DoublePredictor,
+    variants=WIDTHS,
+    module=net,
+    predictor=DoublePredictor,
     value_domain="logit",
     checkpoint_rules=CheckpointRules(
         renames=((r"old_text\.", "text."),),
@@ -76,7 +86,7 @@ ENTRY = ModelEntry(
     ),
     checkpoint_file="double.pth",
     default_variant="tiny",
-    options={"scale": "multiply the logits by this number"},
+    options=DoubleOptions,
 )
 WRONG_NAME = dataclasses.replace(ENTRY, name="other")
 GROUPS = {

@@ -12,12 +12,12 @@ from vos_testlib import load_pt, tiny_net, write_checkpoint
 from rvos_core.errors import InputError
 from rvos_core.testing import parity_dir
 from rvos_nn.checkpoint import CheckpointMismatch, CheckpointReport, compare, map_keys
-from rvos_vos.propagators import PROPAGATORS
+from rvos_vos.propagators import load_propagator
 
 # (propagator, variant of ours, where the fixture lists the full keys)
 FULL = [
-    ("aot", "swinl", ("aot", None)),
-    ("deaot", "swinl", ("deaot", "inferred_swinl_deaotl")),
+    ("aot", "full", ("aot", None)),
+    ("deaot", "full", ("deaot", "inferred_swinl_deaotl")),
     ("deaot", "swinb", ("deaot", "published_swinb_deaotl")),
 ]
 
@@ -29,7 +29,7 @@ def full_keys(fixture: str, variant: str | None) -> dict:
 
 def meta_net(name: str, variant: str) -> torch.nn.Module:
     with torch.device("meta"):
-        return PROPAGATORS[name].build(PROPAGATORS[name].config(variant))
+        return load_propagator(name).build(load_propagator(name).config(variant))
 
 
 @pytest.mark.parity
@@ -37,8 +37,8 @@ def meta_net(name: str, variant: str) -> torch.nn.Module:
 def test_named_variant_is_the_fixture_config(
     name: str, variant: str, where: tuple[str, str | None]
 ) -> None:
-    config = PROPAGATORS[name].config_type.from_upstream(full_keys(*where)["config"])
-    assert config == PROPAGATORS[name].config(variant)
+    config = load_propagator(name).config_type.from_upstream(full_keys(*where)["config"])
+    assert config == load_propagator(name).config(variant)
 
 
 @pytest.mark.parity
@@ -51,7 +51,7 @@ def test_full_checkpoint_layout_loads_strictly(
         "module." + key: torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
         for key, shape, dtype, _ in full_keys(*where)["keys"]
     }
-    rules = PROPAGATORS[name].rules
+    rules = load_propagator(name).rules
     report = CheckpointReport(source="meta")
     compare(meta_net(name, variant), map_keys(stored, rules, report), rules, report)
     assert report.ok, report.format()
@@ -66,7 +66,7 @@ def test_container_checkpoint_loads(name: str, prefix: str, tmp_path: Path) -> N
     net = tiny_net(name)
     for parameter in net.parameters():
         parameter.data.zero_()
-    PROPAGATORS[name].load(net, path)
+    load_propagator(name).load(net, path)
     for key, value in load_pt(name, "state_dict.pt").items():
         assert torch.equal(net.state_dict()[key], value)
 
@@ -75,7 +75,7 @@ def test_container_checkpoint_loads(name: str, prefix: str, tmp_path: Path) -> N
 def test_unused_mask_token_is_ignored_for_aot(tmp_path: Path) -> None:
     state = {**load_pt("aot", "state_dict.pt"), "LSTT.mask_token": torch.zeros(1, 1, 64)}
     torch.save({"state_dict": state}, tmp_path / "ckpt.pth")
-    PROPAGATORS["aot"].load(tiny_net("aot"), tmp_path / "ckpt.pth")
+    load_propagator("aot").load(tiny_net("aot"), tmp_path / "ckpt.pth")
 
 
 @pytest.mark.parity
@@ -83,7 +83,7 @@ def test_unused_mask_token_is_ignored_for_aot(tmp_path: Path) -> None:
 def test_checkpoint_of_the_other_propagator(name: str, other: str, tmp_path: Path) -> None:
     path = write_checkpoint(other, tmp_path / "other.pth")
     with pytest.raises(InputError, match=f"{other} checkpoint") as error:
-        PROPAGATORS[name].load(tiny_net(name), path)
+        load_propagator(name).load(tiny_net(name), path)
     assert error.value.path == path
 
 
@@ -93,5 +93,5 @@ def test_missing_key_is_reported(tmp_path: Path) -> None:
     del state["decoder.conv_out.bias"]
     torch.save({"state_dict": state}, tmp_path / "ckpt.pth")
     with pytest.raises(CheckpointMismatch, match="missing") as error:
-        PROPAGATORS["aot"].load(tiny_net("aot"), tmp_path / "ckpt.pth")
+        load_propagator("aot").load(tiny_net("aot"), tmp_path / "ckpt.pth")
     assert error.value.report.missing == ["decoder.conv_out.bias"]

@@ -10,7 +10,7 @@ from vos_testlib import MARGIN, load_pt, tiny_net
 from rvos_core.testing import parity_dir
 from rvos_nn.precision import inference_context
 from rvos_vos.parity import fixture_views, free_running_labels, stored_frame, upstream_trajectory
-from rvos_vos.propagators import PROPAGATORS
+from rvos_vos.propagators import load_propagator
 
 pytestmark = [pytest.mark.gpu, pytest.mark.parity]
 
@@ -27,7 +27,7 @@ def run(name: str, precision: str) -> dict[int, torch.Tensor]:
 
     net = tiny_net(name).to(device)
     with inference_context(device, precision):
-        labels = free_running_labels(fixture, trace, net, PROPAGATORS[name], frame)
+        labels = free_running_labels(fixture, trace, net, load_propagator(name), frame)
     return {t: label.cpu() for t, label in labels.items()}
 
 

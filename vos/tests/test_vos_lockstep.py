@@ -11,7 +11,7 @@ import torch
 from rvos_vos.aot import build
 from rvos_vos.network import PropagationNet
 from rvos_vos.procedure import MultiViewTracker, Track, bidirectional, lockstep
-from rvos_vos.propagators import PROPAGATORS
+from rvos_vos.propagators import load_propagator
 from rvos_vos.session import MemoryPolicy
 from rvos_vos.views import ViewConfig, make_views
 
@@ -33,7 +33,7 @@ def _tracker(net: PropagationNet) -> MultiViewTracker:
     return MultiViewTracker(
         net=net,
         policy=MemoryPolicy(long_term_gap=2),
-        live_ids=PROPAGATORS["aot"].live_ids(net.config, objects=1),
+        live_ids=load_propagator("aot").live_ids(net.config, objects=1),
         views=VIEWS,
         size=SIZE,
     )

@@ -9,7 +9,7 @@ from rvos_core.errors import ConfigError, InputError
 from rvos_vos.aot import AOTConfig, build
 from rvos_vos.layers import MAX_DIS, local_attention
 from rvos_vos.parity import upstream_trajectory
-from rvos_vos.propagators import PROPAGATORS
+from rvos_vos.propagators import load_propagator
 from rvos_vos.session import LongTermMemory, MemoryPolicy, Session
 from rvos_vos.swin2d import SWIN_VARIANTS
 from rvos_vos.views import ViewConfig, view_labels
@@ -152,14 +152,14 @@ def test_config_checks() -> None:
     with pytest.raises(ConfigError, match="MODEL_VOS"):
         AOTConfig.from_upstream({"MODEL_VOS": "deaot", "swin": {}, "MODEL_ENCODER_DIM": []})
     with pytest.raises(ConfigError, match="unknown variant"):
-        PROPAGATORS["aot"].config("huge")
+        load_propagator("aot").config("huge")
 
 
 def test_config_file_of_the_wrong_propagator(tmp_path) -> None:
     path = tmp_path / "config.json"
     path.write_text('{"MODEL_VOS": "deaot"}')
     with pytest.raises(InputError, match="not a valid aot config") as error:
-        PROPAGATORS["aot"].config(path=path)
+        load_propagator("aot").config(path=path)
     assert error.value.path == path
 
 

@@ -19,7 +19,7 @@ from rvos_core.testing import parity_dir
 from rvos_vos import parity
 from rvos_vos.network import PropagationNet
 from rvos_vos.parity import fixture_network, fixture_views
-from rvos_vos.propagators import PROPAGATORS
+from rvos_vos.propagators import load_propagator
 from rvos_vos.views import make_views
 
 SPLIT = "valid"
@@ -191,7 +191,7 @@ def free_running_labels(name: str, trace: dict) -> dict[int, torch.Tensor]:
     views = fixture_views(fixture, trace)
     clip = load_pt(name, "clip.pt")["frames_rgb_uint8"].numpy().astype(np.float32)
     return parity.free_running_labels(
-        fixture, trace, tiny_net(name), PROPAGATORS[name], lambda t: make_views(clip[t], views)
+        fixture, trace, tiny_net(name), load_propagator(name), lambda t: make_views(clip[t], views)
     )
 
 

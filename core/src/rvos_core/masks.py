@@ -124,8 +124,3 @@ def quantize_probs(probs: np.ndarray) -> np.ndarray:
     q = np.where(above, np.maximum(q, 128), np.minimum(q, 127)).astype(np.uint8)
     support = sigmoid_f32(p) > 0.5
     return np.where(support, np.maximum(q, 1), 0).astype(np.uint8)
-
-
-def logits_to_probs(logits: np.ndarray) -> np.ndarray:
-    """float32 sigmoid of logits; foreground of the result (> 0.5) is upstream's sigmoid(x) > 0.5."""
-    return sigmoid_f32(logits)

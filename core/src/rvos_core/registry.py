@@ -2,6 +2,7 @@
 
 Groups:
     ``rvos.models``: name -> a ``rvos_nn.predictor.ModelEntry`` (the inference contract).
+    ``rvos.propagators``: name -> a propagator (``rvos_vos.propagators.Propagator``).
     ``rvos.parity``: fixture kind -> a parity handler (see ``rvos_nn.parity``).
 
 A package registers in its pyproject.toml, e.g.::
@@ -20,6 +21,7 @@ from rvos_core.errors import ConfigError
 
 MODELS = "rvos.models"
 PARITY = "rvos.parity"
+PROPAGATORS = "rvos.propagators"
 
 
 def _entries(group: str) -> dict[str, EntryPoint]:

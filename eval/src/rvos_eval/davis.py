@@ -1,4 +1,4 @@
-"""DAVIS-2017 protocols: semi-supervised and unsupervised (spec/evaluation.md §3.4).
+"""DAVIS-2017 protocols: semi-supervised and unsupervised (docs/evaluation.md).
 
 As davis2017-evaluation ``DAVISEvaluation.evaluate`` (commit ac7c43f) with its readers in codalab
 mode (frames = the sequence's annotation PNGs, sorted):

@@ -1,4 +1,4 @@
-"""MeViS: the protocol of henghuiding/MeViS ``tools/eval_mevis.py`` (spec/evaluation.md §3.4).
+"""MeViS: the protocol of henghuiding/MeViS ``tools/eval_mevis.py`` (docs/evaluation.md).
 
 Per (video, expression): the ground truth of a frame is the union of the expression's ``anno_id``
 masks (COCO RLE in mask_dict.json; null = absent), the prediction is

@@ -1,6 +1,6 @@
 """Per-object statistics (mean, recall, decay) and the DAVIS global table.
 
-``statistics`` is davis2017-evaluation ``db_statistics`` (spec/evaluation.md §3.3), including its
+``statistics`` is davis2017-evaluation ``db_statistics`` (docs/evaluation.md), including its
 NumPy-2 behaviour: the five bin boundaries are cast to uint8 (they wrap beyond 256 frames) and a
 bin's end ``ids[i + 1] + 1`` is computed in uint8, so an index of 255 ends the bin at 0 (an empty
 last bin gives a NaN decay, e.g. for exactly 256 frames).

@@ -53,7 +53,7 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_entry_loads_the_competition_layout_strictly(tmp_path: Path) -> None:
     entry = load_model_entry("mutr")
-    assert entry.variants == ("full", "tiny") and entry.value_domain == "logit"
+    assert tuple(entry.variants) == ("full", "tiny") and entry.value_domain == "logit"
     assert entry.checkpoint_file == "mutr.pth"
     source = tiny_model(seed=1)
     positions = source.config.text.max_position_embeddings
@@ -128,8 +128,8 @@ def test_driver_run_with_the_tiny_variant(tmp_path: Path) -> None:
     )
     assert infer(load_model_entry("mutr"), dataset, tmp_path / "run", settings)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["model"] == "mutr" and run["value_domain"] == "logit"
-    assert run["options"] == {"short_side": "48"}
+    assert run["config"]["model"] == "mutr" and run["value_domain"] == "logit"
+    assert run["config"]["options"] == {"short_side": "48"}
     scores = json.loads((tmp_path / "run" / "scores" / "vid_a.json").read_text())
     assert sorted(scores) == sorted(dataset.video("vid_a").exp_ids)
     assert all(len(v) == 3 and len(set(v)) == 1 for v in scores.values())  # constant over time
@@ -147,7 +147,7 @@ def test_driver_run_in_bf16_on_the_cpu(tmp_path: Path) -> None:
     )
     assert infer(load_model_entry("mutr"), dataset, tmp_path / "run", settings)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["precision"] == "bf16" and run["has_probs"]
+    assert run["config"]["precision"] == "bf16" and run["has_probs"]
 
 
 @pytest.mark.parity

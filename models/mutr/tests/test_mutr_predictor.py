@@ -11,7 +11,8 @@ from mutr_testlib import TEXTS, frames, tiny_model, tiny_tokenizer
 
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.runfolder import key_frame_index
-from rvos_mutr import MUTRPredictor, create_predictor
+from rvos_mutr import MUTRPredictor
+from rvos_mutr.entry import ENTRY
 from rvos_nn.hooks import ForwardRecorder
 from rvos_nn.predictor import PredictorContext
 from rvos_nn.preprocess import preprocess_frames
@@ -120,14 +121,14 @@ def test_create_predictor_options(model, tmp_path: Path) -> None:
     def context(**options: str) -> PredictorContext:
         return PredictorContext("tiny", CPU, "fp32", root, options)
 
-    assert create_predictor(model, context()).short_side == model.config.resize_short
-    predictor = create_predictor(model, context(short_side="432", reuse_backbone="false"))
+    assert ENTRY.create_predictor(model, context()).short_side == model.config.resize_short
+    predictor = ENTRY.create_predictor(model, context(short_side="432", reuse_backbone="false"))
     assert predictor.short_side == 432 and not predictor.reuse_backbone
     with pytest.raises(ConfigError, match="short_side='360px'"):
-        create_predictor(model, context(short_side="360px"))
+        ENTRY.create_predictor(model, context(short_side="360px"))
     with pytest.raises(ConfigError, match="short_side='8'"):
-        create_predictor(model, context(short_side="8"))
+        ENTRY.create_predictor(model, context(short_side="8"))
     with pytest.raises(ConfigError, match="reuse_backbone"):
-        create_predictor(model, context(reuse_backbone="maybe"))
+        ENTRY.create_predictor(model, context(reuse_backbone="maybe"))
     with pytest.raises(ConfigError, match="tokenizer"):
-        create_predictor(model, PredictorContext("tiny", CPU, "fp32", tmp_path / "none"))
+        ENTRY.create_predictor(model, PredictorContext("tiny", CPU, "fp32", tmp_path / "none"))

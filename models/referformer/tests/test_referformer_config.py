@@ -37,7 +37,7 @@ def test_upstream_arguments_of_the_fixture() -> None:
 
 
 def test_full_defaults_are_the_competition_values() -> None:
-    # opts.py defaults + infer_ytvos.sh (spec models.md §4.1)
+    # opts.py defaults + infer_ytvos.sh (models/referformer/README.md)
     assert (FULL.hidden_dim, FULL.enc_layers, FULL.dec_layers, FULL.num_queries) == (256, 4, 4, 5)
     assert (FULL.dim_feedforward, FULL.mask_dim, FULL.num_classes, FULL.resize_short) == (
         2048,

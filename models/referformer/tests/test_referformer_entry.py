@@ -32,7 +32,7 @@ def _competition_file(path: Path, state: dict[str, torch.Tensor], max_positions:
 
 def test_entry_loads_the_competition_layout_strictly(tmp_path: Path) -> None:
     entry = load_model_entry("referformer")
-    assert entry.variants == ("full", "tiny") and entry.value_domain == "logit"
+    assert tuple(entry.variants) == ("full", "tiny") and entry.value_domain == "logit"
     source = tiny_model(seed=1)
     positions = source.config.text.max_position_embeddings
     path = _competition_file(tmp_path / "ckpt.pth", source.state_dict(), positions)
@@ -65,7 +65,7 @@ def test_driver_run_with_the_tiny_variant(tmp_path: Path) -> None:
     )
     assert infer(load_model_entry("referformer"), dataset, tmp_path / "run", settings)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["model"] == "referformer" and run["value_domain"] == "logit"
+    assert run["config"]["model"] == "referformer" and run["value_domain"] == "logit"
     scores = json.loads((tmp_path / "run" / "scores" / "vid_a.json").read_text())
     assert sorted(scores) == sorted(dataset.video("vid_a").exp_ids)
     assert all(len(v) == 3 for v in scores.values())

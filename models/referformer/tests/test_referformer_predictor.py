@@ -13,7 +13,8 @@ from rvos_core.errors import ConfigError
 from rvos_nn.precision import inference_context
 from rvos_nn.predictor import PredictorContext
 from rvos_nn.testing import pretrained_folder
-from rvos_referformer import ReferFormerPredictor, create_predictor, preprocess_frames
+from rvos_referformer import ReferFormerPredictor, preprocess_frames
+from rvos_referformer.entry import ENTRY
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +99,13 @@ def test_create_predictor_options(model, tmp_path: Path) -> None:
     def context(**options: str) -> PredictorContext:
         return PredictorContext("tiny", torch.device("cpu"), "fp32", root, options)
 
-    predictor = create_predictor(model, context(chunk_frames="8", reuse_backbone="false"))
+    predictor = ENTRY.create_predictor(model, context(chunk_frames="8", reuse_backbone="false"))
     assert predictor.chunk_frames == 8 and not predictor.reuse_backbone
     with pytest.raises(ConfigError, match="chunk_frames"):
-        create_predictor(model, context(chunk_frames="-1"))
+        ENTRY.create_predictor(model, context(chunk_frames="-1"))
     with pytest.raises(ConfigError, match="reuse_backbone"):
-        create_predictor(model, context(reuse_backbone="maybe"))
+        ENTRY.create_predictor(model, context(reuse_backbone="maybe"))
     with pytest.raises(ConfigError, match="tokenizer"):
-        create_predictor(
+        ENTRY.create_predictor(
             model, PredictorContext("tiny", torch.device("cpu"), "fp32", tmp_path / "none")
         )

@@ -30,7 +30,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_competition_layout_loads_strictly(tmp_path: Path) -> None:
     entry = load_model_entry("soc")
-    assert entry.variants == ("full", "tiny") and entry.value_domain == "logit"
+    assert tuple(entry.variants) == ("full", "tiny") and entry.value_domain == "logit"
     assert entry.checkpoint_file == "soc.tar"
     source = tiny_model(seed=1)
     path = competition_file(tmp_path / "joint_base.tar", source.state_dict(), _positions())

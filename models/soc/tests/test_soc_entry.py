@@ -40,7 +40,7 @@ def test_driver_run_with_the_tiny_variant(tmp_path: Path, data: Path) -> None:
     )
     assert infer(load_model_entry("soc"), dataset, tmp_path / "run", settings)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["model"] == "soc" and run["value_domain"] == "logit"
+    assert run["config"]["model"] == "soc" and run["value_domain"] == "logit"
     assert run["checkpoint"]["file"] == "soc.tar"
     for video_id in ("vid_a", "vid_b"):
         video = dataset.video(video_id)

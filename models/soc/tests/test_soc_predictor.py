@@ -13,7 +13,8 @@ from rvos_core.errors import ConfigError, InputError
 from rvos_nn.predictor import PredictorContext
 from rvos_nn.preprocess import preprocess_frames
 from rvos_nn.testing import pretrained_folder
-from rvos_soc import SOCPredictor, create_predictor
+from rvos_soc import SOCPredictor
+from rvos_soc.entry import ENTRY
 
 CPU = torch.device("cpu")
 
@@ -89,9 +90,9 @@ def test_create_predictor_options(model, tmp_path: Path) -> None:
     def context(**options: str) -> PredictorContext:
         return PredictorContext("tiny", CPU, "fp32", root, options)
 
-    assert create_predictor(model, context()).reuse_backbone
-    assert not create_predictor(model, context(reuse_backbone="false")).reuse_backbone
+    assert ENTRY.create_predictor(model, context()).reuse_backbone
+    assert not ENTRY.create_predictor(model, context(reuse_backbone="false")).reuse_backbone
     with pytest.raises(ConfigError, match="reuse_backbone"):
-        create_predictor(model, context(reuse_backbone="maybe"))
+        ENTRY.create_predictor(model, context(reuse_backbone="maybe"))
     with pytest.raises(ConfigError, match="tokenizer"):
-        create_predictor(model, PredictorContext("tiny", CPU, "fp32", tmp_path / "none"))
+        ENTRY.create_predictor(model, PredictorContext("tiny", CPU, "fp32", tmp_path / "none"))

@@ -20,10 +20,10 @@ from rvos_nn.checkpoint import (
     shared_groups,
 )
 from rvos_uninext.config import UninextConfig
-from rvos_uninext.entry import CHECKPOINT_RULES, build_convnext, build_vith
+from rvos_uninext.entry import CHECKPOINT_RULES, CONVNEXT, VITH
 from rvos_uninext.model import build
 
-FULL = {"vit_huge": build_vith, "convnext_large": build_convnext}
+FULL = {"vit_huge": VITH.build, "convnext_large": CONVNEXT.build}
 
 
 def _keys_full() -> dict:

@@ -21,7 +21,7 @@ from rvos_uninext.config import UninextConfig
 )
 def test_entries_are_registered(name, kind):
     entry = load_model_entry(name)
-    assert entry.variants == ("full", "tiny") and entry.default_variant == "full"
+    assert tuple(entry.variants) == ("full", "tiny") and entry.default_variant == "full"
     assert entry.value_domain == "probability"
     assert entry.checkpoint_file == f"{name}.pth"
     with torch.device("meta"):
@@ -67,7 +67,7 @@ def test_driver_run_writes_a_probability_run(tmp_path):
     )
     assert infer(load_model_entry("uninext_convnext"), dataset, tmp_path / "run", settings)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["model"] == "uninext_convnext" and run["value_domain"] == "probability"
+    assert run["config"]["model"] == "uninext_convnext" and run["value_domain"] == "probability"
     scores = json.loads((tmp_path / "run" / "scores" / "vid_b.json").read_text())
     assert list(scores) == list(dataset.video("vid_b").exp_ids) and all(
         len(v) == 1 for v in scores.values()

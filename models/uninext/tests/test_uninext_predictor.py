@@ -13,8 +13,9 @@ from rvos_core.errors import ConfigError, InputError
 from rvos_nn.parity import magnitude_atol
 from rvos_nn.predictor import PredictorContext
 from rvos_uninext import predictor as predictor_module
+from rvos_uninext.entry import VITH
 from rvos_uninext.postprocess import mask_probabilities
-from rvos_uninext.predictor import UninextPredictor, create_predictor
+from rvos_uninext.predictor import UninextPredictor
 
 
 def _predictor(tmp_path: Path, kind: str = "vit", **options: str) -> UninextPredictor:
@@ -25,7 +26,7 @@ def _predictor(tmp_path: Path, kind: str = "vit", **options: str) -> UninextPred
         pretrained=pretrained_folder(tmp_path / "pretrained"),
         options=options,
     )
-    return create_predictor(tiny_model(kind), context)
+    return VITH.create_predictor(tiny_model(kind), context)
 
 
 def _vocab(tmp_path: Path) -> list[str]:
@@ -64,7 +65,7 @@ def test_missing_tokenizer_folder_names_the_folder(tmp_path):
         variant="tiny", device=torch.device("cpu"), precision="fp32", pretrained=tmp_path / "none"
     )
     with pytest.raises(ConfigError, match="bert-base-uncased") as caught:
-        create_predictor(tiny_model(), context)
+        VITH.create_predictor(tiny_model(), context)
     assert "PRETRAINED" in str(caught.value) and "vocab.txt" in str(caught.value)
 
 

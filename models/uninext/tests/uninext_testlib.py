@@ -10,10 +10,10 @@ from PIL import Image
 
 from rvos_nn import testing
 from rvos_nn.text import UNINEXT_BERT_TOKENIZER
-from rvos_uninext.entry import build_convnext, build_vith
+from rvos_uninext.entry import CONVNEXT, VITH
 from rvos_uninext.model import Uninext
 
-BUILDERS = {"vit": build_vith, "convnext": build_convnext}
+BUILDERS = {"vit": VITH.build, "convnext": CONVNEXT.build}
 
 
 def tiny_model(kind: str = "vit", seed: int = 0) -> Uninext:

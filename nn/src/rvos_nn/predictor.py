@@ -23,9 +23,9 @@ reportable (``python -m rvos_nn.checkpoint_report``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from torch import nn
 from rvos_core import registry
 from rvos_core.errors import ConfigError
 from rvos_nn.checkpoint import CheckpointRules
+from rvos_nn.options import NoOptions, parse_options
 
 Precision = Literal["fp32", "bf16", "fp16"]
 ValueDomain = Literal["logit", "probability"]
@@ -79,43 +80,47 @@ class PredictorContext:
         precision: "fp32", "bf16" or "fp16"; the driver runs predict() under autocast for the
             last two; a model keeps its fp32-only parts in fp32 itself.
         pretrained: the PRETRAINED folder of paths.env (roberta-base/, bert-base-uncased/).
-        options: the run's --option key=value pairs (keys already checked against the entry).
+        options: the run's --option key=value strings as the driver passes them; the entry's
+            ``create_predictor`` hands the package its options dataclass instead.
     """
 
     variant: str
     device: torch.device
     precision: Precision
     pretrained: Path
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Any = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """What a model package registers under ``rvos.models``.
+    """What a model package registers under ``rvos.models``: a declaration, no code of its own.
 
     Attributes:
         name: the entry-point name (what users type: ``python -m rvos_nn.infer NAME``).
-        variants: variant names build() accepts (always "tiny"; "full" for the released weights).
-        build: variant -> nn.Module with random weights; must work under ``torch.device("meta")``
-            and keep upstream key names, so that checkpoints load through checkpoint_rules.
-        create_predictor: (loaded model on its device, in eval mode; context) -> Predictor.
+        variants: the variants table, name -> the configuration ``module`` builds ("full": the
+            released weights, "tiny": for tests and the demo).
+        module: configuration -> nn.Module with random weights; must work under
+            ``torch.device("meta")`` and keep upstream key names, so that checkpoints load
+            through checkpoint_rules.
+        predictor: (loaded model on its device, in eval mode; context with typed options) ->
+            Predictor.
         value_domain: "logit" when probs are sigmoids of logits, "probability" otherwise.
-        checkpoint_rules: how upstream checkpoints map onto build()'s module.
+        checkpoint_rules: how upstream checkpoints map onto the module.
         checkpoint_file: default file name under CHECKPOINTS (paths.env) when --checkpoint is omitted.
         default_variant: the variant used when none is given.
-        options: accepted --option keys -> one-line help (values are strings; the predictor
-            parses them and raises ConfigError on a bad value).
+        options: the frozen dataclass of the model's options (rvos_nn.options); the driver's
+            ``--option key=value`` strings are parsed into it once, here.
     """
 
     name: str
-    variants: tuple[str, ...]
-    build: Callable[[str], nn.Module]
-    create_predictor: Callable[[nn.Module, PredictorContext], Predictor]
+    variants: Mapping[str, object]
+    module: Callable[[Any], nn.Module]
+    predictor: Callable[[nn.Module, PredictorContext], Predictor]
     value_domain: ValueDomain
     checkpoint_rules: CheckpointRules = field(default_factory=CheckpointRules)
     checkpoint_file: str | None = None
     default_variant: str = "full"
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: type = NoOptions
 
     def check_variant(self, variant: str | None) -> str:
         """``variant`` (or the default) if this model has it; ConfigError otherwise."""
@@ -126,15 +131,20 @@ class ModelEntry:
             )
         return chosen
 
+    def build(self, variant: str | None = None) -> nn.Module:
+        """The module of ``variant`` (default: the default variant) with random weights."""
+        return self.module(self.variants[self.check_variant(variant)])
+
     def check_options(self, options: Mapping[str, str]) -> dict[str, str]:
-        """The options, sorted by key; an unknown key is a ConfigError listing the known ones."""
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            known = ", ".join(f"{k} ({h})" for k, h in sorted(self.options.items())) or "none"
-            raise ConfigError(
-                f"model {self.name} has no option {', '.join(unknown)}; known: {known}"
-            )
+        """The option strings, checked (parsed once and thrown away) and sorted by key: what a
+        run records."""
+        parse_options(self.options, options, f"model {self.name}")
         return dict(sorted(options.items()))
+
+    def create_predictor(self, model: nn.Module, context: PredictorContext) -> Predictor:
+        """The package's predictor, given the context with the options parsed into ``options``."""
+        typed = parse_options(self.options, context.options, f"model {self.name}")
+        return self.predictor(model, replace(context, options=typed))
 
 
 def load_model_entry(name: str) -> ModelEntry:

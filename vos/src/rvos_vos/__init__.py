@@ -2,17 +2,16 @@
 
 Networks are stateless (``rvos_vos.aot``, ``rvos_vos.deaot``); a ``Session`` owns one view's memory;
 ``MultiViewTracker`` + ``bidirectional`` are the competition's procedure (``lockstep``: several
-expressions of a video at once, each frame encoded once per pass); ``PROPAGATORS`` holds
-what differs between the two code bases; ``python -m rvos_vos.propagate`` runs it on a run folder.
+expressions of a video at once, each frame encoded once per pass); ``Propagator`` holds
+what differs between the two code bases (registered under ``rvos.propagators``); ``python -m rvos_vos.propagate`` runs it on a run folder.
 """
 
 from rvos_vos.procedure import MultiViewTracker, Track, bidirectional, lockstep
-from rvos_vos.propagators import PROPAGATORS, Propagator
+from rvos_vos.propagators import Propagator, load_propagator
 from rvos_vos.session import MemoryPolicy, Session
 from rvos_vos.views import ViewConfig
 
 __all__ = [
-    "PROPAGATORS",
     "MemoryPolicy",
     "MultiViewTracker",
     "Propagator",
@@ -20,5 +19,6 @@ __all__ = [
     "Track",
     "ViewConfig",
     "bidirectional",
+    "load_propagator",
     "lockstep",
 ]

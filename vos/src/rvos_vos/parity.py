@@ -26,7 +26,7 @@ from rvos_nn.checkpoint import load_state_dict_strict
 from rvos_nn.parity import ParityCheck
 from rvos_vos.network import PropagationNet
 from rvos_vos.procedure import FrameViews, MultiViewTracker, bidirectional
-from rvos_vos.propagators import PROPAGATORS, Propagator
+from rvos_vos.propagators import Propagator, load_propagator
 from rvos_vos.session import Session
 from rvos_vos.swin2d import SwinConfig, SwinTransformer2D
 from rvos_vos.views import ViewConfig, view_labels
@@ -105,7 +105,7 @@ def fixture_network(name: str, fixture: Path) -> PropagationNet:
         **config["cfg_dump_bidirectional_run"],
         "swin": config["tiny_vs_full"]["swin_encoder"]["tiny"],
     }
-    propagator = PROPAGATORS[name]
+    propagator = load_propagator(name)
     net = propagator.build(propagator.config_type.from_upstream(upstream))
     load_state_dict_strict(net, _load(fixture, "state_dict.pt"), propagator.rules, str(fixture))
     return net.eval()
@@ -345,7 +345,7 @@ def _check_full_keys(check: ParityCheck, propagator: Propagator, fixture: Path) 
 
 
 def _vos_parity(name: str, fixture: Path, check: ParityCheck) -> None:
-    propagator = PROPAGATORS[name]
+    propagator = load_propagator(name)
     net = fixture_network(name, fixture)
     _check_full_keys(check, propagator, fixture)
     _check_single_view(check, fixture, net, propagator)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rvos_core import registry
 from rvos_core.errors import ConfigError, InputError
 from rvos_nn.checkpoint import (
     CheckpointRules,
@@ -97,7 +98,8 @@ class Propagator:
         _, state = extract_state_dict(read_checkpoint(path), path, CONTAINERS)
         names = {k.removeprefix(MODULE_PREFIX) for k in state}
         if self.signature not in names:
-            other = next((p for p in PROPAGATORS.values() if p.signature in names), None)
+            others = (load_propagator(n) for n in registry.names(registry.PROPAGATORS))
+            other = next((p for p in others if p.signature in names), None)
             if other is not None and other is not self:
                 raise InputError(
                     path,
@@ -114,27 +116,36 @@ _MASK_TOKEN = KeyRule(
     reason="parameter of later aot-benchmark AOT versions, never used at inference",
 )
 
-PROPAGATORS: dict[str, Propagator] = {
-    "aot": Propagator(
-        name="aot",
-        config_type=aot.AOTConfig,
-        variants=aot.VARIANTS,
-        build=aot.build,
-        reference_resets_step=True,
-        mask_unused_ids=False,
-        signature="LSTT.layers.0.linear_Q.weight",
-        checkpoint_name="aot_swinl.pth",
-        rules=CheckpointRules(ignore=(_MASK_TOKEN,), containers=CONTAINERS),
-    ),
-    "deaot": Propagator(
-        name="deaot",
-        config_type=deaot.DeAOTConfig,
-        variants=deaot.VARIANTS,
-        build=deaot.build,
-        reference_resets_step=False,
-        mask_unused_ids=True,
-        signature="LSTT.layers.0.linear_QV.weight",
-        checkpoint_name="deaot_swinl.pth",
-        rules=CheckpointRules(ignore=(), containers=CONTAINERS),
-    ),
-}
+AOT = Propagator(
+    name="aot",
+    config_type=aot.AOTConfig,
+    variants=aot.VARIANTS,
+    build=aot.build,
+    reference_resets_step=True,
+    mask_unused_ids=False,
+    signature="LSTT.layers.0.linear_Q.weight",
+    checkpoint_name="aot_swinl.pth",
+    rules=CheckpointRules(ignore=(_MASK_TOKEN,), containers=CONTAINERS),
+)
+DEAOT = Propagator(
+    name="deaot",
+    config_type=deaot.DeAOTConfig,
+    variants=deaot.VARIANTS,
+    build=deaot.build,
+    reference_resets_step=False,
+    mask_unused_ids=True,
+    signature="LSTT.layers.0.linear_QV.weight",
+    checkpoint_name="deaot_swinl.pth",
+    rules=CheckpointRules(ignore=(), containers=CONTAINERS),
+)
+
+
+def load_propagator(name: str) -> Propagator:
+    """The propagator registered as ``name`` under ``rvos.propagators`` (entry points, as models)."""
+    found = registry.load(registry.PROPAGATORS, name, "propagator")
+    if not isinstance(found, Propagator) or found.name != name:
+        raise ConfigError(
+            f"entry point {name!r} of {registry.PROPAGATORS} must be a rvos_vos Propagator named "
+            f"{name!r}, got {type(found).__name__}"
+        )
+    return found

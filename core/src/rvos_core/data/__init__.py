@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rvos_core.data import mevis, refdavis, refytvos
-from rvos_core.data.base import Dataset, Expression, Grouping, Video, open_image, read_rgb
+from rvos_core.data.base import Dataset, Expression, Grouping, Video, open_image
 from rvos_core.errors import InputError
 
 LOADERS = {"refytvos": refytvos.load, "mevis": mevis.load, "refdavis": refdavis.load}
@@ -18,4 +18,4 @@ def open_dataset(name: str, data: Path, split: str) -> Dataset:
     return LOADERS[name](Path(data), split)
 
 
-__all__ = ["Dataset", "Expression", "Grouping", "Video", "open_dataset", "open_image", "read_rgb"]
+__all__ = ["Dataset", "Expression", "Grouping", "Video", "open_dataset", "open_image"]

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from rvos_core.errors import InputError
@@ -55,9 +54,20 @@ class Video:
 
     def frame_size(self) -> tuple[int, int]:
         """(H, W) of the video, read from the first frame's header (no decoding)."""
-        path = self.frame_path(self.frames[0])
-        with _reading(path, f"frame of video {self.id} is missing"), Image.open(path) as image:
-            return image.height, image.width
+        return _header_size(self.frame_path(self.frames[0]), self.id)
+
+    def checked_frame_size(self) -> tuple[int, int]:
+        """(H, W) shared by every listed frame, read from the headers (no decoding); a missing
+        or unreadable frame, or one of another size than the first, is an InputError."""
+        size = self.frame_size()
+        for path in map(self.frame_path, self.frames[1:]):
+            other = _header_size(path, self.id)
+            if other != size:
+                raise InputError(
+                    path,
+                    f"frame is {other[1]}x{other[0]}, the video's first is {size[1]}x{size[0]}",
+                )
+        return size
 
     def frame_size_if_present(self) -> tuple[int, int] | None:
         """frame_size(), or None when the first frame is not there (a split read without frames)."""
@@ -96,11 +106,6 @@ class Dataset:
             return self.videos[video_id]
         except KeyError:
             raise InputError(self.meta_path, f"video {video_id!r} is not in this split") from None
-
-    def restrict(self, video_ids: list[str]) -> Dataset:
-        """The same dataset limited to ``video_ids`` (kept in sorted order)."""
-        chosen = {v: self.video(v) for v in sorted(video_ids)}
-        return Dataset(self.name, self.split, self.root, self.meta_path, chosen, self.grouping)
 
 
 def load_json(path: Path) -> Any:
@@ -173,10 +178,10 @@ def _reading(path: Path, missing: str) -> Iterator[None]:
         raise InputError(path, f"unreadable image: {exc}") from None
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode a frame with Pillow as uint8 [H, W, 3] RGB (what the RVOS models' loaders do)."""
-    with _reading(path, "frame is missing"), Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+def _header_size(path: Path, video_id: str) -> tuple[int, int]:
+    """(H, W) of a frame of video ``video_id`` from its header."""
+    with _reading(path, f"frame of video {video_id} is missing"), Image.open(path) as image:
+        return image.height, image.width
 
 
 def open_image(path: Path) -> Image.Image:

@@ -15,25 +15,37 @@ full forward per expression).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
 from rvos_core.errors import InputError
 from rvos_mutr.model import MUTR
-from rvos_nn.options import parse_bool, parse_int
+from rvos_nn.options import option
 from rvos_nn.postprocess import postprocess
 from rvos_nn.predictor import ExpressionPrediction, PredictorContext
 from rvos_nn.preprocess import preprocess_frames
 from rvos_nn.text import ROBERTA_TOKENIZER, Tokenizer, load_tokenizer
 
 MIN_SHORT_SIDE = 32
-OPTIONS = {
-    "short_side": "short side of the frames fed to the model (default 360 = upstream's mutr.pth "
-    "run, infer_ytvos_ensemble.py; 432 = upstream's Annotations run, inference_ytvos.py)",
-    "reuse_backbone": "true (default): one backbone pass per video for all its expressions; "
-    "false: one full forward per expression (same results, slower)",
-}
+
+
+@dataclass(frozen=True)
+class MUTROptions:
+    """The model's ``--option key=value`` settings (parsed by rvos_nn.options)."""
+
+    short_side: int | None = option(
+        None,
+        "short side of the frames fed to the model (default: the model's, 360 = upstream's "
+        "mutr.pth run, infer_ytvos_ensemble.py; 432 = upstream's Annotations run, inference_ytvos.py)",
+        minimum=MIN_SHORT_SIDE,
+    )
+    reuse_backbone: bool = option(
+        True,
+        "true (default): one backbone pass per video for all its expressions; false: one full "
+        "forward per expression (same results, slower)",
+    )
 
 
 class MUTRPredictor:
@@ -80,14 +92,11 @@ class MUTRPredictor:
 def create_predictor(model: MUTR, context: PredictorContext) -> MUTRPredictor:
     """The driver's factory (ModelEntry.create_predictor): tokenizer from PRETRAINED/roberta-base."""
     tokenizer = load_tokenizer(ROBERTA_TOKENIZER, context.pretrained, model.config.text.max_tokens)
-    options = context.options
-    short_side = options.get("short_side")
+    options: MUTROptions = context.options
     return MUTRPredictor(
         model,
         tokenizer,
         context.device,
-        short_side=None
-        if short_side is None
-        else parse_int("short_side", short_side, minimum=MIN_SHORT_SIDE),
-        reuse_backbone=parse_bool("reuse_backbone", options.get("reuse_backbone", "true")),
+        short_side=options.short_side,
+        reuse_backbone=options.reuse_backbone,
     )

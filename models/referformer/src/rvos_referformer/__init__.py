@@ -3,6 +3,7 @@
 from rvos_nn.postprocess import VideoPrediction, postprocess, select_query
 from rvos_nn.preprocess import preprocess_frames, resize_short_side
 from rvos_referformer.config import FULL, TINY, VARIANTS, ReferFormerConfig
+from rvos_referformer.entry import ENTRIES, ENTRY
 from rvos_referformer.model import (
     ReferFormer,
     ReferFormerOutput,
@@ -10,16 +11,19 @@ from rvos_referformer.model import (
     VideoFeatures,
     build,
 )
-from rvos_referformer.predictor import ReferFormerPredictor, create_predictor
+from rvos_referformer.predictor import ReferFormerOptions, ReferFormerPredictor, create_predictor
 from rvos_referformer.weights import CHECKPOINT_RULES, load_checkpoint
 
 __all__ = [
     "CHECKPOINT_RULES",
+    "ENTRIES",
+    "ENTRY",
     "FULL",
     "TINY",
     "VARIANTS",
     "ReferFormer",
     "ReferFormerConfig",
+    "ReferFormerOptions",
     "ReferFormerOutput",
     "ReferFormerPredictor",
     "TextFeatures",

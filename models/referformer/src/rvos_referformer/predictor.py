@@ -15,25 +15,36 @@ from upstream; the query is still chosen over the whole video.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
 from torch import Tensor
 
 from rvos_core.errors import ConfigError, InputError
-from rvos_nn.options import parse_bool, parse_int
+from rvos_nn.options import option
 from rvos_nn.postprocess import postprocess
 from rvos_nn.predictor import ExpressionPrediction, PredictorContext
 from rvos_nn.preprocess import preprocess_frames
 from rvos_nn.text import ROBERTA_TOKENIZER, Tokenizer, load_tokenizer
 from rvos_referformer.model import ReferFormer, VideoFeatures
 
-OPTIONS = {
-    "chunk_frames": "run the video as clips of at most N frames (0 = whole video, as upstream; "
-    "N > 0 bounds memory but changes results)",
-    "reuse_backbone": "true (default): one backbone pass per video for all its expressions; "
-    "false: one full forward per expression (same results, slower)",
-}
+
+@dataclass(frozen=True)
+class ReferFormerOptions:
+    """The model's ``--option key=value`` settings (parsed by rvos_nn.options)."""
+
+    reuse_backbone: bool = option(
+        True,
+        "true (default): one backbone pass per video for all its expressions; false: one full "
+        "forward per expression (same results, slower)",
+    )
+    chunk_frames: int = option(
+        0,
+        "run the video as clips of at most N frames (0 = whole video, as upstream; N > 0 bounds "
+        "memory but changes results)",
+        minimum=0,
+    )
 
 
 class ReferFormerPredictor:
@@ -92,11 +103,11 @@ class ReferFormerPredictor:
 def create_predictor(model: ReferFormer, context: PredictorContext) -> ReferFormerPredictor:
     """The driver's factory (ModelEntry.create_predictor): tokenizer from PRETRAINED/roberta-base."""
     tokenizer = load_tokenizer(ROBERTA_TOKENIZER, context.pretrained, model.config.text.max_tokens)
-    options = context.options
+    options: ReferFormerOptions = context.options
     return ReferFormerPredictor(
         model,
         tokenizer,
         context.device,
-        reuse_backbone=parse_bool("reuse_backbone", options.get("reuse_backbone", "true")),
-        chunk_frames=parse_int("chunk_frames", options.get("chunk_frames", "0"), minimum=0),
+        reuse_backbone=options.reuse_backbone,
+        chunk_frames=options.chunk_frames,
     )

@@ -9,14 +9,15 @@ from rvos_soc.config import (
     SOCConfig,
     VitaConfig,
 )
-from rvos_soc.entry import ENTRY
+from rvos_soc.entry import ENTRIES, ENTRY
 from rvos_soc.model import SOC, SOCOutput, build
-from rvos_soc.predictor import SOCPredictor, create_predictor
+from rvos_soc.predictor import SOCOptions, SOCPredictor, create_predictor
 from rvos_soc.spatial_decoder import FPNSpatialDecoder
 from rvos_soc.weights import CHECKPOINT_RULES, load_checkpoint
 
 __all__ = [
     "CHECKPOINT_RULES",
+    "ENTRIES",
     "ENTRY",
     "FULL",
     "SOC",
@@ -25,6 +26,7 @@ __all__ = [
     "DeformTransformerConfig",
     "FPNSpatialDecoder",
     "SOCConfig",
+    "SOCOptions",
     "SOCOutput",
     "SOCPredictor",
     "VitaConfig",

@@ -13,22 +13,29 @@ expression (``reuse_backbone``, on by default; the results equal one full forwar
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
 from rvos_core.errors import InputError
-from rvos_nn.options import parse_bool
+from rvos_nn.options import option
 from rvos_nn.postprocess import postprocess
 from rvos_nn.predictor import ExpressionPrediction, PredictorContext
 from rvos_nn.preprocess import preprocess_frames
 from rvos_nn.text import ROBERTA_TOKENIZER, Tokenizer, load_tokenizer
 from rvos_soc.model import SOC
 
-OPTIONS = {
-    "reuse_backbone": "true (default): one backbone pass per video for all its expressions; "
-    "false: one full forward per expression (same results, slower)",
-}
+
+@dataclass(frozen=True)
+class SOCOptions:
+    """The model's ``--option key=value`` settings (parsed by rvos_nn.options)."""
+
+    reuse_backbone: bool = option(
+        True,
+        "true (default): one backbone pass per video for all its expressions; false: one full "
+        "forward per expression (same results, slower)",
+    )
 
 
 class SOCPredictor:
@@ -68,5 +75,5 @@ class SOCPredictor:
 def create_predictor(model: SOC, context: PredictorContext) -> SOCPredictor:
     """The driver's factory (ModelEntry.create_predictor): tokenizer from PRETRAINED/roberta-base."""
     tokenizer = load_tokenizer(ROBERTA_TOKENIZER, context.pretrained, model.config.text.max_tokens)
-    reuse = parse_bool("reuse_backbone", context.options.get("reuse_backbone", "true"))
-    return SOCPredictor(model, tokenizer, context.device, reuse_backbone=reuse)
+    options: SOCOptions = context.options
+    return SOCPredictor(model, tokenizer, context.device, reuse_backbone=options.reuse_backbone)

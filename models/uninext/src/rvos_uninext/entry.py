@@ -5,13 +5,11 @@ Both are run from the UNINEXT environment (.venv-uninext): ``make infer-uninext-
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from rvos_nn.checkpoint import LEGACY_TEXT_BUFFERS, CheckpointRules
 from rvos_nn.predictor import ModelEntry
 from rvos_uninext.config import UninextConfig
-from rvos_uninext.model import UNUSED_KEYS, Uninext, build
-from rvos_uninext.predictor import OPTIONS, create_predictor
+from rvos_uninext.model import UNUSED_KEYS, build
+from rvos_uninext.predictor import UninextOptions, create_predictor
 
 # A released UNINEXT file stores, besides the RVOS model: the SOT/VOS template backbone and the
 # other tracking-only modules (UNUSED_KEYS, dropped by name), BERT's position_ids buffer of
@@ -19,45 +17,30 @@ from rvos_uninext.predictor import OPTIONS, create_predictor
 # detr.detr.transformer.decoder.{bbox,class}_embed: one module here, both copies must be equal).
 CHECKPOINT_RULES = CheckpointRules(ignore=(LEGACY_TEXT_BUFFERS, *UNUSED_KEYS))
 
-VITH_VARIANTS: dict[str, Callable[[], UninextConfig]] = {
-    "full": UninextConfig.vit_huge,
-    "tiny": lambda: UninextConfig.tiny("vit"),
+VITH_VARIANTS: dict[str, UninextConfig] = {
+    "full": UninextConfig.vit_huge(),
+    "tiny": UninextConfig.tiny("vit"),
 }
-CONVNEXT_VARIANTS: dict[str, Callable[[], UninextConfig]] = {
-    "full": UninextConfig.convnext_large,
-    "tiny": lambda: UninextConfig.tiny("convnext"),
+CONVNEXT_VARIANTS: dict[str, UninextConfig] = {
+    "full": UninextConfig.convnext_large(),
+    "tiny": UninextConfig.tiny("convnext"),
 }
 
 
-def build_vith(variant: str) -> Uninext:
-    """UNINEXT ViT-H ("full", the competition model) or the tiny ViT test model, random weights."""
-    return build(VITH_VARIANTS[variant]())
+def _entry(name: str, variants: dict[str, UninextConfig]) -> ModelEntry:
+    """The two backbones share everything but their variants table."""
+    return ModelEntry(
+        name=name,
+        variants=variants,
+        module=build,
+        predictor=create_predictor,
+        value_domain="probability",
+        checkpoint_rules=CHECKPOINT_RULES,
+        checkpoint_file=f"{name}.pth",
+        options=UninextOptions,
+    )
 
 
-def build_convnext(variant: str) -> Uninext:
-    """UNINEXT ConvNeXt-L ("full") or the tiny ConvNeXt test model, random weights."""
-    return build(CONVNEXT_VARIANTS[variant]())
-
-
-VITH = ModelEntry(
-    name="uninext_vith",
-    variants=tuple(VITH_VARIANTS),
-    build=build_vith,
-    create_predictor=create_predictor,
-    value_domain="probability",
-    checkpoint_rules=CHECKPOINT_RULES,
-    checkpoint_file="uninext_vith.pth",
-    default_variant="full",
-    options=OPTIONS,
-)
-CONVNEXT = ModelEntry(
-    name="uninext_convnext",
-    variants=tuple(CONVNEXT_VARIANTS),
-    build=build_convnext,
-    create_predictor=create_predictor,
-    value_domain="probability",
-    checkpoint_rules=CHECKPOINT_RULES,
-    checkpoint_file="uninext_convnext.pth",
-    default_variant="full",
-    options=OPTIONS,
-)
+VITH = _entry("uninext_vith", VITH_VARIANTS)
+CONVNEXT = _entry("uninext_convnext", CONVNEXT_VARIANTS)
+ENTRIES = (VITH, CONVNEXT)

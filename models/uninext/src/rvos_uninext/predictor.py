@@ -24,18 +24,29 @@ import torch
 from PIL import Image
 
 from rvos_core.errors import ConfigError, InputError
+from rvos_nn.options import option
 from rvos_nn.predictor import ExpressionPrediction, PredictorContext
 from rvos_nn.text import UNINEXT_BERT_TOKENIZER, Tokenizer, Tokens, load_tokenizer
 from rvos_uninext.model import Uninext, VisualFeatures
 from rvos_uninext.postprocess import mask_probabilities, query_scores, top_query
 from rvos_uninext.preprocess import FrameBatch, clean_expression, prepare_frames
 
-OPTIONS = {
-    "frame_batch": "frames per pass (default 1, as upstream; larger is faster on GPU and changes "
-    "float rounding only)",
-    "reuse_backbone": "true (default): one backbone pass per video for all its expressions; "
-    "false: one per expression (same results, slower, less memory)",
-}
+
+@dataclass(frozen=True)
+class UninextOptions:
+    """The model's ``--option key=value`` settings (parsed by rvos_nn.options)."""
+
+    frame_batch: int = option(
+        1,
+        "frames per pass (default 1, as upstream; larger is faster on GPU and changes float "
+        "rounding only)",
+        minimum=1,
+    )
+    reuse_backbone: bool = option(
+        True,
+        "true (default): one backbone pass per video for all its expressions; false: one per "
+        "expression (same results, slower, less memory)",
+    )
 
 
 @dataclass(frozen=True)
@@ -127,34 +138,15 @@ class UninextPredictor:
         )
 
 
-def _parse_bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"option {name}={value!r}: use true or false")
-
-
-def _parse_positive(name: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"option {name}={value!r}: not an integer") from None
-    if number < 1:
-        raise ConfigError(f"option {name}={value!r}: must be >= 1")
-    return number
-
-
 def create_predictor(model: Uninext, context: PredictorContext) -> UninextPredictor:
     """The driver's factory (ModelEntry.create_predictor): tokenizer from PRETRAINED/bert-base-uncased."""
     spec = dataclasses.replace(UNINEXT_BERT_TOKENIZER, max_length=model.config.max_query_len)
     tokenizer = load_tokenizer(spec, context.pretrained, model.config.text.max_tokens)
-    options = context.options
+    options: UninextOptions = context.options
     return UninextPredictor(
         model,
         tokenizer,
         context.device,
-        frame_batch=_parse_positive("frame_batch", options.get("frame_batch", "1")),
-        reuse_backbone=_parse_bool("reuse_backbone", options.get("reuse_backbone", "true")),
+        frame_batch=options.frame_batch,
+        reuse_backbone=options.reuse_backbone,
     )
