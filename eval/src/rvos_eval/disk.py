@@ -131,10 +131,11 @@ def without_redundant(kernel: np.ndarray, centre: Rect, candidates: list[Rect]) 
         dy0, dy1, dx0, dx1 = rect
         return slice(anchor_y + dy0, anchor_y + dy1 + 1), slice(anchor_x + dx0, anchor_x + dx1 + 1)
 
-    for rect in (centre, *candidates):
+    unique = sorted(set(candidates), key=lambda r: (area(r), r))
+    for rect in (centre, *unique):
         cover[window(rect)] += 1
     kept = []
-    for rect in sorted(set(candidates), key=lambda r: (area(r), r)):
+    for rect in unique:
         if cover[window(rect)].min() > 1:
             cover[window(rect)] -= 1
         else:
