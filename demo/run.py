@@ -17,16 +17,18 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from rvos_core.atomic import write_json
-from rvos_core.cli import add_dataset_args, dataset_from_args, run_main
+from rvos_core.cli import add_dataset_args, dataset_from_args, run_main, shard_from_args
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.masks import quantize_probs
 from rvos_core.recipe import DEFAULT, Recipe, load_recipe
-from rvos_core.runfolder import Run, RunWriter, VideoResult
+from rvos_core.runfolder import Run, RunRecord, RunWriter, VideoResult, VideoWriter
+from rvos_core.runner import Stage, Target, run_stage
 from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
 
 
@@ -149,21 +151,41 @@ def prepare(out: Path, recipe: Recipe) -> None:
     print(f"demo data and simulated runs under {out}")
 
 
-def propagate(args: argparse.Namespace) -> int:
+@dataclass
+class IdentityPropagation(Stage):
     """Stand-in propagator (identity): copies the input run's masks and scores."""
-    dataset, source = dataset_from_args(args), Run(args.run)
-    meta = {"producer": f"demo propagate ({args.method}, identity stand-in)", "inputs": [str(args.run.resolve())],
-            "value_domain": "binary", "has_scores": source.has_scores, "has_probs": False}  # fmt: skip
-    writer = RunWriter(args.out, dataset, meta)
-    for sink in writer.claims(writer.todo(dataset.videos)):
-        video = sink.video
-        with sink:
-            scores = source.scores(video) if source.has_scores else {}
-            for exp_id in video.exp_ids:
-                sink.write_masks(exp_id, source.masks(video, exp_id))
-                if scores:
-                    sink.write_scores(exp_id, scores[exp_id])
-    writer.finalize()
+
+    method: str
+    source: Run
+    name: str = "demo propagate"
+
+    @property
+    def inputs(self) -> list[Path]:
+        return [self.source.root]
+
+    @cached_property
+    def record(self) -> RunRecord:
+        return RunRecord(
+            producer=f"demo propagate ({self.method}, identity stand-in)",
+            value_domain="binary",
+            has_scores=self.source.has_scores,
+            has_probs=False,
+            inputs=(self.source.input_record(),),
+        )
+
+    def write_video(self, out: VideoWriter) -> None:
+        video = out.video
+        scores = self.source.scores(video) if self.source.has_scores else {}
+        for exp_id in video.exp_ids:
+            out.write_masks(exp_id, self.source.masks(video, exp_id))
+            if scores:
+                out.write_scores(exp_id, scores[exp_id])
+
+
+def propagate(args: argparse.Namespace) -> int:
+    """The stand-in propagator's command (see IdentityPropagation)."""
+    stage = IdentityPropagation(args.method, Run(args.run))
+    run_stage(stage, Target(args.out, dataset_from_args(args), shard_from_args(args)))
     return 0
 
 

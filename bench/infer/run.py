@@ -1,7 +1,7 @@
-"""Driver-level benchmark of a model run (issue 3 §6): time per video and peak memory.
+"""Driver-level benchmark of a model run: time per video and peak memory.
 
 Writes a synthetic Ref-YouTube-VOS-style split (N videos x E expressions x T frames of H x W) and
-runs the real driver path per video (rvos_nn.infer.run_video: decode every frame once, predict,
+runs the real driver path per video (rvos_nn.infer.ModelStage.write_video: decode every frame once, predict,
 threshold, encode the PNGs, commit) in three modes, each in a fresh process:
 
     floor     the driver alone: a constant predictor (frame decoding + PNG writing + commits)
@@ -42,8 +42,9 @@ from PIL import Image
 
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.runfolder import RunWriter
+from rvos_core.runner import write_video
 from rvos_core.synthetic import VideoSpec, write_refytvos
-from rvos_nn.infer import InferSettings, create_predictor, parse_options, run_video
+from rvos_nn.infer import InferSettings, ModelStage, create_predictor, parse_options
 from rvos_nn.precision import resolve_device
 from rvos_nn.predictor import ExpressionPrediction, Predictor, load_model_entry
 from rvos_nn.testing import write_tokenizer
@@ -133,9 +134,10 @@ def _job(mode: str, args: argparse.Namespace, root: Path, queue: Any) -> None:
     meta = {"producer": "bench/infer", "value_domain": "logit", "has_scores": True}
     writer = RunWriter(out, dataset, meta)
     seconds = []
+    stage = ModelStage(load_model_entry(args.model), settings, predictor)
     for video in dataset:
         start = time.perf_counter()
-        run_video(writer, predictor, video, settings)
+        write_video(writer, stage, video.id)
         seconds.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(settings.device) / 2**20 if cuda else peak_rss_mib()
     queue.put({"mode": mode, "load_s": load, "video_s": seconds, "peak_mib": peak, "cuda": cuda})

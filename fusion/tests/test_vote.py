@@ -14,7 +14,7 @@ from rvos_core.errors import ConfigError, InputError
 from rvos_core.masks import encode_mask_png
 from rvos_core.runfolder import Run
 from rvos_core.synthetic import VideoSpec, write_refytvos
-from rvos_fusion.vote import VoteConfig, groups, open_vote
+from rvos_fusion.vote import VoteConfig, groups, run_vote
 
 
 def test_groups() -> None:
@@ -134,7 +134,7 @@ def test_bad_settings(
     three_runs: list[Run], tiny: Dataset, tmp_path: Path, config: VoteConfig, message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        open_vote(three_runs, tiny, config, tmp_path / "out")
+        run_vote(three_runs, tiny, config, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -122,9 +122,11 @@ def test_a_finished_vote_asked_with_other_options_is_refused(
     tmp_path: Path, many: Dataset, inputs: list[Run], capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "out"
-    assert fusion(capsys, many, *round1(inputs, out)) == (0, "")
+    written = f"{out}: {len(many)} videos written; run complete\n"
+    assert fusion(capsys, many, *round1(inputs, out)) == (0, written)
     before = tree_digest(out)
-    assert fusion(capsys, many, *round1(inputs, out)) == (0, "")  # the same: nothing to do
+    nothing = f"{out} is complete (run.json); nothing to do\n"
+    assert fusion(capsys, many, *round1(inputs, out)) == (0, nothing)  # the same settings
     err = refused(
         fusion(capsys, many, *round1(inputs, out, "--weights", "2,1,1")),
         out,

@@ -97,8 +97,14 @@ def test_run_holds_what_the_predictor_returns(
         "bytes": checkpoint.stat().st_size,
         "sha256": digest,
     }
-    assert (meta["model"], meta["variant"], meta["options"]) == ("double", "tiny", {"scale": "2"})
-    assert (meta["precision"], meta["value_domain"], meta["has_probs"]) == ("fp32", "logit", True)
+    assert meta["config"] == {
+        "model": "double",
+        "variant": "tiny",
+        "options": {"scale": "2"},
+        "precision": "fp32",
+    }
+    assert (meta["producer"], meta["inputs"]) == ("rvos_nn.infer", [])
+    assert (meta["value_domain"], meta["has_probs"]) == ("logit", True)
 
 
 def test_shards_give_the_bytes_of_one_run(
@@ -219,7 +225,7 @@ def test_bf16_autocast_on_cpu(
 ) -> None:
     out = tmp_path / "run"
     assert infer(ENTRY, small_dataset, out, _settings(checkpoint, pretrained, precision="bf16"))
-    assert json.loads((out / "run.json").read_text())["precision"] == "bf16"
+    assert json.loads((out / "run.json").read_text())["config"]["precision"] == "bf16"
 
 
 class _Fixed:

@@ -12,9 +12,11 @@ import pytest
 import torch
 from vos_testlib import clip_length, free_running_labels, load_pt, make_setup, sure_pixels
 
+from rvos_core.errors import ConfigError
 from rvos_core.runfolder import Run
 from rvos_vos.parity import upstream_trajectory
-from rvos_vos.propagate import main
+from rvos_vos.propagate import _parser, main, settings_from_args
+from rvos_vos.propagators import load_propagator
 
 
 @pytest.mark.parity
@@ -53,7 +55,9 @@ def test_provenance(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert main(setup.argv(out, "--max-long-term", "4")) == 0
     meta = json.loads((out / "run.json").read_text())
-    assert meta["input_run"]["path"] == str(setup.run.root.resolve())
+    assert meta["producer"] == "rvos_vos.propagate deaot"
+    assert meta["inputs"] == [setup.run.input_record()]
+    assert meta["config"]["propagator"] == "deaot"
     digest = hashlib.sha256(setup.checkpoint.read_bytes()).hexdigest()
     assert meta["checkpoint"]["sha256"] == digest
     assert meta["config"]["memory"] == {
@@ -138,3 +142,16 @@ def test_precision_amp_needs_a_gpu(tmp_path: Path, capsys: pytest.CaptureFixture
         pytest.skip("a GPU is present")
     assert main(argv) == 2
     assert "--device cuda" in capsys.readouterr().err
+
+
+def test_precision_follows_the_drivers_rule(tmp_path: Path) -> None:
+    """bf16 autocast runs on the CPU as in rvos_nn.infer (fp16 needs CUDA); variants are named
+    as the models' ("full")."""
+    checkpoint = tmp_path / "c.pth"
+    checkpoint.write_bytes(b"")
+    argv = ["aot", "--checkpoint", str(checkpoint), "--run", "r", "--out", "o"]
+    settings = settings_from_args(_parser().parse_args([*argv, "--precision", "bf16"]))
+    assert (settings.precision, settings.device.type) == ("bf16", "cpu")
+    assert settings.config == load_propagator("aot").variants["full"]
+    with pytest.raises(ConfigError, match="fp16 needs --device cuda"):
+        settings_from_args(_parser().parse_args([*argv, "--precision", "fp16"]))

@@ -1,4 +1,4 @@
-"""Run folders: the one format every stage reads and writes (see DESIGN.md).
+"""Run folders: the one format every stage reads and writes (docs/architecture.md).
 
 ::
 
@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,73 @@ class VideoResult:
     probs: dict[str, np.ndarray] | None = None
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """How a run is made: what every stage records in run.json (and ``.pending.json``), beside
+    the "format", "dataset", "counts" and "code_version" the writer adds. A resumed run, or a
+    complete one asked again, must be given an equal record.
+
+    Attributes:
+        producer: the stage (e.g. "rvos_nn.infer", "rvos_vos.propagate aot").
+        value_domain: "binary", "logit" or "probability": what the stored probabilities were
+            made from.
+        has_scores / has_probs: whether the run stores scores / probabilities.
+        inputs: what the run is made from (``run_input``, ``file_input``, ``folder_input``):
+            names and digests, no absolute paths, so that a moved WORK folder still matches.
+        checkpoint: ``file_record`` of the weights, or None.
+        config: the stage's settings.
+    """
+
+    producer: str
+    value_domain: str
+    has_scores: bool
+    has_probs: bool
+    inputs: tuple[Mapping[str, Any], ...] = ()
+    checkpoint: Mapping[str, Any] | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def meta(self) -> dict[str, Any]:
+        """The record as run.json's keys."""
+        return {
+            "producer": self.producer,
+            "inputs": [dict(item) for item in self.inputs],
+            "checkpoint": None if self.checkpoint is None else dict(self.checkpoint),
+            "config": dict(self.config),
+            "value_domain": self.value_domain,
+            "has_scores": self.has_scores,
+            "has_probs": self.has_probs,
+        }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_record(path: Path, what: str = "checkpoint file", hashed: bool = True) -> dict[str, Any]:
+    """{"file", "bytes"(, "sha256")} of a file: its name only, runs move between machines; a
+    missing file is an InputError saying "<what> is missing"."""
+    try:
+        record: dict[str, Any] = {"file": path.name, "bytes": path.stat().st_size}
+        if hashed:
+            record["sha256"] = _sha256(path)
+    except FileNotFoundError:
+        raise InputError(path, f"{what} is missing") from None
+    return record
+
+
+def folder_input(path: Path) -> dict[str, Any]:
+    """The input record of a folder that is not a run (e.g. an upstream PNG tree): its name."""
+    return {"folder": path.name}
+
+
+def _meta_of(meta: RunRecord | Mapping[str, Any]) -> Mapping[str, Any]:
+    return meta.meta() if isinstance(meta, RunRecord) else meta
+
+
 def dataset_record(dataset: Dataset) -> dict[str, Any]:
     """What run.json says about the dataset a run covers."""
     digest = (
@@ -101,18 +168,21 @@ def require_videos(dataset: Dataset) -> None:
         raise InputError(dataset.meta_path, f"split {dataset.name}/{dataset.split} lists no videos")
 
 
-def request_record(dataset: Dataset, meta: Mapping[str, Any]) -> dict[str, Any]:
+def request_record(dataset: Dataset, meta: RunRecord | Mapping[str, Any]) -> dict[str, Any]:
     """What run.json records (less the outcome) for a run of ``dataset`` with provenance ``meta``,
     as JSON reads it back. An empty split is refused."""
     require_videos(dataset)
-    record = {"format": FORMAT, "dataset": dataset_record(dataset), **meta}
+    record = {"format": FORMAT, "dataset": dataset_record(dataset), **_meta_of(meta)}
     if record.get("value_domain") not in DOMAINS:
         raise ValueError(f"value_domain must be one of {DOMAINS}")
     return json.loads(dumps_json(record))
 
 
 def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested JSON object as {"dotted.key": value}."""
+    """A nested JSON value as {"dotted.key": value} (the objects of a list of objects, such as
+    the inputs, keyed by their index)."""
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        value = {str(i): item for i, item in enumerate(value)}
     if not isinstance(value, dict) or not value:
         return {prefix: value}
     leaves: dict[str, Any] = {}
@@ -165,11 +235,18 @@ def _finished(root: Path, requested: Mapping[str, Any]) -> bool:
     return True
 
 
-def check_finished(root: Path, dataset: Dataset, meta: Mapping[str, Any]) -> bool:
+def check_finished(root: Path, dataset: Dataset, meta: RunRecord | Mapping[str, Any]) -> bool:
     """True when ``root`` is a complete run of ``dataset`` made with provenance ``meta`` (nothing
     to do); False when it is not complete; a ConfigError naming both settings when it is complete
     with others. An empty split is an InputError."""
     return _finished(Path(root), request_record(dataset, meta))
+
+
+def videos_to_do(root: Path, video_ids: Iterable[str]) -> list[str]:
+    """The videos of ``video_ids`` that run folder ``root`` has not marked done, sorted."""
+    if (Path(root) / RUN_JSON).is_file():
+        return []
+    return [v for v in sorted(video_ids) if not (Path(root) / ".done" / v).is_file()]
 
 
 def check_output(out: Path, inputs: Iterable[Path]) -> None:
@@ -201,13 +278,12 @@ class RunWriter:
     Args:
         root: the run folder.
         dataset: the split; its videos define what "complete" means. An empty split is refused.
-        meta: provenance for run.json: producer, config, inputs, checkpoint, value_domain
-            ("binary", "logit" or "probability": what the stored probabilities were made from),
-            has_scores, has_probs. A resumed run, or a complete one asked again, must be given
-            the same meta (and dataset): other settings are a ConfigError naming both.
+        meta: provenance for run.json: a RunRecord (every stage), or its keys (tests and
+            benchmarks may give fewer). A resumed run, or a complete one asked again, must be
+            given the same meta (and dataset): other settings are a ConfigError naming both.
     """
 
-    def __init__(self, root: Path, dataset: Dataset, meta: Mapping[str, Any]) -> None:
+    def __init__(self, root: Path, dataset: Dataset, meta: RunRecord | Mapping[str, Any]) -> None:
         self.root = Path(root)
         self.dataset = dataset
         self.meta = request_record(dataset, meta)
@@ -254,7 +330,7 @@ class RunWriter:
 
     def todo(self, video_ids: Iterable[str]) -> list[str]:
         """The videos of ``video_ids`` not written yet, in sorted order."""
-        return [v for v in sorted(video_ids) if not self.is_done(v)]
+        return videos_to_do(self.root, video_ids)
 
     def claim_video(self, video: Video) -> VideoWriter | None:
         """A writer that stages ``video`` frame by frame, holding its lock; None when the video is
@@ -593,6 +669,16 @@ class Run:
     @property
     def value_domain(self) -> str:
         return str(self.meta.get("value_domain"))
+
+    def input_record(self) -> dict[str, Any]:
+        """What a run made from this one records of it (RunRecord.inputs): the folder's name,
+        the producer and run.json's sha256, which changes when the run is made again with other
+        settings (or for another version of the split)."""
+        return {
+            "run": self.name,
+            "producer": self.meta.get("producer"),
+            "sha256": _sha256(self.root / RUN_JSON),
+        }
 
     def check_dataset(self, dataset: Dataset) -> None:
         """Refuse a run made for another benchmark or split than ``dataset``, or from another

@@ -1,7 +1,7 @@
 """``python -m rvos_fusion``: vote, split-pth, import-png, submission.
 
-Every command writes a run folder (or a zip) atomically and exits 2 with ``error: <file>: <problem>``
-on bad input.
+Every command writes a run folder (or a zip) atomically, says what it did in one line on stderr
+(the runs: rvos_core.runner) and exits 2 with ``error: <file>: <problem>`` on bad input.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 from rvos_core.cli import (
     add_dataset_args,
@@ -62,7 +61,7 @@ def _vote_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--compat-unpaired-sigmoid",
         action="store_true",
-        help="reproduce upstream's unpaired-expression bug (spec/pipeline.md §7.1)",
+        help="reproduce upstream's unpaired-expression bug (docs/upstream.md)",
     )
     parser.add_argument("--workers", type=int, default=default_workers())
     add_dataset_args(parser)
@@ -143,26 +142,18 @@ def cmd_vote(args: argparse.Namespace) -> int:
     dataset = dataset_from_args(args)
     runs = [Run(path) for path in args.runs]
     config = _config(args, dataset)
-    complete = run_vote(runs, dataset, config, args.out, shard_from_args(args), args.workers)
-    return _report(complete, args.out)
-
-
-def _report(complete: bool, out: Path) -> int:
-    print(f"{out}: {'complete' if complete else 'this shard is done; other shards remain'}")
+    run_vote(runs, dataset, config, args.out, shard_from_args(args), args.workers)
     return 0
 
 
 def cmd_split_pth(args: argparse.Namespace) -> int:
-    complete = import_pth(
-        args.files, args.domain, dataset_from_args(args), args.out, not args.no_probs
-    )
-    return _report(complete, args.out)
+    import_pth(args.files, args.domain, dataset_from_args(args), args.out, not args.no_probs)
+    return 0
 
 
 def cmd_import_png(args: argparse.Namespace) -> int:
-    return _report(
-        import_png(args.folder, dataset_from_args(args), args.out, args.key_frames), args.out
-    )
+    import_png(args.folder, dataset_from_args(args), args.out, args.key_frames)
+    return 0
 
 
 def cmd_submission(args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ it was right.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,8 +26,14 @@ from rvos_core.data import Dataset, Video
 from rvos_core.data.base import load_json
 from rvos_core.errors import InputError
 from rvos_core.masks import quantize_probs, read_mask_png, sigmoid_f32
-from rvos_core.progress import progress
-from rvos_core.runfolder import RunWriter, check_key_frames, check_output
+from rvos_core.runfolder import (
+    RunRecord,
+    VideoWriter,
+    check_key_frames,
+    file_record,
+    folder_input,
+)
+from rvos_core.runner import Stage, Target, run_stage
 from rvos_core.torchfile import BFloat16, as_float32, read_torch_file
 
 Domain = Literal["logit", "probability"]
@@ -123,58 +131,96 @@ def check_structure(where: Mapping[str, tuple[Path, dict[str, Any]]], dataset: D
             )
 
 
+@dataclass
+class PthImport(Stage):
+    """``split-pth`` as a stage of rvos_core.runner: upstream .pth file(s) -> a run."""
+
+    paths: Sequence[Path]
+    domain: Domain
+    save_probs: bool = True
+    name: str = "import"
+    chunks: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
+
+    @cached_property
+    def record(self) -> RunRecord:
+        return RunRecord(
+            producer="rvos_fusion.split_pth",
+            value_domain=self.domain,
+            has_scores=True,
+            has_probs=self.save_probs,
+            inputs=tuple(file_record(p, "file", hashed=False) for p in self.paths),
+            config={"domain": self.domain},
+        )
+
+    def check(self, dataset: Dataset, videos: Sequence[Video]) -> None:
+        self.chunks = index_chunks(self.paths, dataset)
+        check_structure(self.chunks, dataset)
+
+    def write_video(self, out: VideoWriter) -> None:
+        video = out.video
+        path, entry = self.chunks[video.id]
+        for exp_id in video.exp_ids:
+            probs, scores = _expression_arrays(path, video, exp_id, entry[exp_id], self.domain)
+            out.write_masks(exp_id, probs > 0.5)
+            out.write_scores(exp_id, scores)
+            if self.save_probs:
+                out.write_probs(exp_id, quantize_probs(probs))
+
+
 def import_pth(
     paths: Sequence[Path], domain: Domain, dataset: Dataset, out: Path, save_probs: bool = True
 ) -> bool:
     """Write run folder ``out`` from upstream .pth file(s); True when the run is complete."""
-    where = index_chunks(paths, dataset)
-    check_structure(where, dataset)
-    meta = {
-        "producer": "rvos_fusion.split_pth",
-        "inputs": [str(p.resolve()) for p in paths],
-        "config": {"domain": domain},
-        "value_domain": domain,
-        "has_scores": True,
-        "has_probs": save_probs,
-    }
-    writer = RunWriter(out, dataset, meta)
-    for sink in writer.claims(progress(writer.todo(dataset.videos), desc=f"import {out.name}")):
-        video = sink.video
-        path, entry = where[video.id]
-        with sink:
-            for exp_id in video.exp_ids:
-                probs, scores = _expression_arrays(path, video, exp_id, entry[exp_id], domain)
-                sink.write_masks(exp_id, probs > 0.5)
-                sink.write_scores(exp_id, scores)
-                if save_probs:
-                    sink.write_probs(exp_id, quantize_probs(probs))
-    return writer.finalize()
+    stage = PthImport(paths, domain, save_probs, name=f"import {out.name}")
+    return run_stage(stage, Target(out, dataset))
+
+
+@dataclass
+class PngImport(Stage):
+    """``import-png`` as a stage of rvos_core.runner: an upstream PNG tree -> a run."""
+
+    folder: Path
+    key_frames_file: Path | None = None
+    name: str = "import"
+    table: Mapping[str, Any] | None = None
+
+    @property
+    def inputs(self) -> Sequence[Path]:
+        return (self.folder,)
+
+    @cached_property
+    def record(self) -> RunRecord:
+        key_frames = self.key_frames_file
+        return RunRecord(
+            producer="rvos_fusion.import_png",
+            value_domain="binary",
+            has_scores=False,
+            has_probs=False,
+            inputs=(folder_input(self.folder),)
+            + (() if key_frames is None else (file_record(key_frames, "file"),)),
+        )
+
+    def check(self, dataset: Dataset, videos: Sequence[Video]) -> None:
+        if not self.folder.is_dir():
+            raise InputError(self.folder, "PNG folder is missing")
+        if self.key_frames_file is not None:
+            table = load_json(self.key_frames_file)
+            self.table = check_key_frames(table, dataset, self.key_frames_file)
+
+    def write_video(self, out: VideoWriter) -> None:
+        video = out.video
+        shape = video.frame_size_if_present()
+        for exp_id in video.exp_ids:
+            for t, frame in enumerate(video.frames):
+                mask = read_mask_png(self.folder / video.id / exp_id / f"{frame}.png", shape)
+                shape = mask.shape
+                out.write_mask(exp_id, t, mask)
+
+    def key_frames(self) -> Mapping[str, Any] | None:
+        return self.table
 
 
 def import_png(folder: Path, dataset: Dataset, out: Path, key_frames: Path | None = None) -> bool:
     """Write run folder ``out`` from an upstream PNG tree (every video, expression, meta frame)."""
-    if not folder.is_dir():
-        raise InputError(folder, "PNG folder is missing")
-    check_output(out, [folder])
-    table = None
-    if key_frames is not None:
-        table = check_key_frames(load_json(key_frames), dataset, key_frames)
-    meta = {
-        "producer": "rvos_fusion.import_png",
-        "inputs": [str(folder.resolve())] + ([str(key_frames.resolve())] if key_frames else []),
-        "config": {},
-        "value_domain": "binary",
-        "has_scores": False,
-        "has_probs": False,
-    }
-    writer = RunWriter(out, dataset, meta)
-    for sink in writer.claims(progress(writer.todo(dataset.videos), desc=f"import {out.name}")):
-        video = sink.video
-        with sink:
-            shape = video.frame_size_if_present()
-            for exp_id in video.exp_ids:
-                for t, frame in enumerate(video.frames):
-                    mask = read_mask_png(folder / video.id / exp_id / f"{frame}.png", shape)
-                    shape = mask.shape
-                    sink.write_mask(exp_id, t, mask)
-    return writer.finalize(key_frames=table)
+    stage = PngImport(folder, key_frames, name=f"import {out.name}")
+    return run_stage(stage, Target(out, dataset))

@@ -1,6 +1,6 @@
 """The vote operator: K runs -> one run, per pixel and frame.
 
-The upstream rounds are configurations of it (spec/pipeline.md §4):
+The upstream rounds are configurations of it (docs/upstream.md):
 
 * round 1 ("swap"): pairs, ``min_votes=3`` (of 3 runs x 2 expressions), an unpaired expression takes
   the reference run's (run 0's) mask, key frames from run 0;
@@ -12,7 +12,7 @@ sibling and both receive the same mask; with an odd count the last expression is
 per-run weights) against ``min_votes``; soft votes average stored probabilities (weighted) and keep
 pixels above ``soft_threshold``.
 
-Upstream bug §7.1: its unpaired branch applies a sigmoid to the reference run's stored values even
+Upstream bug (docs/upstream.md): its unpaired branch applies a sigmoid to the reference run's stored values even
 when they are probabilities (every non-zero probability becomes foreground). We use the reference
 run's own masks; ``compat_unpaired_sigmoid=True`` reproduces the bug for parity.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from functools import partial
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,17 +30,8 @@ import numpy as np
 from rvos_core.data import Dataset, Video
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.masks import encode_mask_png
-from rvos_core.parallel import for_each_video
-from rvos_core.runfolder import (
-    ProbsReader,
-    Run,
-    RunWriter,
-    VideoWriter,
-    check_key_frames,
-    check_output,
-    require_videos,
-)
-from rvos_core.shard import select_shard
+from rvos_core.runfolder import ProbsReader, Run, RunRecord, VideoWriter, check_key_frames
+from rvos_core.runner import Stage, Target, run_stage
 
 Reference = Literal["reference"]
 
@@ -58,7 +49,7 @@ class VoteConfig:
         weights: one weight per run (default 1 each).
         mode: "hard" (count masks) or "soft" (average stored probabilities).
         soft_threshold: soft mode keeps pixels whose weighted mean probability is > this.
-        compat_unpaired_sigmoid: reproduce upstream's unpaired-expression bug (§7.1).
+        compat_unpaired_sigmoid: reproduce upstream's unpaired-expression bug (docs/upstream.md).
     """
 
     min_votes: float = 0.0
@@ -265,43 +256,47 @@ def _write_carried(runs: Sequence[Run], video: Video, config: VoteConfig, out: V
         out.write_scores(exp_id, scores[exp_id])
 
 
-def vote_meta(runs: Sequence[Run], config: VoteConfig) -> dict[str, Any]:
+def vote_record(runs: Sequence[Run], config: VoteConfig) -> RunRecord:
     """Provenance for run.json."""
-    return {
-        "producer": "rvos_fusion.vote",
-        "inputs": [str(run.root.resolve()) for run in runs],
-        "config": asdict(config),
-        "value_domain": "binary",
-        "has_scores": config.key_frames_from is not None,
-        "has_probs": False,
-    }
+    return RunRecord(
+        producer="rvos_fusion.vote",
+        value_domain="binary",
+        has_scores=config.key_frames_from is not None,
+        has_probs=False,
+        inputs=tuple(run.input_record() for run in runs),
+        config=asdict(config),
+    )
 
 
-def open_vote(runs: Sequence[Run], dataset: Dataset, config: VoteConfig, out: Path) -> RunWriter:
-    """Check the runs and the settings; return the writer of the output run.
+@dataclass
+class VoteStage(Stage):
+    """A vote as a stage of rvos_core.runner (picklable: it runs in worker processes)."""
 
-    Refused: an output that is (or is inside) an input run, runs made for another split or from
-    another version of its meta file, and a key-frame run whose key_frame.json does not fit the
-    split's videos.
-    """
-    require_videos(dataset)
-    check_output(out, [run.root for run in runs])
-    config.check(runs)
-    for run in runs:
-        run.check_dataset(dataset)
-    if config.key_frames_from is not None:
-        source = runs[config.key_frames_from]
-        check_key_frames(source.key_frames(), dataset, source.root / "key_frame.json")
-    return RunWriter(out, dataset, vote_meta(runs, config))
+    runs: Sequence[Run]
+    config: VoteConfig
+    name: str = "vote"
 
+    @property
+    def inputs(self) -> Sequence[Path]:
+        return [run.root for run in self.runs]
 
-def _vote_one(runs: Sequence[Run], writer: RunWriter, config: VoteConfig, video_id: str) -> None:
-    video = writer.dataset.video(video_id)
-    sink = writer.claim_video(video)
-    if sink is None:  # another process wrote it meanwhile
-        return
-    with sink:
-        vote_video(runs, video, config, sink)
+    @cached_property
+    def record(self) -> RunRecord:
+        return vote_record(self.runs, self.config)
+
+    def check(self, dataset: Dataset, videos: Sequence[Video]) -> None:
+        """Refuse settings that do not fit the runs, runs made for another split or from another
+        version of its meta file, and a key-frame run whose key_frame.json does not fit the
+        split's videos."""
+        self.config.check(self.runs)
+        for run in self.runs:
+            run.check_dataset(dataset)
+        if self.config.key_frames_from is not None:
+            source = self.runs[self.config.key_frames_from]
+            check_key_frames(source.key_frames(), dataset, source.root / "key_frame.json")
+
+    def write_video(self, out: VideoWriter) -> None:
+        vote_video(self.runs, out.video, self.config, out)
 
 
 def run_vote(
@@ -312,8 +307,10 @@ def run_vote(
     shard: tuple[int, int] = (0, 1),
     workers: int = 1,
 ) -> bool:
-    """Vote the videos of ``shard`` not done yet into run ``out``; True when the run is complete."""
-    writer = open_vote(runs, dataset, config, out)
-    todo = writer.todo(select_shard(list(dataset.videos), shard))
-    for_each_video(partial(_vote_one, runs, writer, config), todo, workers, desc=f"vote {out.name}")
-    return writer.finalize()
+    """Vote the videos of ``shard`` not done yet into run ``out``; True when the run is complete.
+
+    Refused before anything is written: an output that is (or is inside) an input run, and what
+    ``VoteStage.check`` refuses.
+    """
+    stage = VoteStage(runs, config, name=f"vote {out.name}")
+    return run_stage(stage, Target(out, dataset, shard, workers))

@@ -9,22 +9,22 @@
 
 MODEL is a name registered under the entry-point group ``rvos.models`` (rvos_nn.predictor).
 The checkpoint defaults to CHECKPOINTS/<the model's file>, the tokenizers' folder to PRETRAINED,
-the dataset to DATA and SPLIT (paths.env; a variable is read only when its option is not given). The model is built, strictly loaded and given its tokenizer before anything is
-written; then every video of the shard that is not done yet is read (all its frames, once),
-predicted under the chosen precision and committed atomically (rvos_core.runfolder). A killed or
-failed run keeps its finished videos and resumes with the same command; run.json appears when
-every video of the split is done (by any shard).
+the dataset to DATA and SPLIT (paths.env; a variable is read only when its option is not given).
+A stage of rvos_core.runner: when videos are left, the model is built, strictly loaded and given
+its tokenizer before anything is written; then every video of the shard that is not done yet is
+read (all its frames, once), predicted under the chosen precision and committed atomically
+(rvos_core.runfolder). A killed or failed run keeps its finished videos and resumes with the same
+command; run.json appears when every video of the split is done (by any shard).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,9 +35,9 @@ from rvos_core.data import Dataset, Video, open_image
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.masks import quantize_probs
 from rvos_core.paths import Paths, load_paths
-from rvos_core.progress import progress
-from rvos_core.runfolder import RunWriter, VideoWriter, check_finished
-from rvos_core.shard import parse_shard, select_shard
+from rvos_core.runfolder import RunRecord, VideoWriter, file_record
+from rvos_core.runner import Stage, Target, run_stage
+from rvos_core.shard import parse_shard
 from rvos_nn.checkpoint import load_checkpoint
 from rvos_nn.precision import check_precision, inference_context, resolve_device
 from rvos_nn.predictor import (
@@ -90,47 +90,29 @@ def create_predictor(entry: ModelEntry, settings: InferSettings) -> Predictor:
     return entry.create_predictor(model, context)
 
 
-def file_record(path: Path) -> dict[str, Any]:
-    """{"file", "bytes", "sha256"} of a checkpoint (the name only: runs move between machines)."""
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-    except FileNotFoundError:
-        raise InputError(path, "checkpoint file is missing") from None
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
-def run_meta(entry: ModelEntry, settings: InferSettings) -> dict[str, Any]:
+def run_record(entry: ModelEntry, settings: InferSettings) -> RunRecord:
     """The provenance of a model run (run.json); every shard of one run must agree on it."""
     checkpoint = None if settings.checkpoint is None else file_record(settings.checkpoint)
-    return {
-        "producer": PRODUCER,
+    config = {
         "model": entry.name,
         "variant": entry.check_variant(settings.variant),
         "options": entry.check_options(settings.options),
-        "precision": settings.precision,
-        "checkpoint": checkpoint,
-        "value_domain": entry.value_domain,
-        "has_scores": True,
-        "has_probs": settings.save_probs,
+        "precision": check_precision(settings.precision, settings.device),
     }
+    return RunRecord(
+        producer=PRODUCER,
+        value_domain=entry.value_domain,
+        has_scores=True,
+        has_probs=settings.save_probs,
+        checkpoint=checkpoint,
+        config=config,
+    )
 
 
 def read_frames(video: Video) -> list[Image.Image]:
     """Every listed frame of ``video``, decoded once (PIL RGB); all must share one size."""
-    frames = []
-    for path in video.frame_paths():
-        image = open_image(path)
-        if frames and image.size != frames[0].size:
-            first = frames[0].size
-            raise InputError(
-                path,
-                f"frame is {image.width}x{image.height}, the video's first is {first[0]}x{first[1]}",
-            )
-        frames.append(image)
-    return frames
+    video.checked_frame_size()
+    return [open_image(path) for path in video.frame_paths()]
 
 
 def _checked(
@@ -179,27 +161,49 @@ def write_prediction(
         out.write_probs(exp_id, quantize_probs(probs))
 
 
-def run_video(
-    writer: RunWriter, predictor: Predictor, video: Video, settings: InferSettings
-) -> None:
-    """Read, predict and commit one video (nothing of it is kept when anything fails).
+@dataclass
+class ModelStage(Stage):
+    """A model run as a stage of rvos_core.runner; the predictor is made when videos are left
+    (``prepare``) or given (benchmarks)."""
 
-    An InputError of the model that names no file (e.g. an expression too long for the text
-    encoder) is reported against the dataset's meta file and the video.
-    """
-    out = writer.claim_video(video)
-    if out is None:  # another process wrote it meanwhile
-        return
-    try:
-        with out, inference_context(settings.device, settings.precision):
-            frames = read_frames(video)
-            if video.expressions:
-                for exp_id, probs, scores in predict_video(predictor, video, frames):
-                    write_prediction(out, exp_id, probs, scores, settings.save_probs)
-    except InputError as exc:
-        if exc.path is not None:
-            raise
-        raise InputError(writer.dataset.meta_path, f"video {video.id}: {exc.problem}") from None
+    entry: ModelEntry
+    settings: InferSettings
+    predictor: Predictor | None = None
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @cached_property
+    def record(self) -> RunRecord:
+        return run_record(self.entry, self.settings)
+
+    def check(self, dataset: Dataset, videos: Sequence[Video]) -> None:
+        for video in videos:
+            video.frame_paths()  # a missing frame fails before any work
+
+    def prepare(self, videos: Sequence[Video]) -> None:
+        self.predictor = create_predictor(self.entry, self.settings)
+
+    def write_video(self, out: VideoWriter) -> None:
+        """Read, predict and write one video.
+
+        An InputError of the model that names no file (e.g. an expression too long for the text
+        encoder) is reported against the dataset's meta file and the video.
+        """
+        video, settings = out.video, self.settings
+        assert self.predictor is not None, "prepare() makes the predictor"
+        try:
+            with inference_context(settings.device, settings.precision):
+                frames = read_frames(video)
+                if video.expressions:
+                    for exp_id, probs, scores in predict_video(self.predictor, video, frames):
+                        write_prediction(out, exp_id, probs, scores, settings.save_probs)
+        except InputError as exc:
+            if exc.path is not None:
+                raise
+            meta_path = out.run.dataset.meta_path
+            raise InputError(meta_path, f"video {video.id}: {exc.problem}") from None
 
 
 def infer(entry: ModelEntry, dataset: Dataset, out: Path, settings: InferSettings) -> bool:
@@ -207,22 +211,7 @@ def infer(entry: ModelEntry, dataset: Dataset, out: Path, settings: InferSetting
 
     A complete run made with other settings (another checkpoint, variant, option...) is refused.
     """
-    meta = run_meta(entry, settings)
-    if check_finished(out, dataset, meta):
-        print(f"{out} is complete (run.json); nothing to do", file=sys.stderr)
-        return True
-    videos = select_shard(list(dataset.videos), settings.shard)
-    for video_id in videos:
-        dataset.video(video_id).frame_paths()  # fail on a missing frame before any work
-    predictor = create_predictor(entry, settings)
-    writer = RunWriter(out, dataset, meta)
-    todo = writer.todo(videos)
-    for video_id in progress(todo, desc=entry.name, total=len(todo)):
-        run_video(writer, predictor, dataset.video(video_id), settings)
-    complete = writer.finalize()
-    state = "run complete" if complete else "shard done; other shards still have videos to do"
-    print(f"{out}: {len(todo)} videos written; {state}", file=sys.stderr)
-    return complete
+    return run_stage(ModelStage(entry, settings), Target(out, dataset, settings.shard))
 
 
 def parse_options(pairs: Sequence[str]) -> dict[str, str]:

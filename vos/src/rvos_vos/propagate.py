@@ -5,7 +5,8 @@ frames; writes a new run folder: every frame of every expression, the key frame'
 byte for byte from the input run, every other frame predicted by the competition's bidirectional
 6-view procedure (``rvos_vos.procedure``). An empty key mask makes the expression a copy of the
 input run's masks (upstream's fallback). The input run's scores are carried, so the output's
-key_frame.json is the input's. Sharded by video, resumable, one progress bar with ETA.
+key_frame.json is the input's. A stage of rvos_core.runner: sharded by video, resumable, one
+progress bar with ETA; the network is loaded only when videos are left.
 
 Bad input (a run or frame missing, a key frame out of range, frames of another size than the
 masks, a checkpoint of the other propagator) is reported before any video is written.
@@ -15,36 +16,35 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from rvos_core import registry
 from rvos_core.cli import add_dataset_args, dataset_from_args, path_arg, run_main
 from rvos_core.data import Dataset, Video
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.masks import decode_mask_png
 from rvos_core.paths import load_paths
-from rvos_core.progress import progress_bar
 from rvos_core.runfolder import (
     Run,
-    RunWriter,
+    RunRecord,
     VideoWriter,
-    check_finished,
     check_key_frames,
-    check_output,
+    file_record,
     key_frame_index,
 )
-from rvos_core.shard import parse_shard, select_shard
-from rvos_nn.infer import file_record
+from rvos_core.runner import Stage, Target, run_stage
+from rvos_core.shard import parse_shard
 from rvos_nn.precision import check_precision, inference_context, resolve_device
 from rvos_vos.network import NetConfig, PropagationNet
 from rvos_vos.procedure import MultiViewTracker, Track, lockstep
-from rvos_vos.propagators import PROPAGATORS, Propagator
+from rvos_vos.propagators import Propagator, load_propagator
 from rvos_vos.session import MemoryPolicy
 from rvos_vos.views import ViewConfig, make_views, read_frame
 
@@ -56,15 +56,24 @@ DEFAULT_GROUP = 4
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything a propagation run depends on besides its inputs."""
+class PropagateSettings:
+    """One propagation run's settings (what the CLI options resolve to).
+
+    Attributes:
+        checkpoint: the propagator's weights file.
+        expression_group: expressions propagated together (results do not depend on it).
+        shard: (i, n) of ``--shard i/n``.
+    """
 
     propagator: Propagator
     config: NetConfig
     views: ViewConfig
     policy: MemoryPolicy
-    device: torch.device
-    precision: str
+    checkpoint: Path
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: str = "fp32"
+    expression_group: int = DEFAULT_GROUP
+    shard: tuple[int, int] = (0, 1)
 
     def tracker(self, net: PropagationNet, size: tuple[int, int]) -> MultiViewTracker:
         """The views' sessions for one expression; the key mask (PNG > 0) is one object."""
@@ -77,8 +86,9 @@ class Settings:
         )
 
     def record(self) -> dict[str, Any]:
-        """What run.json records (and what a resumed run must repeat)."""
+        """The configuration run.json records (and a resumed run must repeat)."""
         return {
+            "propagator": self.propagator.name,
             "network": self.config.to_dict(),
             "views": asdict(self.views),
             "memory": asdict(self.policy),
@@ -98,7 +108,10 @@ class Job:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rvos_vos.propagate", description=__doc__)
-    parser.add_argument("propagator", choices=sorted(PROPAGATORS))
+    parser.add_argument(
+        "propagator",
+        help=f"a registered propagator ({', '.join(registry.names(registry.PROPAGATORS))})",
+    )
     parser.add_argument(
         "--checkpoint",
         type=path_arg,
@@ -108,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=path_arg, required=True, help="the run folder to write")
     add_dataset_args(parser)
     net = parser.add_argument_group("network")
-    net.add_argument("--variant", default="swinl", help="named variant (default: swinl)")
+    net.add_argument("--variant", default="full", help="named variant (default: full)")
     net.add_argument(
         "--config",
         type=path_arg,
@@ -145,31 +158,37 @@ def _parser() -> argparse.ArgumentParser:
     compute.add_argument(
         "--precision",
         default="fp32",
-        help="fp32 (default); amp = fp16 (upstream --amp), fp16, bf16: autocast",
+        help="fp32 (default), bf16 or fp16 (cuda) autocast; amp = fp16 (upstream --amp)",
     )
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    propagator = PROPAGATORS[args.propagator]
+def settings_from_args(args: argparse.Namespace) -> PropagateSettings:
+    """The settings of the command line (the checkpoint defaults to CHECKPOINTS/<its file>)."""
+    if args.expression_group < 1:
+        raise ConfigError("--expression-group must be >= 1")
+    propagator = load_propagator(args.propagator)
     config = propagator.config(args.variant, args.config)
     device = resolve_device(args.device)
-    precision = check_precision(PRECISION_ALIASES.get(args.precision, args.precision), device)
-    if precision != "fp32" and device.type != "cuda":
-        raise ConfigError(f"--precision {args.precision} is autocast on the GPU: use --device cuda")
-    return Settings(
+    checkpoint = load_paths().checkpoint(
+        args.checkpoint, propagator.checkpoint_name, f"propagator {propagator.name}"
+    )
+    return PropagateSettings(
         propagator=propagator,
         config=config,
         views=ViewConfig(scales=tuple(args.scales), flip=not args.no_flip, max_size=args.max_size),
         policy=propagator.policy(config, args.long_term_gap, args.max_long_term),
+        checkpoint=checkpoint,
         device=device,
-        precision=precision,
+        precision=check_precision(PRECISION_ALIASES.get(args.precision, args.precision), device),
+        expression_group=args.expression_group,
+        shard=parse_shard(args.shard),
     )
 
 
-def load_network(settings: Settings, checkpoint: Path) -> PropagationNet:
+def load_network(settings: PropagateSettings) -> PropagationNet:
     net = settings.propagator.build(settings.config)
-    settings.propagator.load(net, checkpoint)
+    settings.propagator.load(net, settings.checkpoint)
     return net.to(settings.device).eval()
 
 
@@ -179,7 +198,7 @@ def load_network(settings: Settings, checkpoint: Path) -> PropagationNet:
 
 def read_jobs(run: Run, video: Video, key_frames: dict[str, Any]) -> list[Job]:
     """The video's expressions with their key frames and key masks; checks sizes and scores."""
-    size = frame_size(video)
+    size = video.checked_frame_size()
     scores = run.scores(video) if run.has_scores else None
     jobs = []
     for exp_id in video.exp_ids:
@@ -207,32 +226,11 @@ def read_png(path: Path, size: tuple[int, int], what: str) -> bytes:
     return data
 
 
-def frame_size(video: Video) -> tuple[int, int]:
-    """(H, W) shared by every listed frame of ``video`` (headers only); else an InputError."""
-    paths = video.frame_paths()
-    size = _header_size(paths[0])
-    for path in paths[1:]:
-        other = _header_size(path)
-        if other != size:
-            raise InputError(
-                path, f"frame is {other[0]}x{other[1]}, the video's first is {size[0]}x{size[1]}"
-            )
-    return size
-
-
-def _header_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(path, f"unreadable image: {exc}") from None
-    return height, width
-
-
-def check_inputs(run: Run, dataset: Dataset, videos: list[str]) -> dict[str, list[Job]]:
+def check_inputs(run: Run, dataset: Dataset, videos: Sequence[Video]) -> dict[str, list[Job]]:
+    """The jobs of ``videos``, after checking the input run against the split."""
     run.check_dataset(dataset)
     key_frames = check_key_frames(run.key_frames(), dataset, run.root / "key_frame.json")
-    return {v: read_jobs(run, dataset.video(v), key_frames) for v in videos}
+    return {video.id: read_jobs(run, video, key_frames) for video in videos}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,19 +250,13 @@ class FrameSource:
 
 
 def propagate_video(
-    net: PropagationNet,
-    settings: Settings,
-    run: Run,
-    video: Video,
-    jobs: list[Job],
-    out: VideoWriter,
-    bar: Any,
-    group: int,
+    net: PropagationNet, settings: PropagateSettings, run: Run, jobs: list[Job], out: VideoWriter
 ) -> None:
-    """Write every expression of ``video`` (see the module docstring), propagating up to
-    ``group`` expressions together (``procedure.lockstep``)."""
+    """Write every expression of ``out.video`` (see the module docstring), propagating up to
+    ``settings.expression_group`` expressions together (``procedure.lockstep``)."""
+    video, group = out.video, settings.expression_group
     frames = FrameSource(video, settings.views, settings.device)
-    size = frame_size(video)
+    size = video.checked_frame_size()
     tracked = []
     for job in jobs:
         key_mask = decode_mask_png(job.key_png, job.key_path, size)
@@ -273,7 +265,6 @@ def propagate_video(
             tracked.append((job, key_mask))
         else:
             copy_masks(run, video, job, out, size)
-            bar.update(len(video.frames) - 1)
     for start in range(0, len(tracked), group):
         batch = tracked[start : start + group]
         tracks = [
@@ -282,7 +273,6 @@ def propagate_video(
         ]
         for i, t, predicted in lockstep(tracks, frames, len(video.frames)):
             out.write_mask(batch[i][0].exp_id, t, (predicted > 0).cpu().numpy())
-            bar.update(1)
     if run.has_scores:
         scores = run.scores(video)
         for job in jobs:
@@ -308,76 +298,69 @@ def copy_masks(run: Run, video: Video, job: Job, out: VideoWriter, size: tuple[i
 # The command
 
 
-def run_meta(settings: Settings, run: Run, checkpoint: Path) -> dict[str, Any]:
-    return {
-        "producer": f"{PRODUCER} {settings.propagator.name}",
-        "propagator": settings.propagator.name,
-        "input_run": {
-            "path": str(run.root.resolve()),
-            "producer": run.meta.get("producer"),
-            "key_frames": "input run's key_frame.json",
-        },
-        "checkpoint": file_record(checkpoint),
-        "config": settings.record(),
-        "value_domain": "binary",
-        "has_scores": run.has_scores,
-        "has_probs": False,
-    }
+def run_record(settings: PropagateSettings, run: Run) -> RunRecord:
+    """The provenance of a propagation (run.json); every shard of one run must agree on it."""
+    return RunRecord(
+        producer=f"{PRODUCER} {settings.propagator.name}",
+        value_domain="binary",
+        has_scores=run.has_scores,
+        has_probs=False,
+        inputs=(run.input_record(),),
+        checkpoint=file_record(settings.checkpoint),
+        config={**settings.record(), "key_frames": "input run's key_frame.json"},
+    )
 
 
-def write_videos(
-    net: PropagationNet,
-    settings: Settings,
-    run: Run,
-    writer: RunWriter,
-    jobs: dict[str, list[Job]],
-    todo: list[str],
-    group: int,
-) -> None:
-    """Propagate the videos of ``todo`` that no other process writes meanwhile into ``writer``."""
-    dataset = writer.dataset
-    total = sum(len(jobs[v]) * (len(dataset.video(v).frames) - 1) for v in todo)
-    with progress_bar(total, f"{settings.propagator.name} {writer.root.name}", unit="frame") as bar:
-        for out in writer.claims(todo):
-            with out, inference_context(settings.device, settings.precision):
-                propagate_video(net, settings, run, out.video, jobs[out.video.id], out, bar, group)
+@dataclass
+class PropagationStage(Stage):
+    """A propagation of ``run`` as a stage of rvos_core.runner."""
+
+    settings: PropagateSettings
+    run: Run
+    jobs: dict[str, list[Job]] = field(default_factory=dict)
+    net: PropagationNet | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.settings.propagator.name} {self.run.name}"
+
+    @property
+    def inputs(self) -> Sequence[Path]:
+        return (self.run.root,)
+
+    @cached_property
+    def record(self) -> RunRecord:
+        return run_record(self.settings, self.run)
+
+    def check(self, dataset: Dataset, videos: Sequence[Video]) -> None:
+        self.jobs = check_inputs(self.run, dataset, videos)
+
+    def prepare(self, videos: Sequence[Video]) -> None:
+        self.net = load_network(self.settings)
+
+    def write_video(self, out: VideoWriter) -> None:
+        assert self.net is not None, "prepare() loads the network"
+        with inference_context(self.settings.device, self.settings.precision):
+            propagate_video(self.net, self.settings, self.run, self.jobs[out.video.id], out)
+
+    def key_frames(self) -> Mapping[str, Any]:
+        return self.run.key_frames()
 
 
-def propagate(args: argparse.Namespace) -> bool:
-    """The whole command; True when the output run is complete.
+def propagate(run: Path, dataset: Dataset, out: Path, settings: PropagateSettings) -> bool:
+    """Propagate run ``run`` into run ``out``; True when the output run is complete.
 
     A complete output made with other settings, an output that is the input run (or inside it),
     and an input run made from another version of the split's meta file are refused.
     """
-    if args.expression_group < 1:
-        raise ConfigError("--expression-group must be >= 1")
-    settings = settings_from_args(args)
-    dataset = dataset_from_args(args)
-    check_output(args.out, [args.run])
-    run = Run(args.run)
-    checkpoint = load_paths().checkpoint(
-        args.checkpoint,
-        settings.propagator.checkpoint_name,
-        f"propagator {settings.propagator.name}",
-    )
-    meta = run_meta(settings, run, checkpoint)
-    if check_finished(args.out, dataset, meta):
-        print(f"{args.out} is complete (run.json); nothing to do", file=sys.stderr)
-        return True
-    videos = select_shard(list(dataset.videos), parse_shard(args.shard))
-    jobs = check_inputs(run, dataset, videos)
-    net = load_network(settings, checkpoint)
-    writer = RunWriter(args.out, dataset, meta)
-    todo = writer.todo(videos)
-    write_videos(net, settings, run, writer, jobs, todo, args.expression_group)
-    complete = writer.finalize(key_frames=run.key_frames())
-    state = "run complete" if complete else "shard done; other shards still have videos to do"
-    print(f"{args.out}: {len(todo)} videos written; {state}", file=sys.stderr)
-    return complete
+    stage = PropagationStage(settings, Run(run))
+    return run_stage(stage, Target(out, dataset, settings.shard))
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    propagate(_parser().parse_args(argv))
+    args = _parser().parse_args(argv)
+    settings = settings_from_args(args)
+    propagate(args.run, dataset_from_args(args), args.out, settings)
     return 0
 
 

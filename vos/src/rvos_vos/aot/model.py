@@ -44,7 +44,7 @@ class AOTConfig(NetConfig):
 
 VARIANTS: dict[str, AOTConfig] = {
     # Competition model swinl_aotl (configs/models/swinl_aotl.py + swin_large).
-    "swinl": AOTConfig(),
+    "full": AOTConfig(),
     # CPU tests: the layout of the parity fixture, every code path, small widths.
     "tiny": AOTConfig(
         swin=SWIN_VARIANTS["tiny"],
@@ -206,7 +206,7 @@ class AOT(PropagationNet):
         )
 
 
-def build(config: AOTConfig | str = "swinl") -> AOT:
+def build(config: AOTConfig | str = "full") -> AOT:
     """An AOT network from a config or a variant name (``VARIANTS``)."""
     if isinstance(config, str):
         config = VARIANTS[config]

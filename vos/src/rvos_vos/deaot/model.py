@@ -7,7 +7,7 @@ NeurIPS 2022. Upstream: yoxu515/aot-benchmark @ 75e46fe (the commit the RVOS win
 ``networks/layers/attention.py`` (``GatedPropagation``, ``LocalGatedPropagation``),
 ``networks/layers/basic.py`` (``DWConv2d``, ``GroupNorm1D``); configurations
 ``configs/models/{default_deaot,swinb_deaotl}.py``. The competition's Swin-L DeAOT was never
-published: the ``swinl`` variant is DeAOT-L with the competition's ``swin_large`` encoder (an
+published: the ``full`` variant is DeAOT-L with the competition's ``swin_large`` encoder (an
 inference the strict load of the real checkpoint confirms or refutes).
 
 Same parameter names and shapes as upstream. Differences: inference only (DWConv2d's dropout
@@ -55,7 +55,7 @@ class DeAOTConfig(NetConfig):
 
 VARIANTS: dict[str, DeAOTConfig] = {
     # Inferred competition model: swinb_deaotl with the competition's swin_large encoder.
-    "swinl": DeAOTConfig(),
+    "full": DeAOTConfig(),
     # Published swinb_deaotl (configs/models/swinb_deaotl.py at 75e46fe).
     "swinb": DeAOTConfig(swin=SWIN_VARIANTS["swin_base"], encoder_dims=(128, 256, 512, 512)),
     # CPU tests: the layout of the parity fixture, every code path, small widths.
@@ -302,7 +302,7 @@ class DeAOT(PropagationNet):
         return self.id_norm(super().id_embedding(labels))
 
 
-def build(config: DeAOTConfig | str = "swinl") -> DeAOT:
+def build(config: DeAOTConfig | str = "full") -> DeAOT:
     """A DeAOT network from a config or a variant name (``VARIANTS``)."""
     if isinstance(config, str):
         config = VARIANTS[config]
