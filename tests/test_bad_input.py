@@ -25,9 +25,9 @@ from rvos_core.synthetic import VideoSpec, expression_masks, write_mevis, write_
 from rvos_nn.testing import write_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE_TESTS = ROOT / "core" / "tests"
+NN_TESTS = ROOT / "nn" / "tests"
 SPEC = VideoSpec("b0000001", expressions=2, frames=2, size=(12, 16))
-DOUBLE = "[rvos.models]\ndouble = core_double:ENTRY\n"
+DOUBLE = "[rvos.models]\ndouble = nn_double:ENTRY\n"
 
 
 class Hostile:
@@ -54,7 +54,7 @@ class Corpus:
 def _environment(root: Path) -> dict[str, str]:
     """Only paths.env under ``root`` (through RVOS_PATHS_ENV), the test double registered."""
     clean = {k: v for k, v in os.environ.items() if k not in VARIABLES}
-    python_path = [str(CORE_TESTS), str(root / "entry_points"), clean.get("PYTHONPATH", "")]
+    python_path = [str(NN_TESTS), str(root / "entry_points"), clean.get("PYTHONPATH", "")]
     return {
         **clean,
         "RVOS_PATHS_ENV": str(root / "paths.env"),
@@ -131,7 +131,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     assert imported.returncode == 0, imported.stderr
     (root / "checkpoints" / "double.pth").write_bytes((root / "garbage.pth").read_bytes())
     save = (
-        f"from core_double import save_checkpoint; save_checkpoint({str(root / 'double_ok.pth')!r})"
+        f"from nn_double import save_checkpoint; save_checkpoint({str(root / 'double_ok.pth')!r})"
     )
     assert _run(made, ["-c", save]).returncode == 0
     _damaged_copies(root)

@@ -39,10 +39,9 @@ import torch
 
 from rvos_nn.precision import check_precision, inference_context, resolve_device
 from rvos_vos.procedure import MultiViewTracker
+from rvos_vos.propagate import PRECISION_ALIASES
 from rvos_vos.propagators import load_propagator
 from rvos_vos.views import ViewConfig, make_views
-
-PRECISION_ALIASES = {"amp": "fp16"}
 
 
 def synthetic_clip(count: int, height: int, width: int) -> tuple[list[np.ndarray], np.ndarray]:

@@ -315,7 +315,7 @@ def _propagation_rules(propagator: str) -> list[str]:
         f"propagate-{propagator}: ## RUN=<node>: propagate with {propagator} -> <node>+{propagator}",
         '\t@test -n "$(RUN)" || { echo "usage: make '
         + f'propagate-{propagator} RUN=<node under $(W)>" >&2; exit 2; }}',
-        f"\t$(MAKE) $(W)/$(RUN)+{propagator}/run.json",
+        f"\t$(MAKE) $(SUBMAKE_ARGS) $(W)/$(RUN)+{propagator}/run.json",
         f".PHONY: propagate-{propagator}",
         "",
     ]

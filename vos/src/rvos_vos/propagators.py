@@ -61,7 +61,7 @@ class Propagator:
     checkpoint_name: str
     rules: CheckpointRules
 
-    def config(self, variant: str = "swinl", path: Path | None = None) -> NetConfig:
+    def config(self, variant: str = "full", path: Path | None = None) -> NetConfig:
         """A named variant, or the upstream-style JSON config at ``path`` (see NetConfig.from_upstream)."""
         if path is not None:
             try:
