@@ -155,7 +155,7 @@ import-pth: ## PTH="<file or chunks>" NODE=<node> DOMAIN=logit|probability: upst
 
 validate: ## NODE=<node>: check a run against the dataset (every video, expression, frame, size)
 	@test -n "$(NODE)" || { echo "usage: make validate NODE=<node>" >&2; exit 2; }
-	$(PY) -m rvos_core.validate validate $(W)/$(NODE) $(DATA_OPTS)
+	$(PY) -m rvos_core.validate $(W)/$(NODE) $(DATA_OPTS)
 
 evaluate: ## NODE=<node>: J&F of a run against the split's ground truth (MeViS valid_u, Ref-DAVIS, DAVIS)
 	@test -n "$(NODE)" || { echo "usage: make evaluate NODE=<node> DATASET=mevis SPLIT=valid_u" >&2; exit 2; }

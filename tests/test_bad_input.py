@@ -190,13 +190,13 @@ CLI_CASES = {
         ["-m", "rvos_nn.infer", "double", "--out", "{o}", "--option", "scale"],
         "--option",
     ),
-    "validate: missing run": (["-m", "rvos_core.validate", "validate", "{absent}"], "{absent}"),
+    "validate: missing run": (["-m", "rvos_core.validate", "{absent}"], "{absent}"),
     "validate: garbage run.json": (
-        ["-m", "rvos_core.validate", "validate", "{bad_run_json}"],
+        ["-m", "rvos_core.validate", "{bad_run_json}"],
         "{bad_run_json}/run.json",
     ),
     "validate: empty --split": (
-        ["-m", "rvos_core.validate", "validate", "{good}", "--split", ""],
+        ["-m", "rvos_core.validate", "{good}", "--split", ""],
         "--split",
     ),
     "checkpoint: missing file": (
@@ -303,7 +303,7 @@ CLI_CASES = {
         "{folder.pth}: Is a directory",
     ),
     "import-png: empty folder": (["-m", "rvos_fusion", "import-png", ""], "folder"),
-    "validate: empty run": (["-m", "rvos_core.validate", "validate", ""], "run"),
+    "validate: empty run": (["-m", "rvos_core.validate", ""], "run"),
     "propagate: missing run": (
         ["-m", "rvos_vos.propagate", "aot", "--run", "{absent}", "--checkpoint", "{model.pth}"],
         "{absent}",
@@ -368,7 +368,7 @@ def test_infer_bad_dataset(corpus: Corpus, data: str, names: str) -> None:
 
 def test_validate_reports_a_truncated_mask_alone(corpus: Corpus) -> None:
     """validate lists problems on stdout (exit 1); libpng or OpenCV print nothing of their own."""
-    argv = ["-m", "rvos_core.validate", "validate", str(corpus / "truncated_png")]
+    argv = ["-m", "rvos_core.validate", str(corpus / "truncated_png")]
     result = _run(corpus, [*argv, "--data", str(corpus / "data"), "--split", "valid"])
     assert result.returncode == 1 and result.stderr == ""
     assert f"{SPEC.frame_names[1]}.png: truncated PNG" in result.stdout

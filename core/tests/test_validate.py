@@ -14,7 +14,7 @@ from rvos_core.validate import main
 
 
 def validate(run: Path, data: Path) -> int:
-    return main(["validate", str(run), "--data", str(data), "--split", "valid"])
+    return main([str(run), "--data", str(data), "--split", "valid"])
 
 
 def test_valid_run(

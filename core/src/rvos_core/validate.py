@@ -1,4 +1,4 @@
-"""``python -m rvos_core.validate validate RUN``: check a run folder against its dataset split.
+"""``python -m rvos_core.validate RUN``: check a run folder against its dataset split.
 
 Checks that the run is complete (run.json), made for this split, and has every video, expression
 and listed frame as an 8-bit mode-'L' PNG holding only 0 and 255 at the frame size, valid scores,
@@ -102,11 +102,9 @@ def problems(run: Run, dataset: Dataset) -> Iterator[str]:
 
 def _body(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rvos_core.validate", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    validate = sub.add_parser("validate", help="check a run folder against the dataset")
-    validate.add_argument("run", type=path_arg)
-    validate.add_argument("--max-problems", type=int, default=50)
-    add_dataset_args(validate)
+    parser.add_argument("run", type=path_arg, help="the run folder to check")
+    parser.add_argument("--max-problems", type=int, default=50)
+    add_dataset_args(parser)
     args = parser.parse_args(argv)
     run, dataset = Run(args.run), dataset_from_args(args)
     found = 0
