@@ -18,7 +18,7 @@ from rvos_core.errors import ConfigError, InputError
 from rvos_core.masks import quantize_probs
 from rvos_core.runfolder import Run
 from rvos_core.synthetic import VideoSpec, write_refytvos
-from rvos_core.testing import tree_digest
+from rvos_core.testing import tree_digest, unset_path_variables
 from rvos_nn.checkpoint import CheckpointMismatch, load_checkpoint
 from rvos_nn.infer import InferSettings, infer, main, predict_video, read_frames
 from rvos_nn.predictor import ExpressionPrediction, PredictorContext
@@ -277,8 +277,7 @@ def test_cli(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     env_file = _paths_env(tmp_path, small_data, pretrained, checkpoint.parent)
-    for name in ("DATA", "PRETRAINED", "CHECKPOINTS", "WORK", "SPLIT"):
-        monkeypatch.delenv(name, raising=False)
+    unset_path_variables(monkeypatch)
     monkeypatch.setenv("RVOS_PATHS_ENV", str(env_file))
     out = tmp_path / "run"
     common = ["--out", str(out), "--dataset", "refytvos"]
@@ -309,8 +308,7 @@ def test_cli_reads_only_the_variables_its_options_leave_out(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name in ("DATA", "PRETRAINED", "CHECKPOINTS", "WORK", "SPLIT"):
-        monkeypatch.delenv(name, raising=False)
+    unset_path_variables(monkeypatch)
     empty = tmp_path / "paths.env"
     empty.write_text("# nothing set\n")
     monkeypatch.setenv("RVOS_PATHS_ENV", str(empty))

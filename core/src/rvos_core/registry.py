@@ -16,6 +16,7 @@ and becomes visible once installed (``uv pip install -e models/referformer``).
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
+from typing import TypeVar
 
 from rvos_core.errors import ConfigError
 
@@ -40,3 +41,17 @@ def load(group: str, name: str, what: str) -> object:
         known = ", ".join(names(group)) or "none (is the package installed?)"
         raise ConfigError(f"unknown {what} {name!r}; registered ({group}): {known}")
     return found.load()
+
+
+T = TypeVar("T")
+
+
+def load_named(group: str, name: str, what: str, kind: type[T]) -> T:
+    """``load``, checked: the object must be a ``kind`` whose ``name`` is the entry point's."""
+    found = load(group, name, what)
+    if not isinstance(found, kind) or getattr(found, "name", None) != name:
+        raise ConfigError(
+            f"entry point {name!r} of {group} must be a {kind.__module__}.{kind.__qualname__} "
+            f"named {name!r}, got {type(found).__name__}"
+        )
+    return found

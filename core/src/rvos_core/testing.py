@@ -10,8 +10,10 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rvos_core.errors import ConfigError
+from rvos_core.paths import VARIABLES
 
 PARITY_ENV = "RVOS_PARITY_DIR"
 REQUIRE_PARITY_ENV = "RVOS_REQUIRE_PARITY"
@@ -89,3 +91,10 @@ def run_forked(*calls: Callable[[], object], timeout: float = 60.0) -> list[int 
             process.kill()
             process.join()
     return [process.exitcode for process in processes]
+
+
+def unset_path_variables(monkeypatch: Any) -> None:
+    """Remove the paths.env variables from the environment for one test (a pytest MonkeyPatch),
+    so that only the test's own paths.env or options count."""
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)

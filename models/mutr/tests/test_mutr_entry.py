@@ -14,7 +14,7 @@ from rvos_core.data import open_dataset
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.paths import load_paths
 from rvos_core.synthetic import VideoSpec, write_refytvos
-from rvos_core.testing import parity_dir
+from rvos_core.testing import parity_dir, unset_path_variables
 from rvos_mutr import CHECKPOINT_RULES, ENTRY, TINY, build
 from rvos_mutr import load_checkpoint as load_mutr
 from rvos_mutr.parity import fixture_config
@@ -161,8 +161,7 @@ def test_cli_refuses_a_referformer_checkpoint_before_writing(
         f"DATA = {data}\nPRETRAINED = {pretrained}\nCHECKPOINTS = {tmp_path}\n"
         f"WORK = {tmp_path / 'work'}\nSPLIT = valid\n"
     )
-    for name in ("DATA", "PRETRAINED", "CHECKPOINTS", "WORK", "SPLIT"):
-        monkeypatch.delenv(name, raising=False)
+    unset_path_variables(monkeypatch)
     monkeypatch.setenv("RVOS_PATHS_ENV", str(env))
     path = _referformer_file(tmp_path / "referformer_ft.pth")
     out = tmp_path / "run"

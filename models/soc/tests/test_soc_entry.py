@@ -12,7 +12,7 @@ from soc_testlib import competition_file, tiny_model
 
 from rvos_core.data import open_dataset
 from rvos_core.synthetic import VideoSpec, write_refytvos
-from rvos_core.testing import parity_dir
+from rvos_core.testing import parity_dir, unset_path_variables
 from rvos_nn.infer import InferSettings, infer, main
 from rvos_nn.predictor import load_model_entry
 from rvos_nn.testing import pretrained_folder
@@ -67,8 +67,7 @@ def test_cli_refuses_a_referformer_checkpoint(
         f"DATA = {data}\nPRETRAINED = {pretrained_folder(tmp_path / 'pre')}\n"
         f"CHECKPOINTS = {tmp_path}\nWORK = {tmp_path / 'work'}\nSPLIT = valid\n"
     )
-    for name in ("DATA", "PRETRAINED", "CHECKPOINTS", "WORK", "SPLIT"):
-        monkeypatch.delenv(name, raising=False)
+    unset_path_variables(monkeypatch)
     monkeypatch.setenv("RVOS_PATHS_ENV", str(env))
     out = tmp_path / "run"
     argv = ["soc", "--variant", "tiny", "--checkpoint", str(checkpoint), "--out", str(out)]

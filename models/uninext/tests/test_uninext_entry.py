@@ -11,6 +11,7 @@ from uninext_testlib import pretrained_folder
 
 from rvos_core.data import open_dataset
 from rvos_core.synthetic import VideoSpec, write_refytvos
+from rvos_core.testing import unset_path_variables
 from rvos_nn.infer import InferSettings, infer, main
 from rvos_nn.predictor import load_model_entry
 from rvos_uninext.config import UninextConfig
@@ -88,8 +89,7 @@ def test_cli_refuses_a_checkpoint_of_another_model(tmp_path, monkeypatch, capsys
         f"DATA = {tmp_path / 'data'}\nPRETRAINED = {pretrained_folder(tmp_path / 'pre')}\n"
         f"CHECKPOINTS = {tmp_path}\nWORK = {tmp_path / 'work'}\nSPLIT = valid\n"
     )
-    for name in ("DATA", "PRETRAINED", "CHECKPOINTS", "WORK", "SPLIT"):
-        monkeypatch.delenv(name, raising=False)
+    unset_path_variables(monkeypatch)
     monkeypatch.setenv("RVOS_PATHS_ENV", str(env))
     out = tmp_path / "run"
     argv = ["uninext_vith", "--variant", "tiny", "--checkpoint", str(checkpoint), "--out", str(out)]

@@ -149,10 +149,4 @@ class ModelEntry:
 
 def load_model_entry(name: str) -> ModelEntry:
     """The ModelEntry registered as ``name`` in the entry-point group ``rvos.models``."""
-    entry = registry.load(registry.MODELS, name, "model")
-    if not isinstance(entry, ModelEntry) or entry.name != name:
-        raise ConfigError(
-            f"entry point {name!r} of {registry.MODELS} must be a rvos_nn.predictor.ModelEntry "
-            f"named {name!r}, got {type(entry).__name__}"
-        )
-    return entry
+    return registry.load_named(registry.MODELS, name, "model", ModelEntry)

@@ -142,10 +142,4 @@ DEAOT = Propagator(
 
 def load_propagator(name: str) -> Propagator:
     """The propagator registered as ``name`` under ``rvos.propagators`` (entry points, as models)."""
-    found = registry.load(registry.PROPAGATORS, name, "propagator")
-    if not isinstance(found, Propagator) or found.name != name:
-        raise ConfigError(
-            f"entry point {name!r} of {registry.PROPAGATORS} must be a rvos_vos Propagator named "
-            f"{name!r}, got {type(found).__name__}"
-        )
-    return found
+    return registry.load_named(registry.PROPAGATORS, name, "propagator", Propagator)
