@@ -24,6 +24,7 @@ import numpy as np
 
 from rvos_core.atomic import write_json
 from rvos_core.cli import add_dataset_args, dataset_from_args, run_main, shard_from_args
+from rvos_core.command import Parser
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.masks import quantize_probs
 from rvos_core.recipe import DEFAULT, Recipe, load_recipe
@@ -220,7 +221,7 @@ def report(out: Path) -> int:
 
 
 def _body(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="python demo/run.py", description=__doc__)
+    parser = Parser(prog="python demo/run.py", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("prepare", "report"):
         sub.add_parser(name).add_argument("--out", type=Path, required=True)

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from rvos_core.cli import add_dataset_args, dataset_from_args, run_main
+from rvos_core.command import Parser
 from rvos_core.errors import InputError
 from rvos_core.synthetic import VideoSpec, write_refytvos
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tool")
+    parser = Parser(prog="tool")
     add_dataset_args(parser)
     return parser
 
@@ -24,7 +25,7 @@ def test_an_empty_option_is_a_usage_error(option: str, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as info:
         _parser().parse_args([option, ""])
     assert info.value.code == 2
-    assert f"tool: error: argument {option}: empty value" in capsys.readouterr().err
+    assert f"error: tool: argument {option}: empty value (see tool -h)\n" == capsys.readouterr().err
 
 
 def test_dataset_options_need_no_paths_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

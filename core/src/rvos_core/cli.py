@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rvos_core.allocator import keep_freed_memory
+from rvos_core.command import run_command
 from rvos_core.data import Dataset, open_dataset
-from rvos_core.errors import RvosError
 from rvos_core.paths import load_paths
 from rvos_core.shard import parse_shard
 
@@ -51,31 +50,8 @@ def shard_from_args(args: argparse.Namespace) -> tuple[int, int]:
     return parse_shard(getattr(args, "shard", None))
 
 
-def _os_error_line(exc: OSError) -> str:
-    """'<file>: <problem>' of an operating-system error (an unwritable output, a full disk...)."""
-    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
-    problem = exc.strerror or str(exc)
-    return f"{' -> '.join(names)}: {problem}" if names else problem
-
-
 def run_main(body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a CLI body; an RvosError, or an OSError of the system (a folder where a file is to be
-    written, no permission, no space), becomes one line 'error: ...' on stderr and exit status 2.
-
-    Also keeps freed memory in the process (rvos_core.allocator): every tool decodes frames.
-    """
+    """Run a CLI body as ``rvos_core.command.run_command`` does (one ``error:`` line, status 2),
+    keeping freed memory in the process (rvos_core.allocator): every tool decodes frames."""
     keep_freed_memory()
-    try:
-        return body(argv)
-    except RvosError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "interrupted: finished videos are kept; run the same command again to resume",
-            file=sys.stderr,
-        )
-        return 130
+    return run_command(body, argv)

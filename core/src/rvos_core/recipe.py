@@ -18,7 +18,6 @@ This module needs only the standard library, so Make can run it with any Python 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from rvos_core.errors import InputError, RvosError
+from rvos_core.command import Parser, run_command
+from rvos_core.errors import InputError
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 DEFAULT = "lsvos2023"
@@ -322,7 +322,7 @@ def _propagation_rules(propagator: str) -> list[str]:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rvos_core.recipe", description=__doc__)
+    parser = Parser(prog="python -m rvos_core.recipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the shipped recipes")
     for command in ("show", "makefile"):
@@ -338,12 +338,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standard-library only (Make runs it before any environment exists): errors are one line."""
-    try:
-        return _main(argv)
-    except RvosError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(_main, argv)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,13 @@ Prints every problem (up to --max-problems) and exits 1 if there is any.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from rvos_core.cli import add_dataset_args, dataset_from_args, path_arg, run_main
+from rvos_core.command import Parser
 from rvos_core.data import Dataset, Video
 from rvos_core.data.base import decoded_size
 from rvos_core.errors import InputError
@@ -101,7 +101,7 @@ def problems(run: Run, dataset: Dataset) -> Iterator[str]:
 
 
 def _body(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rvos_core.validate", description=__doc__)
+    parser = Parser(prog="python -m rvos_core.validate", description=__doc__)
     parser.add_argument("run", type=path_arg, help="the run folder to check")
     parser.add_argument("--max-problems", type=int, default=50)
     add_dataset_args(parser)

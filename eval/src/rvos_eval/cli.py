@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rvos_core.cli import dataset_from_args, path_arg, run_main
+from rvos_core.command import Parser
 from rvos_core.data import Dataset
 from rvos_core.data.refdavis import RUNS
 from rvos_core.errors import ConfigError, InputError
@@ -30,7 +31,7 @@ DATASETS = ("mevis", "refdavis", "davis")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m rvos_eval",
         description="J&F of a run on MeViS, Ref-DAVIS17 or DAVIS, exact to the official code.",
     )

@@ -17,6 +17,7 @@ from rvos_core.cli import (
     run_main,
     shard_from_args,
 )
+from rvos_core.command import Parser
 from rvos_core.data import Dataset
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.parallel import default_workers
@@ -89,7 +90,7 @@ def _submission_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rvos_fusion", description=__doc__)
+    parser = Parser(prog="python -m rvos_fusion", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _vote_parser(sub)
     _import_parsers(sub)

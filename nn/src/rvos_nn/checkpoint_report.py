@@ -14,14 +14,13 @@ from collections.abc import Sequence
 import torch
 
 from rvos_core.cli import path_arg, run_main
+from rvos_core.command import Parser
 from rvos_nn.checkpoint import check_checkpoint
 from rvos_nn.predictor import load_model_entry
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m rvos_nn.checkpoint_report", description=__doc__
-    )
+    parser = Parser(prog="python -m rvos_nn.checkpoint_report", description=__doc__)
     parser.add_argument("model", help="a registered model (entry point group rvos.models)")
     parser.add_argument("checkpoint", type=path_arg)
     parser.add_argument("--variant", help="model variant (default: the model's default)")

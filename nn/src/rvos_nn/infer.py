@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from rvos_core.cli import add_dataset_args, dataset_from_args, path_arg, run_main
+from rvos_core.command import Parser
 from rvos_core.data import Dataset, Video, open_image
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.masks import quantize_probs
@@ -228,7 +229,7 @@ def parse_options(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rvos_nn.infer", description=__doc__)
+    parser = Parser(prog="python -m rvos_nn.infer", description=__doc__)
     parser.add_argument("model", help="a registered model (entry-point group rvos.models)")
     parser.add_argument("--out", type=path_arg, required=True, help="the run folder to write")
     parser.add_argument(

@@ -22,7 +22,6 @@ outside its tolerance.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +34,7 @@ import torch
 
 from rvos_core import registry
 from rvos_core.cli import path_arg, run_main
+from rvos_core.command import Parser
 from rvos_core.errors import ConfigError, InputError
 
 Handler = Callable[[Path, "ParityCheck"], None]
@@ -190,7 +190,7 @@ def run_fixture(fixture: Path, kind: str | None = None) -> ParityCheck:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rvos_nn.parity", description=__doc__)
+    parser = Parser(prog="python -m rvos_nn.parity", description=__doc__)
     parser.add_argument("fixture", type=path_arg, help="a parity fixture folder")
     parser.add_argument("--kind", help="handler name (default: from the folder, see above)")
     args = parser.parse_args(argv)

@@ -27,6 +27,7 @@ import torch
 
 from rvos_core import registry
 from rvos_core.cli import add_dataset_args, dataset_from_args, path_arg, run_main
+from rvos_core.command import Parser
 from rvos_core.data import Dataset, Video
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.masks import decode_mask_png
@@ -107,7 +108,7 @@ class Job:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rvos_vos.propagate", description=__doc__)
+    parser = Parser(prog="python -m rvos_vos.propagate", description=__doc__)
     parser.add_argument(
         "propagator",
         help=f"a registered propagator ({', '.join(registry.names(registry.PROPAGATORS))})",
