@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,13 +354,6 @@ class RunWriter:
             raise
         _release(locks)
         return None
-
-    def claims(self, video_ids: Iterable[str]) -> Iterator[VideoWriter]:
-        """``claim_video`` for each of ``video_ids`` in turn, skipping the videos that are done."""
-        for video_id in video_ids:
-            out = self.claim_video(self.dataset.video(video_id))
-            if out is not None:
-                yield out
 
     def write_video(self, video: Video, result: VideoResult) -> bool:
         """Write a whole video at once (see VideoResult); False when it was done already."""
