@@ -144,11 +144,7 @@ def _meta_of(meta: RunRecord | Mapping[str, Any]) -> Mapping[str, Any]:
 
 def dataset_record(dataset: Dataset) -> dict[str, Any]:
     """What run.json says about the dataset a run covers."""
-    digest = (
-        hashlib.sha256(dataset.meta_path.read_bytes()).hexdigest()
-        if dataset.meta_path.is_file()
-        else None
-    )
+    digest = _sha256(dataset.meta_path) if dataset.meta_path.is_file() else None
     return {
         "name": dataset.name,
         "split": dataset.split,
