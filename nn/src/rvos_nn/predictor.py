@@ -36,6 +36,7 @@ from rvos_core import registry
 from rvos_core.errors import ConfigError
 from rvos_nn.checkpoint import CheckpointRules
 from rvos_nn.options import NoOptions, parse_options
+from rvos_nn.training import TrainingHooks
 
 Precision = Literal["fp32", "bf16", "fp16"]
 ValueDomain = Literal["logit", "probability"]
@@ -110,6 +111,7 @@ class ModelEntry:
         default_variant: the variant used when none is given.
         options: the frozen dataclass of the model's options (rvos_nn.options); the driver's
             ``--option key=value`` strings are parsed into it once, here.
+        training: how the model trains (rvos_nn.training), None for inference-only models.
     """
 
     name: str
@@ -121,6 +123,7 @@ class ModelEntry:
     checkpoint_file: str | None = None
     default_variant: str = "full"
     options: type = NoOptions
+    training: TrainingHooks | None = None
 
     def check_variant(self, variant: str | None) -> str:
         """``variant`` (or the default) if this model has it; ConfigError otherwise."""
