@@ -50,10 +50,10 @@ SUBMAKE_ARGS = --no-print-directory -f $(ROOT)/Makefile
 # Extra propagation options (vos/README.md), e.g. PROPAGATE_OPTS="--expression-group 8".
 PROPAGATE_OPTS ?=
 
-PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr
+PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr train
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
-.PHONY: help env env-uninext test lint format demo submission recipe vote import-pth validate \
+.PHONY: help env env-uninext test lint format demo submission recipe vote import-pth validate train finetune train-tiny \
         evaluate bench bench-full clean-work paths
 
 help: ## list the targets
@@ -141,6 +141,37 @@ demo: $(VENV)/.stamp ## run the whole chain on generated data (simulated model o
 	    PROPAGATE="$(PY) $(ROOT)/demo/run.py propagate"
 	$(PY) $(ROOT)/demo/run.py report --out $(DEMO)
 	@echo "demo submission: $(DEMO)/work/valid/submission.zip"
+
+# ---------------------------------------------------------------------------------------------
+# Training (train/README.md): one run folder per configuration under $(WORK)/train/; the same
+# command again resumes it. GPUS=N starts N processes with torchrun (one per GPU with
+# DEVICE=cuda, gloo processes on the CPU); fewer processes than the recipe's GPUs accumulate
+# gradients so that the global batch stays upstream's.
+
+GPUS ?= 1
+CONFIG ?=
+INIT ?=
+TRAIN_OPTS ?=
+TRAIN_RUN = $(WORK)/train/$(MODEL)-$(1)
+TRAIN = $(if $(filter-out 1,$(GPUS)),$(VENV)/bin/torchrun --standalone --nproc_per_node $(GPUS) -m rvos_train,$(PY) -m rvos_train)
+TRAIN_ARGS = --device $(DEVICE) --precision $(PRECISION) $(TRAIN_OPTS)
+GENERATED := $(WORK)/generated
+
+train: $(VENV)/.stamp ## MODEL=soc|referformer|mutr CONFIG=<name> [INIT=<checkpoint>] [GPUS=n]: train (or resume) one configuration
+	@test -n "$(MODEL)" -a -n "$(CONFIG)" || { echo "usage: make train MODEL=soc CONFIG=joint [INIT=...] [GPUS=n] (configs: python -m rvos_train MODEL --list)" >&2; exit 2; }
+	$(TRAIN) $(MODEL) --config $(CONFIG) --run $(call TRAIN_RUN,$(notdir $(basename $(CONFIG)))) \
+	    $(if $(INIT),--init $(INIT)) $(TRAIN_ARGS)
+
+finetune: $(VENV)/.stamp ## MODEL=... DATASET=refytvos|mevis INIT=<checkpoint> [GPUS=n]: fine-tune a checkpoint on one dataset
+	@test -n "$(MODEL)" -a -n "$(INIT)" || { echo "usage: make finetune MODEL=soc|referformer|mutr DATASET=refytvos|mevis INIT=<checkpoint>" >&2; exit 2; }
+	$(TRAIN) $(MODEL) --config finetune --run $(call TRAIN_RUN,finetune-$(DATASET)) \
+	    --init $(INIT) --set 'data.sets=["$(DATASET)"]' $(TRAIN_ARGS)
+
+train-tiny: $(VENV)/.stamp ## MODEL=...: generate the training world and train the tiny MODEL on it (CPU minutes)
+	@test -n "$(MODEL)" || { echo "usage: make train-tiny MODEL=soc|referformer|mutr" >&2; exit 2; }
+	$(PY) -m rvos_train.generate --out $(GENERATED)
+	$(TRAIN) $(MODEL) --config tiny --run $(call TRAIN_RUN,tiny) --data $(GENERATED)/data \
+	    --pretrained $(GENERATED)/pretrained $(TRAIN_ARGS)
 
 # ---------------------------------------------------------------------------------------------
 # Tools on single nodes

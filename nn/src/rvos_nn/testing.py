@@ -11,7 +11,13 @@ import torch
 from torch import nn
 
 from rvos_core.testing import parity_dir
-from rvos_nn.text import ROBERTA_TOKENIZER, Tokenizer, TokenizerSpec, load_tokenizer
+from rvos_nn.text import (
+    ROBERTA_TOKENIZER,
+    Tokenizer,
+    TokenizerSpec,
+    load_tokenizer,
+    train_roberta_tokenizer,
+)
 
 SAMPLE_TEXTS = (
     "a person riding a skateboard on the left",
@@ -24,7 +30,6 @@ SAMPLE_TEXTS = (
     "the horse running behind the white fence",
 )
 _BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
 
 def write_tokenizer(folder: Path, arch: str, vocab_size: int = 320) -> Path:
@@ -37,17 +42,7 @@ def write_tokenizer(folder: Path, arch: str, vocab_size: int = 320) -> Path:
     """
     folder.mkdir(parents=True, exist_ok=True)
     if arch == "roberta":
-        from tokenizers import ByteLevelBPETokenizer
-
-        bpe = ByteLevelBPETokenizer()
-        bpe.train_from_iterator(
-            SAMPLE_TEXTS,
-            vocab_size=vocab_size,
-            min_frequency=2,
-            special_tokens=list(_ROBERTA_SPECIALS),
-            show_progress=False,
-        )
-        bpe.save_model(str(folder))
+        train_roberta_tokenizer(folder, SAMPLE_TEXTS, vocab_size)
     elif arch == "bert":
         chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,'-!?")
         vocab = [*_BERT_SPECIALS, *chars, *(f"##{c}" for c in chars)][:vocab_size]

@@ -219,6 +219,29 @@ class Tokenizer:
                 )
 
 
+ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+
+
+def train_roberta_tokenizer(folder: Path, texts: Sequence[str], vocab_size: int) -> Path:
+    """Write a byte-level BPE tokenizer trained on ``texts`` in roberta-base's file layout
+    (vocab.json + merges.txt; ids 0-4 are <s> <pad> </s> <unk> <mask> as in roberta-base), for
+    models trained on a small world of their own (tests, the tiny models): every id stays below
+    ``vocab_size``."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        list(texts),
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(ROBERTA_SPECIALS),
+        show_progress=False,
+    )
+    bpe.save_model(str(folder))
+    return folder
+
+
 def load_tokenizer_folder(folder: Path, spec: TokenizerSpec, max_tokens: int | None) -> Tokenizer:
     """The tokenizer stored in ``folder`` (local files only); missing files are a ConfigError."""
     from transformers import BertTokenizerFast, RobertaTokenizerFast

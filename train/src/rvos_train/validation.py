@@ -1,0 +1,64 @@
+"""The validation hook: the checkpoint of an epoch through the real inference driver
+(``python -m rvos_nn.infer``) on a held-out split, then J&F with ``python -m rvos_eval`` (MeViS
+valid_u, Ref-DAVIS). Both run as separate processes, exactly as a user would run them, so the
+number is the one ``make infer-<model>`` + ``make evaluate`` would give.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rvos_core.errors import ConfigError
+
+EVALUATED = ("mevis", "refdavis")
+
+
+@dataclass(frozen=True)
+class ValidationJob:
+    """One validation: the model, its weights, the data and where to write."""
+
+    model: str
+    variant: str
+    checkpoint: Path
+    pretrained: Path
+    data: Path
+    dataset: str
+    split: str
+    device: str
+    out: Path
+
+
+def validate(job: ValidationJob) -> dict[str, float]:
+    """Run the model and the evaluation; returns {"J", "F", "J&F"}."""
+    if job.dataset not in EVALUATED:
+        raise ConfigError(f"validation needs ground truth: dataset must be one of {EVALUATED}")
+    run = job.out / "run"
+    _call(
+        [
+            "rvos_nn.infer", job.model, "--variant", job.variant, "--checkpoint", str(job.checkpoint),
+            "--pretrained", str(job.pretrained), "--data", str(job.data), "--dataset", job.dataset,
+            "--split", job.split, "--device", job.device, "--out", str(run),
+        ]
+    )
+    scores = job.out / "eval"
+    _call(
+        [
+            "rvos_eval", str(run), "--dataset", job.dataset, "--data", str(job.data),
+            "--split", job.split, "--out", str(scores), "--workers", "1",
+        ]
+    )
+    summary = json.loads((scores / "summary.json").read_text())
+    return {key: float(summary[key]) for key in ("J", "F", "J&F")}
+
+
+def _call(arguments: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", *arguments], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise ConfigError(f"validation step {arguments[0]} failed: {last}")
