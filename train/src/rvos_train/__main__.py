@@ -39,9 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="a registered model with training (soc, referformer, mutr)")
     parser.add_argument("--config", help="a shipped configuration name or a .toml file")
     parser.add_argument("--list", action="store_true", help="list the shipped configurations")
-    parser.add_argument("--run", type=path_arg, help="run folder (default: WORK/train/<model>-<config>)")
+    parser.add_argument(
+        "--run", type=path_arg, help="run folder (default: WORK/train/<model>-<config>)"
+    )
     parser.add_argument("--data", type=path_arg, help="datasets root (default: DATA)")
-    parser.add_argument("--pretrained", type=path_arg, help="pretrained weights (default: PRETRAINED)")
+    parser.add_argument(
+        "--pretrained", type=path_arg, help="pretrained weights (default: PRETRAINED)"
+    )
     parser.add_argument("--init", type=path_arg, help="checkpoint to start from (fine-tuning)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per process)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
@@ -77,7 +81,8 @@ def _main(argv: Sequence[str] | None) -> int:
         raise ConfigError(f"configuration {args.config} trains {config.model}, not {args.model}")
     paths = load_paths() if None in (args.run, args.data, args.pretrained) else None
     settings = EngineSettings(
-        run=args.run or paths.require_dir("WORK", "--run") / "train" / f"{args.model}-{config.name}",
+        run=args.run
+        or paths.require_dir("WORK", "--run") / "train" / f"{args.model}-{config.name}",
         data=args.data or paths.require_dir("DATA", "--data"),
         pretrained=args.pretrained or paths.folder("PRETRAINED"),
         init=_existing(args.init),

@@ -108,7 +108,12 @@ class TrainConfig:
         return _plain(asdict(self))
 
 
-SECTIONS = {"init": InitConfig, "data": DataConfig, "optim": OptimConfig, "validate": ValidateConfig}
+SECTIONS = {
+    "init": InitConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "validate": ValidateConfig,
+}
 TOP_LEVEL = {"model": str, "variant": str, "seed": int}
 
 
@@ -164,7 +169,9 @@ def _build(raw: dict[str, Any], path: Path) -> TrainConfig:
     if "model" not in raw:
         raise ConfigError(f"{path}: 'model' is missing")
     top = {k: _typed(path, k, raw[k], kind) for k, kind in TOP_LEVEL.items() if k in raw}
-    sections = {name: _section(path, name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()}
+    sections = {
+        name: _section(path, name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()
+    }
     loss = raw.get("loss", {})
     if not isinstance(loss, dict):
         raise ConfigError(f"{path}: [loss] must be a table")
@@ -215,8 +222,10 @@ def _check(config: TrainConfig, path: Path) -> None:
         (d.recipe not in RECIPES, f"data.recipe must be one of {RECIPES}"),
         (not d.sets, "data.sets is empty"),
         (d.num_frames < 1, "data.num_frames must be >= 1"),
-        (o.epochs < 1 or o.batch_size < 1 or o.reference_gpus < 1,
-         "optim.epochs, batch_size and reference_gpus must be >= 1"),
+        (
+            o.epochs < 1 or o.batch_size < 1 or o.reference_gpus < 1,
+            "optim.epochs, batch_size and reference_gpus must be >= 1",
+        ),
         (o.lr <= 0 or o.weight_decay < 0 or o.clip_max_norm < 0, "optim: bad lr / decay / norm"),
         (list(o.lr_drop) != sorted(o.lr_drop), "optim.lr_drop must be increasing"),
         (config.validate.every_epochs < 0, "validate.every_epochs must be >= 0"),

@@ -123,7 +123,9 @@ def _prepare(config: TrainConfig, settings: EngineSettings, world: distributed.W
     precision = check_precision(settings.precision, world.device)
     entry = load_model_entry(config.model)
     if entry.training is None:
-        raise ConfigError(f"model {config.model} cannot be trained (its entry declares no training)")
+        raise ConfigError(
+            f"model {config.model} cannot be trained (its entry declares no training)"
+        )
     hooks = entry.training
     dataset = _open_data(config, settings.data)
     layout = _layout(config, world.size)
@@ -188,7 +190,9 @@ def _recorded_settings(
     return {
         "config": config.to_json(),
         "precision": precision,
-        "init_checkpoint": None if init is None else {"path": str(init), "sha256": file_sha256(init)},
+        "init_checkpoint": None
+        if init is None
+        else {"path": str(init), "sha256": file_sha256(init)},
         "data": str(settings.data),
         "checkpoint_container": entry.training.checkpoint_container,
     }
@@ -216,7 +220,11 @@ def _run(job: Job) -> dict[str, Any]:
     start = _broadcast_start(job, resume)
     if job.rundir.done_file.is_file() and start >= job.total_steps:
         return {"steps": job.total_steps, "already_finished": True}
-    end = job.total_steps if job.settings.stop_after is None else min(job.total_steps, job.settings.stop_after)
+    end = (
+        job.total_steps
+        if job.settings.stop_after is None
+        else min(job.total_steps, job.settings.stop_after)
+    )
     log = MetricsLog(job.rundir.root, job.rundir.metrics_file, start) if job.world.main else None
     try:
         _loop(job, start, end, log)
@@ -263,7 +271,9 @@ def _loop(job: Job, start: int, end: int, log: MetricsLog | None) -> None:
                 step += 1
                 bar.update(1)
                 epoch_end = step % job.steps_per_epoch == 0
-                if log is not None and (step % job.settings.log_every == 0 or epoch_end or step == end):
+                if log is not None and (
+                    step % job.settings.log_every == 0 or epoch_end or step == end
+                ):
                     seconds = time.perf_counter() - started
                     record["clips_per_s"] = (step - start) * job.layout.global_batch / seconds
                     log.log(step, record)

@@ -83,7 +83,9 @@ class RunDir:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ConfigError(f"{self.root}: another training process is writing this run") from None
+            raise ConfigError(
+                f"{self.root}: another training process is writing this run"
+            ) from None
         self._lock = fd
 
     def release(self) -> None:
@@ -116,7 +118,9 @@ class RunDir:
         resume = Resume(_step_of(folder), folder / "model.pth", folder / "trainer.pt")
         for path in (resume.model, resume.trainer):
             if not path.is_file():
-                raise InputError(path, "missing: the checkpoint named by checkpoints/latest is incomplete")
+                raise InputError(
+                    path, "missing: the checkpoint named by checkpoints/latest is incomplete"
+                )
         return resume
 
     def save(self, step: int, model_state: dict[str, Any], trainer_state: dict[str, Any]) -> Path:

@@ -37,27 +37,29 @@ def validate(job: ValidationJob) -> dict[str, float]:
     if job.dataset not in EVALUATED:
         raise ConfigError(f"validation needs ground truth: dataset must be one of {EVALUATED}")
     run = job.out / "run"
+    data = {"--data": str(job.data), "--dataset": job.dataset, "--split": job.split}
     _call(
-        [
-            "rvos_nn.infer", job.model, "--variant", job.variant, "--checkpoint", str(job.checkpoint),
-            "--pretrained", str(job.pretrained), "--data", str(job.data), "--dataset", job.dataset,
-            "--split", job.split, "--device", job.device, "--out", str(run),
-        ]
+        ["rvos_nn.infer", job.model],
+        {
+            "--variant": job.variant,
+            "--checkpoint": str(job.checkpoint),
+            "--pretrained": str(job.pretrained),
+            "--device": job.device,
+            "--out": str(run),
+            **data,
+        },
     )
     scores = job.out / "eval"
-    _call(
-        [
-            "rvos_eval", str(run), "--dataset", job.dataset, "--data", str(job.data),
-            "--split", job.split, "--out", str(scores), "--workers", "1",
-        ]
-    )
+    _call(["rvos_eval", str(run)], {**data, "--out": str(scores), "--workers": "1"})
     summary = json.loads((scores / "summary.json").read_text())
     return {key: float(summary[key]) for key in ("J", "F", "J&F")}
 
 
-def _call(arguments: list[str]) -> None:
+def _call(arguments: list[str], options: dict[str, str]) -> None:
+    """``python -m <arguments> <options>``; a failure is a ConfigError with its last line."""
+    flat = [item for pair in options.items() for item in pair]
     done = subprocess.run(
-        [sys.executable, "-m", *arguments], capture_output=True, text=True, check=False
+        [sys.executable, "-m", *arguments, *flat], capture_output=True, text=True, check=False
     )
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
