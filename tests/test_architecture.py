@@ -23,6 +23,7 @@ PACKAGES = {  # import name -> source folder
     "rvos_mutr": ROOT / "models" / "mutr" / "src" / "rvos_mutr",
     "rvos_soc": ROOT / "models" / "soc" / "src" / "rvos_soc",
     "rvos_uninext": ROOT / "models" / "uninext" / "src" / "rvos_uninext",
+    "rvos_train": ROOT / "train" / "src" / "rvos_train",
 }
 TORCH = {"torch", "transformers", "tokenizers", "safetensors", "timm", "torchvision"}
 MODELS = {"rvos_referformer", "rvos_mutr", "rvos_soc", "rvos_uninext"}
@@ -36,6 +37,7 @@ OURS = {
     "rvos_vos": {"rvos_core", "rvos_nn"},
     **{m: {"rvos_core", "rvos_nn"} for m in MODELS},
     "rvos_mutr": {"rvos_core", "rvos_nn", "rvos_referformer"},  # MUTR extends ReferFormer's modules
+    "rvos_train": {"rvos_core", "rvos_nn"},  # finds the models through their ModelEntry
 }
 
 
