@@ -211,31 +211,27 @@ class SOCCriterion(Criterion[_Batch]):
 
     def _match(self, layer: Mapping[str, Tensor], batch: _Batch) -> Matching:
         weights = self.settings.cost_weights()
-        terms = {
-            name: self._cost_term(name, layer, batch)
-            for name, weight in weights.items()
-            if weight > 0
-        }
-        return weighted_matching(terms, weights)
+        terms = self._cost_terms(layer, batch)
+        return weighted_matching({k: v for k, v in terms.items() if weights[k] > 0}, weights)
 
-    def _cost_term(self, name: str, layer: Mapping[str, Tensor], batch: _Batch) -> Tensor:
-        """One unweighted term of the matching cost, [B, Q]."""
-        if name == "text":
-            similarity = (
-                layer["pred_logit"] @ layer["text_sentence_feature"].unsqueeze(-1)
-            ).squeeze(-1)
-            return -similarity.softmax(-1)
-        if name == "class":
-            return class_cost(
-                layer["pred_is_referred"][..., 0].transpose(0, 1), _class_frames(batch)
-            )
-        if name == "dice":
+    def _cost_terms(self, layer: Mapping[str, Tensor], batch: _Batch) -> dict[str, Tensor]:
+        """The unweighted terms of the matching cost whose weight is > 0, each [B, Q], in upstream's
+        order of summation (the others are not evaluated)."""
+        weights = self.settings.cost_weights()
+        terms: dict[str, Tensor] = {}
+        if weights["text"] > 0:
+            text = layer["text_sentence_feature"].unsqueeze(-1)
+            terms["text"] = -(layer["pred_logit"] @ text).squeeze(-1).softmax(-1)
+        if weights["class"] > 0:
+            logits = layer["pred_is_referred"][..., 0].transpose(0, 1)
+            terms["class"] = class_cost(logits, _class_frames(batch))
+        if weights["dice"] > 0:
             masks = _upsample(layer["pred_masks"], batch.size).transpose(0, 1)  # [B, T, Q, H·W]
-            return -dice_score(masks, batch.masks.unsqueeze(2)).mean(1)
-        l1, giou = box_costs(
-            layer["pred_boxes"].transpose(0, 1), batch.boxes, self._box_frames(batch)
-        )
-        return l1 if name == "box" else giou
+            terms["dice"] = -dice_score(masks, batch.masks.unsqueeze(2)).mean(1)
+        if weights["box"] > 0 or weights["giou"] > 0:
+            boxes = layer["pred_boxes"].transpose(0, 1)
+            terms["box"], terms["giou"] = box_costs(boxes, batch.boxes, self._box_frames(batch))
+        return terms
 
     def _layer_losses(
         self, layer: Mapping[str, Tensor], batch: _Batch, queries: Tensor
