@@ -8,6 +8,10 @@ default settings; ``docs/training-losses.md`` describes the families, their quir
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
 from rvos_core.errors import ConfigError
 from rvos_train.losses.common import Criterion, Indices, Matching
 from rvos_train.losses.referformer import ReferFormerCriterion, ReferFormerLossSettings
@@ -34,6 +38,26 @@ def criterion(name: str, settings: LossSettings | None = None) -> Criterion:
     return build(settings)
 
 
+def settings_for(name: str, values: Mapping[str, Any], dec_layers: int) -> LossSettings:
+    """The settings of family ``name``: upstream's defaults, the model's number of decoder
+    layers and a configuration's ``[loss]`` table ``values`` (field name -> value; an unknown
+    field or a value of the wrong type is a ConfigError naming it)."""
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown loss family {name!r} (known: {', '.join(FAMILIES)})")
+    settings_type = FAMILIES[name][1]
+    defaults = {f.name: f.default for f in fields(settings_type)}
+    for key, value in values.items():
+        if key not in defaults or key == "dec_layers":
+            known = ", ".join(k for k in defaults if k != "dec_layers")
+            raise ConfigError(f"[loss] {key}: not a setting of the {name} loss (settings: {known})")
+        if type(value) is not type(defaults[key]) and not (
+            isinstance(defaults[key], float) and type(value) is int
+        ):
+            raise ConfigError(f"[loss] {key} must be {type(defaults[key]).__name__}, got {value!r}")
+    typed = {k: float(v) if isinstance(defaults[k], float) else v for k, v in values.items()}
+    return settings_type(**typed, dec_layers=dec_layers)
+
+
 __all__ = [
     "FAMILIES",
     "Criterion",
@@ -45,4 +69,5 @@ __all__ = [
     "SOCCriterion",
     "SOCLossSettings",
     "criterion",
+    "settings_for",
 ]

@@ -349,9 +349,16 @@ class Criterion(ABC, Generic[BatchT]):
         self.dec_layers = dec_layers
         self.weight_dict: dict[str, float] = layer_weights(base_weights, aux_loss, dec_layers)
 
-    def __call__(self, outputs: Outputs, targets: Any) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    def __call__(
+        self, outputs: Outputs, targets: Any, normaliser: float | None = None
+    ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """``normaliser``: what the losses are divided by; None: upstream's, this batch's
+        ``count`` averaged over the processes (``average_count``, a collective). The training
+        engine passes the count of the whole global batch when it accumulates gradients."""
         layers = self._layers(outputs)
-        batch = self._prepare(targets, layers[0])
+        if normaliser is None:
+            normaliser = average_count(self.count(targets), layers[0]["pred_masks"].device)
+        batch = self._prepare(targets, layers[0], normaliser)
         losses: dict[str, Tensor] = {}
         indices: dict[str, Any] = {"final": None, "aux": []}
         for position, layer in enumerate(layers):
@@ -371,7 +378,7 @@ class Criterion(ABC, Generic[BatchT]):
     def match(self, layer: Mapping[str, Tensor], targets: Any) -> Matching:
         """The matching of one decoder layer's outputs (without ``aux_outputs``), with its costs."""
         with torch.no_grad():
-            return self._match(layer, self._prepare(targets, layer))
+            return self._match(layer, self._prepare(targets, layer, 1.0))
 
     def total(self, losses: Mapping[str, Tensor]) -> Tensor:
         """Σ weight_dict[name] · loss over ``losses`` (what ``backward()`` runs on)."""
@@ -401,7 +408,12 @@ class Criterion(ABC, Generic[BatchT]):
         """Upstream's target structure for B clips of equal length."""
 
     @abstractmethod
-    def _prepare(self, targets: Any, layer: Mapping[str, Tensor]) -> BatchT:
+    def count(self, targets: Any) -> int:
+        """This batch's number of targets, before averaging over processes (upstream's
+        num_boxes / num_masks)."""
+
+    @abstractmethod
+    def _prepare(self, targets: Any, layer: Mapping[str, Tensor], normaliser: float) -> BatchT:
         """The targets as batched tensors on the device of ``layer`` (once per call)."""
 
     @abstractmethod

@@ -31,7 +31,6 @@ from rvos_nn.training import Clip
 from rvos_train.losses.common import (
     Criterion,
     Matching,
-    average_count,
     box_costs,
     box_losses,
     class_cost,
@@ -171,8 +170,15 @@ class ReferFormerCriterion(Criterion[_Batch]):
         clip_length(clips)
         return [_clip_target(clip) for clip in clips]
 
+    def count(self, targets: Sequence[Mapping[str, Tensor]]) -> int:
+        """The valid frames of the batch (upstream's num_boxes)."""
+        return int(sum(int((t["valid"] != 0).sum()) for t in targets))
+
     def _prepare(
-        self, targets: Sequence[Mapping[str, Tensor]], layer: Mapping[str, Tensor]
+        self,
+        targets: Sequence[Mapping[str, Tensor]],
+        layer: Mapping[str, Tensor],
+        normaliser: float,
     ) -> _Batch:
         reference = layer["pred_masks"]
         if layer["pred_logits"].shape[-1] != 1:
@@ -190,7 +196,7 @@ class ReferFormerCriterion(Criterion[_Batch]):
             masks=masks.to(device=reference.device, dtype=reference.dtype),
             boxes=torch.stack([t["boxes"] for t in targets]).to(reference.device),
             valid=valid,
-            normaliser=average_count(int(valid.sum()), reference.device),
+            normaliser=normaliser,
         )
 
     def _box_frames(self, batch: _Batch) -> Tensor:

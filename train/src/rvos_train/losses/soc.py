@@ -35,7 +35,6 @@ from rvos_nn.training import Clip
 from rvos_train.losses.common import (
     Criterion,
     Matching,
-    average_count,
     box_costs,
     box_losses,
     class_cost,
@@ -186,7 +185,13 @@ class SOCCriterion(Criterion[_Batch]):
             [_frame_target(clip, frame) for clip in clips] for frame in range(clip_length(clips))
         ]
 
-    def _prepare(self, targets: FrameTargets, layer: Mapping[str, Tensor]) -> _Batch:
+    def count(self, targets: FrameTargets) -> int:
+        """Every frame target, visible or not: T·B (upstream's num_masks)."""
+        return sum(len(frame) for frame in targets)
+
+    def _prepare(
+        self, targets: FrameTargets, layer: Mapping[str, Tensor], normaliser: float
+    ) -> _Batch:
         reference = layer["pred_masks"]
         frames = [list(clip_frames) for clip_frames in zip(*targets, strict=True)]  # [B][T]
         if any(frame["masks"].shape[0] != 1 for clip in frames for frame in clip):
@@ -202,7 +207,7 @@ class SOCCriterion(Criterion[_Batch]):
                 reference.device
             ),
             visible=_visibility(frames).to(reference.device),
-            normaliser=average_count(clips * length, reference.device),
+            normaliser=normaliser,
         )
 
     def _box_frames(self, batch: _Batch) -> Tensor:
