@@ -1,8 +1,10 @@
-"""Registration of ReferFormer with the inference driver (entry point ``rvos.models``)."""
+"""Registration of ReferFormer with the inference driver and the training engine (entry point
+``rvos.models``)."""
 
 from __future__ import annotations
 
 from rvos_nn.predictor import ModelEntry
+from rvos_nn.training import LANGUAGE_QUERY_HOOKS
 from rvos_referformer.config import VARIANTS
 from rvos_referformer.model import build
 from rvos_referformer.predictor import ReferFormerOptions, create_predictor
@@ -17,5 +19,6 @@ ENTRY = ModelEntry(
     checkpoint_rules=CHECKPOINT_RULES,
     checkpoint_file="referformer_ft.pth",
     options=ReferFormerOptions,
+    training=LANGUAGE_QUERY_HOOKS,
 )
 ENTRIES = (ENTRY,)

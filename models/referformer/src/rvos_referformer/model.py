@@ -18,6 +18,13 @@ Differences from upstream:
 - heads and masks of the intermediate decoder layers (upstream's ``aux_outputs``, used only by the
   training loss) are computed only on request (``with_aux=True``);
 - only the competition's code path: box refinement on, no two-stage, four feature levels.
+
+Training (``layer_outputs``, upstream's train-mode forward with ``aux_loss``): every decoder
+layer's heads and masks, the last layer as the output and layers 0..L-2 as ``aux_outputs``;
+dropout as upstream (transformer 0.1, ``resizer`` 0.1, pixel decoder 0.1). A batch runs clip by
+clip, each padded with the batch to a multiple of 32 and masked (rvos_nn.training; nothing couples
+the clips of a batch, so the values are upstream's batched ones). Not reproduced: the A2D/JHMDB
+``valid_indices`` path (one annotated frame per clip).
 """
 
 from __future__ import annotations
@@ -78,6 +85,20 @@ class ReferFormer(LanguageQueryModel):
             reference_points=out.inter_references[-2, ..., :2][None],
             aux_outputs=heads[:-1],
         )
+
+    def layer_outputs(
+        self, video: VideoFeatures, text: TextFeatures, size: Tensor
+    ) -> list[dict[str, Tensor]]:
+        """Upstream's training predictions, one dict per decoder layer (first to last):
+        ``pred_logits`` [1, T, Q, K], ``pred_boxes`` [1, T, Q, 4], ``pred_masks`` [1, T, Q, h, w].
+        size: (H, W) of the clip (int64 [2])."""
+        out = self.decode(video, text, size, with_aux=True)
+        last = {
+            "pred_logits": out.pred_logits,
+            "pred_boxes": out.pred_boxes,
+            "pred_masks": out.pred_masks,
+        }
+        return [*out.aux_outputs, last]
 
     def _heads(
         self, out: TransformerOutput, lvl: int, mask_features: Tensor, size: Tensor

@@ -20,17 +20,22 @@ Computation (inference semantics of both copies):
   self-attention over all T * fQ queries (SOC). ``window_size == W > 0`` (MUTR, W = 4): time is
   zero-padded to a multiple of W; even layers attend inside windows of W frames (padded frames
   are key padding); odd layers roll time by ceil(W / 2), attend inside the shifted windows with
-  an additive -1000 mask (see :func:`shifted_window_mask`) and roll back.
+  an additive -1000 mask (see :func:`shifted_window_mask`) and roll back. In training mode every
+  layer uses the unshifted windows (upstream's ``self.training or layer_idx % 2 == 0``).
 * Decoder: content = ``query_feat`` (MUTR) or a per-clip vector repeated over the queries (SOC:
   the sentence feature); position = ``query_embed``; memory = the first T encoded frames with
   ``fq_pos`` added to the keys; per layer cross-attention -> self-attention -> FFN;
   ``decoder_norm`` after the last layer.
 
-Differences from upstream: only the inference path exists. Upstream, in training mode, feeds every
-decoder layer through the module, never shifts windows and returns every decoder layer; here the
-caller passes one layer and the eval-time shift pattern always applies. Upstream's eval path
-reshapes [T, B, ...] as [B, T, ...], which is only correct for batch 1; here the batch axis is
-handled properly (identical for batch 1). Attention weights are not materialised.
+Training: upstream feeds the states of every deformable-decoder layer through the module at once
+(as L x B independent sequences) and returns the last decoder layer's output for each; here the
+caller folds those layers into the batch axis ([T, L, fQ, C] for one clip). Dropout and the
+unshifted windows follow the module's mode.
+
+Differences from upstream: upstream reshapes its [L, T, B, ...] input as [L * B, T, ...], which is
+only correct for batch 1 (the batch size every competition model trained with, MUTR's
+``--batch_size 2`` aside); here the batch axis is handled properly (identical for batch 1).
+Attention weights are not materialised.
 """
 
 from __future__ import annotations
@@ -132,8 +137,8 @@ def shifted_window_mask(pad_mask: Tensor, *, window: int, nheads: int, queries: 
 class TemporalQueryModule(nn.Module):
     """Frame queries of one decoder layer [T, B, fQ, C] -> video queries [B, Q, C].
 
-    ``window_size`` 0 = full attention over time (SOC); W > 0 = windows of W frames with the
-    eval-time shift on odd encoder layers (MUTR). ``learned_query_feat`` adds the ``query_feat``
+    ``window_size`` 0 = full attention over time (SOC); W > 0 = windows of W frames, shifted on
+    odd encoder layers in eval mode only (MUTR). ``learned_query_feat`` adds the ``query_feat``
     embedding as the decoder's content queries (MUTR); without it the caller passes a per-clip
     content vector (SOC: the sentence feature). ``dropout`` acts in training mode only.
     """
@@ -230,7 +235,7 @@ class TemporalQueryModule(nn.Module):
         shift_mask = shifted_window_mask(pad_mask, window=w, nheads=self.nheads, queries=fq)
         half = math.ceil(w / 2)
         for i, (attn, ffn) in enumerate(zip(self.enc_self_attn, self.enc_ffn, strict=True)):
-            if i % 2 == 0:
+            if i % 2 == 0 or self.training:
                 x = self._window_layer(x, attn, ffn, key_padding_mask=key_padding)
             else:
                 rolled = torch.roll(x, half, 0)

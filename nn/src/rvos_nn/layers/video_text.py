@@ -8,7 +8,10 @@ their masks and sine positions; the RoBERTa words and pooled sentence through ``
 early vision-language fusion of one level; the box of a decoder layer from its reference.
 
 Differences: one video per call (upstream's inference batch), split into a text-independent part
-(``encode_video_features``, reused by every expression of a video) and the text part.
+(``encode_video_features``, reused by every expression of a video) and the text part. A video
+padded into a training batch comes with its padding mask (upstream's ``NestedTensor`` mask of that
+video): the backbone's stage masks and positions, the extra level's mask and every key padding
+downstream follow it; without one the video is unpadded (an all-False mask, the inference case).
 
 ``VideoTextModel`` builds the modules the three models have under the same names (SOC:
 ``soc_test/models/mttr.py``, same commit), so their checkpoints load without a key map, and runs
@@ -84,17 +87,19 @@ class TextFeatures:
 
 
 def encode_video_features(
-    backbone: Joiner, input_proj: nn.ModuleList, frames: Tensor
+    backbone: Joiner, input_proj: nn.ModuleList, frames: Tensor, mask: Tensor | None = None
 ) -> VideoFeatures:
-    """frames: [T, 3, H, W] normalised (one unpadded video). Backbone, positions and input
-    projections: ``input_proj[:-1]`` on stages 2..n, ``input_proj[-1]`` on the raw last stage."""
-    t, _, h, w = frames.shape
-    mask = torch.zeros((1, t, h, w), dtype=torch.bool, device=frames.device)
-    out = backbone(frames[None], mask)
+    """frames: [T, 3, H, W] normalised, one video; mask: bool [T, H, W], True on the zero padding
+    of a batch (None: unpadded). Backbone, positions and input projections: ``input_proj[:-1]`` on
+    stages 2..n, ``input_proj[-1]`` on the raw last stage (its mask resized from ``mask``)."""
+    if mask is None:
+        t, _, h, w = frames.shape
+        mask = torch.zeros((t, h, w), dtype=torch.bool, device=frames.device)
+    out = backbone(frames[None], mask[None])
     stages = out.features[1:]
     projected = [proj(x) for proj, x in zip(input_proj[:-1], stages, strict=True)]
     extra = input_proj[-1](out.features[-1])
-    extra_mask = resize_mask(mask[0], extra.shape[-2:])
+    extra_mask = resize_mask(mask, extra.shape[-2:])
     extra_pos = backbone[1](extra_mask).to(extra.dtype)
     return VideoFeatures(
         features=out.features,
@@ -159,7 +164,8 @@ class VideoTextModel(nn.Module):
     """Base of the Video-Swin RVOS models: shared modules (upstream names) and the two stages.
 
     Subclasses call the ``add_*`` builders in ``__init__`` and define
-    ``decode(video, text, size, **options)``; ``encode_video`` runs once per video (reused by
+    ``decode(video, text, size, **options)`` (inference) and ``layer_outputs(video, text, size)``
+    (training, rvos_nn.training.forward_clips); ``encode_video`` runs once per video (reused by
     every expression), ``encode_text`` once per expression. ``TEXT_PROJECTION`` names the text
     projection (``resizer`` upstream in ReferFormer and MUTR, ``txt_proj`` in SOC).
     """
@@ -234,10 +240,11 @@ class VideoTextModel(nn.Module):
             num_layers=3,
         )
 
-    def encode_video(self, frames: Tensor) -> VideoFeatures:
-        """frames: [T, 3, H, W] normalised (one unpadded video). Backbone, positions and input
-        projections (text-independent: reused by every expression of the video)."""
-        return encode_video_features(self.backbone, self.input_proj, frames)
+    def encode_video(self, frames: Tensor, mask: Tensor | None = None) -> VideoFeatures:
+        """frames: [T, 3, H, W] normalised, one video; mask: bool [T, H, W], True on batch
+        padding (None: unpadded). Backbone, positions and input projections (text-independent:
+        reused by every expression of the video)."""
+        return encode_video_features(self.backbone, self.input_proj, frames, mask)
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextFeatures:
         """input_ids, attention_mask: int64 [1, L] from upstream's tokenizer call."""
@@ -259,6 +266,13 @@ class VideoTextModel(nn.Module):
     def decode(self, video: VideoFeatures, text: TextFeatures, size: Tensor, **options: Any) -> Any:
         """Everything that depends on the text (each model's own)."""
         raise NotImplementedError(f"{type(self).__name__} must define decode")
+
+    def layer_outputs(
+        self, video: VideoFeatures, text: TextFeatures, size: Tensor
+    ) -> list[dict[str, Tensor]]:
+        """Upstream's training predictions of one clip: a dict per decoder layer, first to last,
+        each tensor with a batch axis of size 1 (each trainable model's own)."""
+        raise NotImplementedError(f"{type(self).__name__} has no training path")
 
     def forward(
         self,
