@@ -29,7 +29,7 @@ sampling and clips. ReferFormer's image-level RefCOCO pretraining transforms (re
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -134,7 +134,7 @@ class Recipe:
 
     augment: type[ReferFormerAugment] | type[SocAugment]
     draws: Callable[..., Callable[[int], Sequence[LocalGlobal | Window]]]
-    draw_options: tuple[str, ...] = field(default=())
+    draw_options: tuple[str, ...] = ()
     redraws: int = 1
 
 
