@@ -11,6 +11,7 @@ from PIL import Image
 from rvos_mutr import MUTR, TINY, build
 from rvos_nn import testing
 from rvos_nn.text import Tokenizer
+from rvos_nn.training import Clip
 
 TEXTS = ("the black dog jumping over the fence", "a duck swimming in the lake", "a red car")
 
@@ -34,4 +35,23 @@ def frames(count: int, size: tuple[int, int], seed: int = 0) -> list[Image.Image
     pattern = blocks.repeat(4, axis=0).repeat(4, axis=1)
     return [
         Image.fromarray(np.ascontiguousarray(pattern[:h, 4 * t : 4 * t + w])) for t in range(count)
+    ]
+
+
+def training_clips(sizes: list[tuple[int, int]], length: int = 3, seed: int = 0) -> list[Clip]:
+    """Augmented-clip stand-ins of the given (H, W): normalised random frames, a caption each
+    (TEXTS in turn); the targets are placeholders (the model does not read them)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        Clip(
+            frames=torch.randn(length, 3, h, w, generator=generator),
+            masks=torch.zeros(length, h, w, dtype=torch.bool),
+            boxes=torch.zeros(length, 4),
+            valid=torch.ones(length, dtype=torch.int32),
+            caption=TEXTS[i % len(TEXTS)],
+            frame_ids=torch.arange(length),
+            orig_size=(h, w),
+            source=f"synthetic/{i}",
+        )
+        for i, (h, w) in enumerate(sizes)
     ]

@@ -1,4 +1,5 @@
-"""Registration of MUTR with the inference driver (entry point ``rvos.models``)."""
+"""Registration of MUTR with the inference driver and the training engine (entry point
+``rvos.models``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from rvos_mutr.model import build
 from rvos_mutr.predictor import MUTROptions, create_predictor
 from rvos_mutr.weights import CHECKPOINT_RULES
 from rvos_nn.predictor import ModelEntry
+from rvos_nn.training import LANGUAGE_QUERY_HOOKS
 
 ENTRY = ModelEntry(
     name="mutr",
@@ -17,5 +19,6 @@ ENTRY = ModelEntry(
     checkpoint_rules=CHECKPOINT_RULES,
     checkpoint_file="mutr.pth",
     options=MUTROptions,
+    training=LANGUAGE_QUERY_HOOKS,
 )
 ENTRIES = (ENTRY,)

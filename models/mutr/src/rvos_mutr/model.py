@@ -37,8 +37,16 @@ Differences from upstream:
   frames (upstream repeats the queries over time first, which is correct for batch 1 only); the
   per-frame scores are therefore exactly constant, as upstream's are for batch 1;
 - the values upstream hard-codes (resizer input 768, MTA and MTI feed-forward 2048, MTI window,
-  layers and heads) are configuration fields;
-- inference only: no training path (upstream's ``aux_outputs`` is empty in eval anyway).
+  layers and heads) are configuration fields.
+
+Training (``layer_outputs``, upstream's train-mode forward): ``mti`` runs on every decoder layer's
+per-frame states (dropout 0.2 active, no shifted windows) and head ``l`` reads layer ``l``'s video
+queries, states and references; the last layer is the output, layers 0..L-2 the ``aux_outputs``.
+Differences: one clip per call (rvos_nn.training.forward_clips runs a batch clip by clip; nothing
+couples clips); upstream's batch path is only right for batch 1 (``mti`` reshapes
+[L, T, B, ...] as [L * B, T, ...], and the video queries are tiled over ``B * T`` rows so that clip
+b's frame t reads clip (b * T + t) mod B's queries), while each clip here reads its own, which is
+upstream's value for batch 1 (MUTR's ``--batch_size 2`` mixes clips upstream).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rvos_mutr.config import MUTRConfig
-from rvos_nn.layers import TemporalQueryModule, maps_to_tokens
+from rvos_nn.layers import TemporalQueryModule, TransformerOutput, maps_to_tokens
 from rvos_nn.layers.video_text import (
     LanguageQueryModel,
     TextFeatures,
@@ -156,28 +164,58 @@ class MUTR(LanguageQueryModel):
         return words[0]
 
     def decode(self, video: VideoFeatures, text: TextFeatures, size: Tensor) -> MUTROutput:
-        """Everything that depends on the text. size: (H, W) of the model input (int64 [2])."""
+        """Everything that depends on the text, as upstream's eval path (the module docstring,
+        point 4). size: (H, W) of the model input (int64 [2])."""
+        out = self._transformer(video, text)
+        video_queries = self.mti(out.hs[-1][:, None])[0]  # [Q, d]
+        heads = self._heads(out, 0, video_queries, self.mask_features(video, text, out), size)
+        return MUTROutput(**heads, reference_points=out.inter_references[-2, ..., :2][None])
+
+    def layer_outputs(
+        self, video: VideoFeatures, text: TextFeatures, size: Tensor
+    ) -> list[dict[str, Tensor]]:
+        """Upstream's training predictions, one dict per decoder layer (first to last; keys as
+        MUTROutput's first three, batch axis 1): ``mti`` turns each layer's per-frame states into
+        that layer's video queries (unshifted windows in training mode), and head ``l`` reads
+        layer ``l``. size: (H, W) of the clip (int64 [2])."""
+        out = self._transformer(video, text)
+        video_queries = self.mti(out.hs.transpose(0, 1))  # [L, Q, d]
+        mask_features = self.mask_features(video, text, out)
+        return [
+            self._heads(out, lvl, queries, mask_features, size)
+            for lvl, queries in enumerate(video_queries)
+        ]
+
+    def _transformer(self, video: VideoFeatures, text: TextFeatures) -> TransformerOutput:
+        """Early fusion, MTA's sentence feature as every frame's content queries, transformer."""
         t, q = video.num_frames, self.config.num_queries
         srcs, words, text_pos = self.fuse_levels(self.fusion_module, video, text)
         sentence = self.sentence_feature(video, words, text_pos)
         tgt = sentence[:, None, :].expand(t, q, -1)
-        out = self.transformer(
+        return self.transformer(
             srcs, video.level_masks, video.level_pos, tgt, self.query_embed.weight
         )
-        video_queries = self.mti(out.hs[-1][:, None])[0]  # [Q, d]
-        mask_features = self.mask_features(video, text, out)
-        logits = self.class_embed[0](video_queries).expand(t, -1, -1)
-        boxes = boxes_from_reference(self.bbox_embed[0](out.hs[0]), out.init_reference)
+
+    def _heads(
+        self,
+        out: TransformerOutput,
+        lvl: int,
+        video_queries: Tensor,
+        mask_features: Tensor,
+        size: Tensor,
+    ) -> dict[str, Tensor]:
+        """Head ``lvl``: class and mask kernels from the video queries [Q, d] (the same on every
+        frame), boxes from decoder layer ``lvl``'s states and its input references, the masks'
+        relative coordinates from the references after layer ``lvl``. Tensors [1, T, Q, ...]."""
+        t = out.hs.shape[1]
+        reference = out.init_reference if lvl == 0 else out.inter_references[lvl - 1]
+        logits = self.class_embed[lvl](video_queries).expand(t, -1, -1)
+        boxes = boxes_from_reference(self.bbox_embed[lvl](out.hs[lvl]), reference)
         params = self.controller(video_queries).expand(t, -1, -1)
         masks = self.mask_head(
-            mask_features[None], params[None], out.inter_references[0, ..., :2][None], size[None]
+            mask_features[None], params[None], out.inter_references[lvl, ..., :2][None], size[None]
         )
-        return MUTROutput(
-            pred_logits=logits[None],
-            pred_boxes=boxes[None],
-            pred_masks=masks,
-            reference_points=out.inter_references[-2, ..., :2][None],
-        )
+        return {"pred_logits": logits[None], "pred_boxes": boxes[None], "pred_masks": masks}
 
 
 def build(config: MUTRConfig) -> MUTR:

@@ -1,0 +1,165 @@
+"""MUTR's training hooks (ReferFormer's: same loss, fixture, padding and parameter groups
+upstream): the train-mode forward of a batch of clips in the layout of the train_referformer
+fixture, per-layer video queries, clips that do not interact, gradients to every parameter
+upstream trains, upstream's parameter groups on the full model, and initialisation from
+pretrained weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mutr_testlib import tiny_model, tiny_tokenizer, training_clips
+
+from rvos_core.testing import parity_dir
+from rvos_mutr import TINY, build
+from rvos_mutr.entry import ENTRY
+from rvos_nn.pretrained_init import (
+    BACKBONE_MODULE,
+    ROBERTA_FOLDER,
+    init_from_pretrained,
+    write_kinetics_checkpoint,
+    write_roberta_folder,
+)
+from rvos_nn.text import Tokenizer
+from rvos_nn.training import LANGUAGE_QUERY_HOOKS
+
+HOOKS = ENTRY.training
+LAYER_KEYS = {"pred_logits", "pred_boxes", "pred_masks"}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
+    return tiny_tokenizer(tmp_path_factory.mktemp("pretrained"))
+
+
+def _layout(outputs: dict) -> dict:
+    """Shapes and dtypes of every tensor of a training output, aux layers included."""
+    layers = [outputs, *outputs["aux_outputs"]]
+    return {
+        (i, key): (tuple(value.shape), value.dtype)
+        for i, layer in enumerate(layers)
+        for key, value in layer.items()
+        if key != "aux_outputs"
+    }
+
+
+def test_hooks_are_referformers() -> None:
+    assert HOOKS is LANGUAGE_QUERY_HOOKS and HOOKS.criterion == "referformer"
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("case", ["case_b2", "case_b1"])
+def test_training_output_has_the_fixture_layout(tokenizer: Tokenizer, case: str) -> None:
+    """The fixture's B, T, clip sizes, Q and decoder layers give exactly its output shapes and
+    dtypes (padding to a multiple of 32, masks at a quarter of it, L - 1 aux layers)."""
+    data = torch.load(parity_dir("train_referformer") / f"{case}.pt", weights_only=True)
+    meta = data["meta"]
+    torch.manual_seed(0)
+    model = build(TINY.replace(num_queries=meta["Q"], dec_layers=meta["L"])).train()
+    clips = training_clips([tuple(size) for size in meta["frame_sizes"]], length=meta["T"])
+    outputs = HOOKS.forward(model, tokenizer, clips)
+    assert _layout(outputs) == _layout(data["outputs"])
+
+
+def test_two_clips_of_different_sizes(tokenizer: Tokenizer) -> None:
+    model = tiny_model().train()
+    outputs = HOOKS.forward(model, tokenizer, training_clips([(50, 70), (64, 100)]))
+    b, t, q = 2, 3, TINY.num_queries
+    assert set(outputs) == LAYER_KEYS | {"aux_outputs"}
+    assert len(outputs["aux_outputs"]) == TINY.dec_layers - 1
+    for layer in [outputs, *outputs["aux_outputs"]]:
+        assert set(layer) - {"aux_outputs"} == LAYER_KEYS
+        assert layer["pred_logits"].shape == (b, t, q, 1)
+        assert layer["pred_boxes"].shape == (b, t, q, 4)
+        assert layer["pred_masks"].shape == (b, t, q, 64 // 4, 128 // 4)  # padded to 64 x 128
+        assert all(layer[key].dtype == torch.float32 for key in LAYER_KEYS)
+        assert ((layer["pred_boxes"] >= 0) & (layer["pred_boxes"] <= 1)).all()
+
+
+def test_every_layer_scores_with_its_own_video_queries(tokenizer: Tokenizer) -> None:
+    """Head l reads layer l's video queries (the same on every frame: constant class logits over
+    time) and layer l's per-frame states (boxes that move); the layers' scores differ."""
+    model = tiny_model()
+    with torch.no_grad():
+        outputs = HOOKS.forward(model, tokenizer, training_clips([(64, 96)]))
+    layers = [*outputs["aux_outputs"], outputs]
+    for layer in layers:
+        logits = layer["pred_logits"]
+        assert torch.equal(logits, logits[:, :1].expand_as(logits))
+        assert not torch.allclose(layer["pred_boxes"][:, 0], layer["pred_boxes"][:, 1])
+    assert not torch.allclose(layers[0]["pred_logits"], layers[-1]["pred_logits"])
+
+
+def test_a_clip_in_a_batch_gives_its_outputs_alone(tokenizer: Tokenizer) -> None:
+    """Eval mode (no dropout). Clip 0 (50 x 70) pads to 64 x 96 alone and in the batch with
+    clip 1 (64 x 96), so upstream's padding semantics give it the same input, mask and size either
+    way: every output of each clip (valid region and padding alike) equals the clip run alone.
+    Clip 0 has the longest caption: bit-identical; clip 1's caption is padded to it in the batch:
+    equal within 1e-5 of the largest value (the padded tokens only change float rounding)."""
+    model = tiny_model()
+    clips = training_clips([(50, 70), (64, 96)])
+    with torch.no_grad():
+        batch = HOOKS.forward(model, tokenizer, clips)
+        alone = [HOOKS.forward(model, tokenizer, [clip]) for clip in clips]
+    for b, (tolerance, own) in enumerate(zip((0.0, 1e-5), alone, strict=True)):
+        for ours, theirs in zip(
+            [batch, *batch["aux_outputs"]], [own, *own["aux_outputs"]], strict=True
+        ):
+            for key in LAYER_KEYS:
+                atol = tolerance * float(theirs[key].abs().max())
+                torch.testing.assert_close(ours[key][b : b + 1], theirs[key], atol=atol, rtol=0)
+
+
+def test_gradients_reach_every_parameter(tokenizer: Tokenizer) -> None:
+    model = tiny_model().train()
+    outputs = HOOKS.forward(model, tokenizer, training_clips([(50, 70), (64, 100)]))
+    layers = [outputs, *outputs["aux_outputs"]]
+    sum(layer[key].mean() for layer in layers for key in LAYER_KEYS).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None]
+    # upstream computes the RoBERTa pooler output and discards it (MTA's token 0 replaces it)
+    assert missing == ["text_encoder.pooler.dense.weight", "text_encoder.pooler.dense.bias"]
+    groups: dict[str, float] = {}
+    for name, p in model.named_parameters():
+        group = HOOKS.param_group(name)
+        if p.grad is not None:
+            groups[group] = groups.get(group, 0.0) + float(p.grad.abs().sum())
+    assert set(groups) == {"backbone", "text_encoder", "linear_proj", "rest"}
+    assert all(total > 0 for total in groups.values()), groups
+
+
+def test_parameter_groups_of_the_full_model_are_upstreams() -> None:
+    """main.py's keyword groups (``lr_backbone_names``, ``lr_text_encoder_names``,
+    ``lr_linear_proj_names``): no parameter matches two of them, and each one's group is the one
+    it matches (or the main group)."""
+    upstream = {
+        "backbone": ("backbone.0",),
+        "text_encoder": ("text_encoder",),
+        "linear_proj": ("reference_points", "sampling_offsets"),
+    }
+    with torch.device("meta"):
+        model = ENTRY.build("full")
+    counts: dict[str, int] = {}
+    for name, _ in model.named_parameters():
+        matched = [g for g, words in upstream.items() if any(w in name for w in words)]
+        assert len(matched) <= 1, name
+        assert HOOKS.param_group(name) == (matched[0] if matched else "rest"), name
+        counts[HOOKS.param_group(name)] = counts.get(HOOKS.param_group(name), 0) + 1
+    # sampling_offsets (weight, bias) of 4 encoder + 4 decoder layers, and reference_points
+    assert counts["linear_proj"] == 2 * (4 + 4) + 2
+    names = [name for name, _ in model.named_parameters()]
+    assert counts["backbone"] == sum(n.startswith("backbone.0.body.") for n in names)
+    assert counts["text_encoder"] == sum(n.startswith("text_encoder.") for n in names)
+
+
+def test_initialisation_from_pretrained(tmp_path: Path) -> None:
+    source = tiny_model(seed=1)
+    write_kinetics_checkpoint(source.get_submodule(BACKBONE_MODULE), tmp_path / "kinetics.pth")
+    write_roberta_folder(source.text_encoder, tmp_path / ROBERTA_FOLDER)
+    model = ENTRY.build("tiny")
+    report = init_from_pretrained(model, tmp_path, backbone_file="kinetics.pth")
+    assert report.backbone.ok and report.text.ok
+    for key, value in source.state_dict().items():
+        if key.startswith("backbone.") or (key.startswith("text_encoder.") and "pooler" not in key):
+            torch.testing.assert_close(model.state_dict()[key], value, atol=1e-6, rtol=0)
