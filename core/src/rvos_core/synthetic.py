@@ -214,10 +214,12 @@ def rle_encode(mask: np.ndarray) -> dict:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": "".join(chars)}
 
 
-def write_mevis_train(root: Path, specs: list[VideoSpec], seed: int = 0) -> Path:
-    """Write a MeViS-style train split under ``root``: JPEG frames, ``meta_expressions.json``
-    (expression e on object e // 2; a video with two or more objects also gets one expression on
-    objects 0 and 1 together) and ``mask_dict.json`` (anno_id -> one RLE per frame, null where the
+def write_mevis_train(
+    root: Path, specs: list[VideoSpec], seed: int = 0, split: str = "train"
+) -> Path:
+    """Write a MeViS-style split with ground truth (train, valid_u) under ``root``: JPEG frames,
+    ``meta_expressions.json`` (expression e on object e // 2; a video with two or more objects
+    also gets one expression on objects 0 and 1 together) and ``mask_dict.json`` (anno_id -> one RLE per frame, null where the
     object is not visible). Anno ids count objects over all videos. Returns ``root/mevis``.
     """
     bench = root / "mevis"
@@ -239,9 +241,9 @@ def write_mevis_train(root: Path, specs: list[VideoSpec], seed: int = 0) -> Path
             both = f"the {COLOURS[0]} and {COLOURS[1]} blobs"
             exps[str(spec.expressions)] = {"exp": both, "obj_id": [0, 1], "anno_id": annos[:2]}
         videos[spec.id] = {"expressions": exps, "frames": spec.frame_names}
-        _write_frames(bench / "train" / "JPEGImages" / spec.id, spec, seed)
-    (bench / "train" / "meta_expressions.json").write_text(json.dumps({"videos": videos}, indent=1))
-    (bench / "train" / "mask_dict.json").write_text(json.dumps(mask_dict))
+        _write_frames(bench / split / "JPEGImages" / spec.id, spec, seed)
+    (bench / split / "meta_expressions.json").write_text(json.dumps({"videos": videos}, indent=1))
+    (bench / split / "mask_dict.json").write_text(json.dumps(mask_dict))
     return bench
 
 

@@ -336,7 +336,7 @@ def _step(job: Job, step: int, micro: list[list[Clip]]) -> dict[str, Any]:
         last = m == job.layout.accumulation - 1
         with _sync_unless(job, last), _autocast(job):
             outputs = job.step_module(clips)
-            losses = job.criterion(outputs, job.criterion.targets(clips), num_boxes=norm)
+            losses, _ = job.criterion(outputs, job.criterion.targets(clips), normaliser=norm)
             total = job.criterion.total(losses) / job.layout.accumulation
         job.scaler.scale(total).backward()
         for key, value in losses.items():

@@ -1,0 +1,107 @@
+"""``python -m rvos_train.generate --out DIR``: the generated training world of the tiny models.
+
+Writes ``DIR/data`` (a DATA folder: Ref-YouTube-VOS train, MeViS train and valid_u with ground
+truth, RefCOCO/+/g; rvos_core.synthetic) and ``DIR/pretrained/roberta-base`` (a byte-level BPE
+tokenizer trained on the world's own expressions, within the tiny text encoder's vocabulary).
+Everything is a function of the options; ``DIR/generated.json`` records them, and a second call
+with the same options does nothing (other options: a ConfigError, nothing overwritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rvos_core.atomic import write_json
+from rvos_core.cli import path_arg, run_main
+from rvos_core.command import Parser
+from rvos_core.errors import ConfigError
+from rvos_core.synthetic import VideoSpec, write_mevis_train, write_training_data
+from rvos_nn.text import ROBERTA_TOKENIZER, TEXT_ENCODERS, train_roberta_tokenizer
+
+RECORD = "generated.json"
+VALID_SPLIT = "valid_u"
+
+
+def video_specs(prefix: str, count: int, frames: int, size: tuple[int, int]) -> list[VideoSpec]:
+    """``count`` videos of 2 to 4 expressions (1 or 2 objects)."""
+    return [VideoSpec(f"{prefix}{i:03d}", 2 + i % 3, frames, size) for i in range(count)]
+
+
+def generate(
+    out: Path, *, videos: int, valid_videos: int, frames: int, size: tuple[int, int], seed: int
+) -> Path:
+    """Write the world under ``out`` (see the module docstring); returns ``out``."""
+    settings = {
+        "videos": videos,
+        "valid_videos": valid_videos,
+        "frames": frames,
+        "size": list(size),
+        "seed": seed,
+    }
+    record = out / RECORD
+    if record.is_file():
+        if json.loads(record.read_text()) != settings:
+            raise ConfigError(f"{out} holds a world generated with other options ({record})")
+        return out
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    data = staging / "data"
+    write_training_data(data, video_specs("t", videos, frames, size), seed)
+    write_mevis_train(data, video_specs("v", valid_videos, frames, size), seed + 1, VALID_SPLIT)
+    captions = [e["exp"] for v in _expressions(data) for e in v["expressions"].values()]
+    tokenizer = staging / "pretrained" / ROBERTA_TOKENIZER.folder
+    train_roberta_tokenizer(tokenizer, captions, TEXT_ENCODERS["tiny-roberta"].vocab_size)
+    write_json(staging / RECORD, settings)
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(out)
+    return out
+
+
+def _expressions(data: Path) -> list[dict]:
+    files = [
+        data / "refer_youtube_vos" / "meta_expressions" / "train" / "meta_expressions.json",
+        data / "mevis" / "train" / "meta_expressions.json",
+    ]
+    return [v for f in files for v in json.loads(f.read_text())["videos"].values()]
+
+
+def _size(text: str) -> tuple[int, int]:
+    height, sep, width = text.partition("x")
+    if not (sep and height.isdigit() and width.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HxW, e.g. 96x160")
+    return int(height), int(width)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = Parser(prog="python -m rvos_train.generate", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=path_arg, required=True, help="folder to write")
+    parser.add_argument("--videos", type=int, default=24, help="training videos")
+    parser.add_argument("--valid-videos", type=int, default=6, help="MeViS valid_u videos")
+    parser.add_argument("--frames", type=int, default=8, help="frames per video")
+    parser.add_argument("--size", type=_size, default=(96, 160), help="HxW")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = generate(
+        args.out,
+        videos=args.videos,
+        valid_videos=args.valid_videos,
+        frames=args.frames,
+        size=args.size,
+        seed=args.seed,
+    )
+    print(f"generated world: {out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
