@@ -1,4 +1,5 @@
-"""Registration of SOC with the inference driver (entry point ``rvos.models``)."""
+"""Registration of SOC with the inference driver and the training engine (entry point
+``rvos.models``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from rvos_nn.predictor import ModelEntry
 from rvos_soc.config import VARIANTS
 from rvos_soc.model import build
 from rvos_soc.predictor import SOCOptions, create_predictor
+from rvos_soc.training import HOOKS
 from rvos_soc.weights import CHECKPOINT_RULES
 
 ENTRY = ModelEntry(
@@ -17,5 +19,6 @@ ENTRY = ModelEntry(
     checkpoint_rules=CHECKPOINT_RULES,
     checkpoint_file="soc.tar",
     options=SOCOptions,
+    training=HOOKS,
 )
 ENTRIES = (ENTRY,)

@@ -22,12 +22,23 @@ those of decoder **layer 0** (upstream zips the per-layer outputs with the singl
 ``vita``): ``class_embed.0``, ``bbox_embed.0`` from the initial 2-D references, the controller's
 dynamic convs on the ``spatial_decoder`` mask features with the references ``inter_references[0]``.
 
+Training (``layer_outputs``, upstream's train-mode forward with ``aux_loss``): ``vita`` runs on
+every decoder layer's per-frame states (the sentence feature as content for each; dropout 0.1
+active), layer ``l``'s video queries are added to layer ``l``'s states and head ``l`` reads them;
+``pred_logit`` is layer ``l``'s video queries, ``text_sentence_feature`` the mean of ``lvf``'s
+text states (one tensor for all layers); the last layer is the output, layers 0..L-2 the
+``aux_outputs``, time-first [T, B, ...] as upstream.
+
 Differences from upstream: one video per call (upstream's inference batch), split into the
 text-independent ``encode_video`` (reused by every expression) and ``decode``; token ids come from
-the caller (rvos_nn.text reproduces upstream's tokenizer call); the heads of decoder layers 1..L-1
-are not computed (upstream computes and discards them in eval); ``lvf`` (text attending to the
-/32 level, whose mean feeds only the training loss) runs only when ``with_text_feature=True``
-(its weights always load); only the competition code path (box refinement, ``text_refer_loss``).
+the caller (rvos_nn.text reproduces upstream's tokenizer call); in eval the heads of decoder
+layers 1..L-1 are not computed (upstream computes and discards them); ``lvf`` (text attending to
+the /32 level, whose mean feeds only the training loss) runs in eval only when
+``with_text_feature=True`` (its weights always load); only the competition code path (box
+refinement, ``text_refer_loss``). A training batch runs clip by clip
+(rvos_nn.training.forward_clips; nothing couples clips): upstream's ``vita`` reshapes its
+[L, T, B, ...] input as [L * B, T, ...], right for batch 1 only (SOC trained with ``-bs 1``),
+while each clip here reads its own states, which is upstream's value for batch 1.
 """
 
 from __future__ import annotations
@@ -37,7 +48,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rvos_nn.layers import TemporalQueryModule, VisionLanguageFusion, maps_to_tokens
+from rvos_nn.layers import (
+    TemporalQueryModule,
+    TransformerOutput,
+    VisionLanguageFusion,
+    maps_to_tokens,
+)
 from rvos_nn.layers.video_text import (
     TextFeatures,
     VideoFeatures,
@@ -119,32 +135,86 @@ class SOC(VideoTextModel):
         *,
         with_text_feature: bool = False,
     ) -> SOCOutput:
-        """Everything that depends on the text. size: (H, W) of the model input (int64 [2])."""
-        t, q = video.num_frames, self.config.transformer.num_queries
-        srcs, words, _ = self.fuse_levels(self.vlf, video, text)
-        query_pos = self.query_embed.weight
-        tgt = torch.zeros_like(query_pos)[None].expand(t, q, -1)
-        out = self.transformer(srcs, video.level_masks, video.level_pos, tgt, query_pos)
+        """Everything that depends on the text, as upstream's eval path (decoder layer 0 with the
+        last layer's video queries). size: (H, W) of the model input (int64 [2])."""
+        out, words = self._transformer(video, text)
         video_queries = self.vita(out.hs[-1][:, None], text.sentence)  # [1, Q, d]
-        states = out.hs[0] + video_queries  # decoder layer 0 (upstream's eval output)
-        boxes = boxes_from_reference(self.bbox_embed[0](states), out.init_reference)
-        skips = [out.memory[1], out.memory[0], video.features[0]]
-        mask_features = self.spatial_decoder(out.memory[2], skips)
-        masks = self.mask_head(
-            mask_features[None],
-            self.controller(states)[None],
-            out.inter_references[0, ..., :2][None],
-            size[None],
+        heads = self._heads(
+            out, 0, out.hs[0] + video_queries, self._mask_features(video, out), size
         )
         return SOCOutput(
-            pred_is_referred=self.class_embed[0](states)[:, None],
-            pred_boxes=boxes[:, None],
-            pred_masks=masks[0][:, None],
+            **heads,
             pred_logit=video_queries,
             text_sentence_feature=self._text_feature(video, text, words)
             if with_text_feature
             else None,
         )
+
+    def layer_outputs(
+        self, video: VideoFeatures, text: TextFeatures, size: Tensor
+    ) -> list[dict[str, Tensor]]:
+        """Upstream's training predictions, one dict per decoder layer (first to last): ``vita``
+        turns each layer's per-frame states into that layer's video queries (content: the
+        sentence feature), which are added to that layer's states before its heads.
+
+        Keys (batch axis of size 1): ``pred_is_referred`` [T, 1, Q, K], ``pred_boxes``
+        [T, 1, Q, 4], ``pred_masks`` [T, 1, Q, h, w], ``pred_logit`` [1, Q, C] (the layer's video
+        queries) and ``text_sentence_feature`` [1, C] (one tensor shared by every layer).
+        size: (H, W) of the clip (int64 [2]).
+        """
+        out, words = self._transformer(video, text)
+        layers = out.hs.shape[0]
+        video_queries = self.vita(out.hs.transpose(0, 1), text.sentence.expand(layers, -1))
+        mask_features = self._mask_features(video, out)
+        sentence = self._text_feature(video, text, words)
+        return [
+            {
+                **self._heads(out, lvl, out.hs[lvl] + queries, mask_features, size),
+                "pred_logit": queries[None],
+                "text_sentence_feature": sentence,
+            }
+            for lvl, queries in enumerate(video_queries)
+        ]
+
+    def _transformer(
+        self, video: VideoFeatures, text: TextFeatures
+    ) -> tuple[TransformerOutput, Tensor]:
+        """``vlf`` fusion, transformer with zero content queries; also the words [L, 1, d]."""
+        t, q = video.num_frames, self.config.transformer.num_queries
+        srcs, words, _ = self.fuse_levels(self.vlf, video, text)
+        query_pos = self.query_embed.weight
+        tgt = torch.zeros_like(query_pos)[None].expand(t, q, -1)
+        return self.transformer(srcs, video.level_masks, video.level_pos, tgt, query_pos), words
+
+    def _mask_features(self, video: VideoFeatures, out: TransformerOutput) -> Tensor:
+        """``spatial_decoder`` on the encoder memory and the stride-4 stage: [T, C, h, w]."""
+        skips = [out.memory[1], out.memory[0], video.features[0]]
+        return self.spatial_decoder(out.memory[2], skips)
+
+    def _heads(
+        self,
+        out: TransformerOutput,
+        lvl: int,
+        states: Tensor,
+        mask_features: Tensor,
+        size: Tensor,
+    ) -> dict[str, Tensor]:
+        """Head ``lvl`` on ``states`` [T, Q, d] (decoder layer ``lvl`` + video queries): class,
+        boxes from the layer's input references, masks with the references after the layer.
+        Time-first tensors [T, 1, Q, ...]."""
+        reference = out.init_reference if lvl == 0 else out.inter_references[lvl - 1]
+        boxes = boxes_from_reference(self.bbox_embed[lvl](states), reference)
+        masks = self.mask_head(
+            mask_features[None],
+            self.controller(states)[None],
+            out.inter_references[lvl, ..., :2][None],
+            size[None],
+        )
+        return {
+            "pred_is_referred": self.class_embed[lvl](states)[:, None],
+            "pred_boxes": boxes[:, None],
+            "pred_masks": masks[0][:, None],
+        }
 
     def _text_feature(self, video: VideoFeatures, text: TextFeatures, words: Tensor) -> Tensor:
         """``lvf`` on the stride-32 level: the words attend to its un-fused visual tokens (visual
