@@ -21,6 +21,7 @@ from rvos_nn.pretrained_init import (
     PATCH_EMBED_WEIGHT,
     ROBERTA_FOLDER,
     init_from_pretrained,
+    init_like_upstream,
     kinetics_file,
     load_kinetics_backbone,
     load_roberta,
@@ -199,3 +200,33 @@ def test_a_damaged_safetensors_file_is_named(pretrained: Path) -> None:
     (pretrained / ROBERTA_FOLDER / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ConfigError, match=r"model\.safetensors: not a readable safetensors"):
         init_from_pretrained(_model(1), pretrained, backbone_file=KINETICS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Upstream's initialisation of the modules that are not pretrained
+
+
+def test_init_like_upstream_fills_heads_projections_and_pixel_decoder() -> None:
+    model = _model(1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    filled = init_like_upstream(model)
+    prior_logit = -torch.log(torch.tensor(99.0))
+    for head in model.class_embed:
+        torch.testing.assert_close(head.bias, prior_logit.expand_as(head.bias))
+    for i, head in enumerate(model.bbox_embed):
+        assert not head.layers[-1].weight.any()
+        expected = torch.tensor([0.0, 0.0, -2.0, -2.0] if i == 0 else [0.0] * 4)
+        assert torch.equal(head.layers[-1].bias, expected)
+    assert model.transformer.decoder.bbox_embed is model.bbox_embed
+    for layer in [p[0] for p in model.input_proj] + list(model.controller.layers):
+        assert not layer.bias.any()
+        fans = layer.weight.shape[0] + layer.weight.shape[1]  # linear layers and 1 x 1 convs
+        assert layer.weight.abs().max() <= (6 / fans) ** 0.5  # Xavier-uniform's bound
+    conv = model.pixel_decoder.layer_2
+    assert conv.weight.abs().max() <= (3 / conv.weight[0].numel()) ** 0.5  # Kaiming, a = 1
+    assert "pixel_decoder.mask_features" in filled and "pixel_decoder.cross_attn_4" in filled
+    assert not model.pixel_decoder.mask_features.bias.any()
+    untouched = ("backbone.", "text_encoder.", "transformer.", "fusion_module.", "resizer.")
+    for key, value in model.state_dict().items():
+        if key.startswith(untouched) and not key.startswith("transformer.decoder.bbox_embed"):
+            assert torch.equal(value, before[key]), key

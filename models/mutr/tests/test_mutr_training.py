@@ -19,6 +19,7 @@ from rvos_nn.pretrained_init import (
     BACKBONE_MODULE,
     ROBERTA_FOLDER,
     init_from_pretrained,
+    init_like_upstream,
     write_kinetics_checkpoint,
     write_roberta_folder,
 )
@@ -153,11 +154,21 @@ def test_parameter_groups_of_the_full_model_are_upstreams() -> None:
     assert counts["text_encoder"] == sum(n.startswith("text_encoder.") for n in names)
 
 
-def test_initialisation_from_pretrained(tmp_path: Path) -> None:
+def test_initialisation_for_training_from_scratch(tmp_path: Path) -> None:
+    """Upstream's init of the other modules (this model's own ones named), then the backbone
+    and the text encoder from a fake Kinetics checkpoint and roberta-base folder."""
     source = tiny_model(seed=1)
     write_kinetics_checkpoint(source.get_submodule(BACKBONE_MODULE), tmp_path / "kinetics.pth")
     write_roberta_folder(source.text_encoder, tmp_path / ROBERTA_FOLDER)
     model = ENTRY.build("tiny")
+    filled = set(init_like_upstream(model))
+    parts = {"enc_self_attn": 1, "enc_ffn": 1}  # tiny: 1 mti encoder layer, 2 decoder layers
+    parts |= {
+        f"transformer_{kind}": 2
+        for kind in ("self_attention_layers", "cross_attention_layers", "ffn_layers")
+    }
+    expected = {f"mti.{part}.{i}" for part, count in parts.items() for i in range(count)}
+    assert expected | {"class_embed", "bbox_embed", "input_proj", "controller"} <= filled
     report = init_from_pretrained(model, tmp_path, backbone_file="kinetics.pth")
     assert report.backbone.ok and report.text.ok
     for key, value in source.state_dict().items():

@@ -17,6 +17,7 @@ from rvos_nn.pretrained_init import (
     BACKBONE_MODULE,
     ROBERTA_FOLDER,
     init_from_pretrained,
+    init_like_upstream,
     write_kinetics_checkpoint,
     write_roberta_folder,
 )
@@ -152,11 +153,35 @@ def test_parameter_groups_of_the_full_model_are_upstreams() -> None:
     )
 
 
-def test_initialisation_from_pretrained(tmp_path: Path) -> None:
+def test_initialisation_for_training_from_scratch(tmp_path: Path) -> None:
+    """Upstream's init of the other modules (this model's own ones named), then the backbone
+    and the text encoder from a fake Kinetics checkpoint and roberta-base folder."""
     source = tiny_model(seed=1)
     write_kinetics_checkpoint(source.get_submodule(BACKBONE_MODULE), tmp_path / "kinetics.pth")
     write_roberta_folder(source.text_encoder, tmp_path / ROBERTA_FOLDER)
     model = ENTRY.build("tiny")
+    filled = set(init_like_upstream(model))
+    expected = {
+        f"spatial_decoder.{name}"
+        for name in (
+            "lay1",
+            "lay2",
+            "lay3",
+            "lay4",
+            "lay5",
+            "adapter1",
+            "adapter2",
+            "adapter3",
+            "out_lay",
+        )
+    }
+    expected |= {f"vita.{part}.0" for part in ("enc_self_attn", "enc_ffn")}
+    expected |= {
+        f"vita.transformer_{kind}.{i}"
+        for i in range(2)
+        for kind in ("self_attention_layers", "cross_attention_layers", "ffn_layers")
+    }
+    assert expected | {"class_embed", "bbox_embed", "input_proj", "controller"} <= filled
     report = init_from_pretrained(model, tmp_path, backbone_file="kinetics.pth")
     assert report.backbone.ok and report.text.ok
     for key, value in source.state_dict().items():

@@ -21,7 +21,13 @@ Files under PRETRAINED (paths.env), named as upstream's:
 - ``roberta-base/``: ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``), beside
   the tokenizer files the models already read there.
 
-Both load through rvos_nn.checkpoint, strictly: every stored key is used or dropped by a named rule,
+``init_like_upstream`` gives the other modules upstream's own initialisation (its model
+constructors'): the focal-loss prior on the class heads, zero box deltas, Xavier input projections
+and controller, the pixel decoder's c2-Xavier / Xavier fills, the spatial decoder's Kaiming convs and
+the temporal module's Xavier layers (the deformable transformer has its own from its constructor).
+A training from scratch runs ``init_like_upstream`` and then ``init_from_pretrained``.
+
+Both files load through rvos_nn.checkpoint, strictly: every stored key is used or dropped by a named rule,
 every key of the backbone and of the text encoder is filled (the pooler by a named allow-missing
 rule when the file has none). A missing file, or one that is not such a checkpoint, is a
 ConfigError naming it; a checkpoint of another architecture is a CheckpointMismatch with the report.
@@ -30,6 +36,8 @@ ConfigError naming it; a checkpoint of another architecture is a CheckpointMisma
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +169,66 @@ def kinetics_file(body: nn.Module) -> str:
             f"{list(key[1])}; name the file (backbone_file)"
         )
     return KINETICS_FILES[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# Upstream's initialisation of the other modules
+
+PRIOR_PROBABILITY = 0.01
+"""The class heads' bias is the logit of this prior (upstream's focal-loss initialisation)."""
+KAIMING_CONVS = re.compile(
+    r"pixel_decoder\.(adapter_\d+|layer_\d+|mask_features)|spatial_decoder\.(lay|adapter)\d+"
+    r"|spatial_decoder\.out_lay"
+)
+"""Convolutions upstream fills with Kaiming-uniform (a = 1) weights and zero biases
+(detectron2's ``c2_xavier_fill`` in ReferFormer/MUTR, the same fill in SOC's spatial decoder)."""
+XAVIER_BLOCKS = re.compile(
+    r"pixel_decoder\.cross_attn_\d+|(mti|vita)\.(transformer_(self|cross)_attention_layers"
+    r"|transformer_ffn_layers|enc_self_attn|enc_ffn)\.\d+"
+)
+"""Blocks whose matrices (every parameter of 2 or more dimensions) upstream Xavier-fills."""
+
+
+def init_like_upstream(model: nn.Module) -> list[str]:
+    """Give a ReferFormer, MUTR or SOC module upstream's initialisation of its heads, projections,
+    pixel or spatial decoder and temporal module (see the module docstring); returns the names of
+    the modules it filled."""
+    filled = [*_init_heads(model), *_init_projections(model)]
+    for name, module in model.named_modules():
+        if KAIMING_CONVS.fullmatch(name):
+            nn.init.kaiming_uniform_(module.weight, a=1)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+            filled.append(name)
+        elif XAVIER_BLOCKS.fullmatch(name):
+            for param in module.parameters():
+                if param.dim() > 1:
+                    nn.init.xavier_uniform_(param)
+            filled.append(name)
+    return filled
+
+
+def _init_heads(model: nn.Module) -> list[str]:
+    """Class biases at the prior's logit; the box heads' last layer zero, and the first head's
+    width/height biases at -2 (upstream sets it before cloning for box refinement: head 0 only)."""
+    prior_logit = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
+    for head in model.class_embed:
+        nn.init.constant_(head.bias, prior_logit)
+    for head in model.bbox_embed:
+        nn.init.zeros_(head.layers[-1].weight)
+        nn.init.zeros_(head.layers[-1].bias)
+    with torch.no_grad():
+        model.bbox_embed[0].layers[-1].bias[2:] = -2.0
+    return ["class_embed", "bbox_embed"]
+
+
+def _init_projections(model: nn.Module) -> list[str]:
+    """Xavier (gain 1) input projections and controller layers, zero biases."""
+    layers = [projection[0] for projection in model.input_proj] + list(model.controller.layers)
+    for layer in layers:
+        nn.init.xavier_uniform_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    return ["input_proj", "controller"]
 
 
 # ---------------------------------------------------------------------------------------------
