@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor, nn
 
-from rvos_nn.text import Tokenizer, Tokens
+from rvos_nn.pretrained_init import init_like_upstream
+from rvos_nn.text import ROBERTA_TOKENIZER, Tokenizer, TokenizerSpec, Tokens
 
 if TYPE_CHECKING:
     from rvos_nn.layers.video_text import VideoTextModel
@@ -83,11 +84,22 @@ class TrainingHooks:
             the layout of that criterion (the fixtures' ``outputs``: last layer + ``aux_outputs``).
         param_group: parameter name -> its ParamGroup (the learning-rate groups upstream
             builds); every parameter of the model has one.
+        decoder_layers: the model -> its number of decoder layers (the criterion scores each).
+        checkpoint_container: the key upstream's training saves the weights under ("model",
+            "model_state_dict"): the engine's checkpoints use it, so that they are the
+            competition files' layout.
+        upstream_init: gives the parts that no pretrained file covers upstream's initialisation
+            (a run from pretrained or random weights calls it first).
+        tokenizer: where the model's tokenizer lives under PRETRAINED and how it is called.
     """
 
     criterion: str
     forward: TrainForward
     param_group: Callable[[str], ParamGroup]
+    decoder_layers: Callable[[nn.Module], int]
+    checkpoint_container: str
+    upstream_init: Callable[[nn.Module], object]
+    tokenizer: TokenizerSpec = ROBERTA_TOKENIZER
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,5 +231,8 @@ LANGUAGE_QUERY_HOOKS = TrainingHooks(
     criterion="referformer",
     forward=language_query_forward,
     param_group=language_query_param_group,
+    decoder_layers=lambda model: model.config.dec_layers,
+    checkpoint_container="model",
+    upstream_init=init_like_upstream,
 )
 """The training hooks of ReferFormer and MUTR (one criterion, one forward, one grouping)."""

@@ -6,7 +6,7 @@ A file holds a flat ``model``/``variant`` pair and four tables::
     model = "soc"
     variant = "full"
     [init]      source = "pretrained" | "checkpoint" | "random"
-    [data]      sets = [...], recipe = "soc" | "referformer", num_frames, split, options
+    [data]      sets = [...], recipe = "soc" | "referformer", num_frames, [data.options]
     [optim]     epochs, batch_size, reference_gpus, lr, lr_backbone, lr_text_encoder,
                 lr_linear_proj_mult, weight_decay, lr_drop, lr_gamma, clip_max_norm,
                 freeze_text_encoder
@@ -42,13 +42,12 @@ class InitConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Training sets (concatenated), the augmentation recipe, frames per clip, the split and the
-    readers' extra options."""
+    """Training sets (their train splits, concatenated), the augmentation recipe, frames per clip
+    and the readers' and augmentations' options (rvos_train.data)."""
 
     sets: tuple[str, ...] = ("refytvos",)
     recipe: str = "referformer"
     num_frames: int = 5
-    split: str = "train"
     options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -33,8 +33,8 @@ from rvos_nn.training import Clip, TrainingHooks
 from rvos_train import distributed, sampling
 from rvos_train.config import TrainConfig
 from rvos_train.data import ClipDataset, concat, open_training_set
-from rvos_train.initialise import initialise_from_pretrained, training_tokenizer
-from rvos_train.losses import Criterion, criterion
+from rvos_train.initialise import initialise, training_tokenizer
+from rvos_train.losses import Criterion, criterion, settings_for
 from rvos_train.metrics import MetricsLog
 from rvos_train.optim import build_optimizer, freeze_text_encoder, set_learning_rates
 from rvos_train.rundir import Resume, RunDir, file_sha256
@@ -140,8 +140,8 @@ def _prepare(config: TrainConfig, settings: EngineSettings, world: distributed.W
         rundir.claim()
         rundir.check_settings(_recorded_settings(config, settings, precision, entry))
     distributed.barrier()
-    model = _initial_model(config, settings, entry, hooks)
-    tokenizer = training_tokenizer(model, settings.pretrained)
+    model = _initial_model(config, settings, entry, hooks, world)
+    tokenizer = training_tokenizer(model, hooks, settings.pretrained)
     step_module = TrainStep(model, hooks, tokenizer).to(world.device)
     optimizer = build_optimizer(model, hooks.param_group, config.optim)
     if world.size > 1:
@@ -158,7 +158,10 @@ def _prepare(config: TrainConfig, settings: EngineSettings, world: distributed.W
         model=model,
         step_module=step_module,
         tokenizer=tokenizer,
-        criterion=criterion(hooks.criterion, config.loss),
+        criterion=criterion(
+            hooks.criterion,
+            settings_for(hooks.criterion, config.loss, hooks.decoder_layers(model)),
+        ),
         optimizer=optimizer,
         scaler=torch.amp.GradScaler(world.device.type, enabled=precision == "fp16"),
         rundir=rundir,
@@ -199,17 +202,19 @@ def _recorded_settings(
 
 
 def _initial_model(
-    config: TrainConfig, settings: EngineSettings, entry: ModelEntry, hooks: TrainingHooks
+    config: TrainConfig,
+    settings: EngineSettings,
+    entry: ModelEntry,
+    hooks: TrainingHooks,
+    world: distributed.World,
 ) -> nn.Module:
+    """The model with its starting weights (random parts seeded by the config's seed, the same
+    on every process), text encoder frozen if asked, in train mode."""
     torch.manual_seed(config.seed)
     model = entry.build(config.variant)
-    source = config.init.source
-    if source == "checkpoint":
-        if settings.init is None:
-            raise ConfigError("init.source = checkpoint needs INIT=<checkpoint file>")
-        load_checkpoint(model, settings.init, entry.checkpoint_rules)
-    elif source == "pretrained":
-        initialise_from_pretrained(model, settings.pretrained)
+    initialise(
+        model, config.init.source, entry, settings.pretrained, settings.init, verbose=world.main
+    )
     if config.optim.freeze_text_encoder:
         freeze_text_encoder(model, hooks.param_group)
     return model.train()

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from rvos_nn.pretrained_init import init_like_upstream
 from rvos_nn.text import Tokenizer
 from rvos_nn.training import Clip, ParamGroup, TrainingHooks, forward_clips
 
@@ -53,4 +54,12 @@ def forward(model: nn.Module, tokenizer: Tokenizer, clips: Sequence[Clip]) -> di
     )
 
 
-HOOKS = TrainingHooks(criterion="soc", forward=forward, param_group=param_group)
+HOOKS = TrainingHooks(
+    criterion="soc",
+    forward=forward,
+    param_group=param_group,
+    decoder_layers=lambda model: model.config.transformer.dec_layers,
+    checkpoint_container="model_state_dict",
+    upstream_init=init_like_upstream,
+)
+"""SOC's hooks; its checkpoints are jointtrainer.py's ``{'model_state_dict': ...}``."""
