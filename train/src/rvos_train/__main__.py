@@ -2,13 +2,13 @@
 
 ::
 
-    python -m rvos_train MODEL --config NAME|FILE.toml [--run DIR] [--data DIR]
+    python -m rvos_train MODEL --config NAME|FILE.toml [--out DIR] [--data DIR]
         [--pretrained DIR] [--init CHECKPOINT] [--device cpu|cuda] [--precision fp32|bf16|fp16]
         [--workers N] [--checkpoint-every STEPS] [--log-every STEPS] [--stop-after STEPS]
         [--set key.sub=value ...]
 
-Several processes: ``torchrun --nproc_per_node N -m rvos_train ...`` (one per GPU; gloo on the
-CPU). The run folder defaults to WORK/train/<model>-<config> (paths.env); running the same
+Several processes: ``torchrun --standalone --nproc_per_node N -m rvos_train ...`` (one per GPU;
+gloo on the CPU); no option of this command is a prefix of one of torchrun's. The run folder defaults to WORK/train/<model>-<config> (paths.env); running the same
 command again resumes it from its newest checkpoint. The configurations are listed with
 ``--list``.
 """
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="a shipped configuration name or a .toml file")
     parser.add_argument("--list", action="store_true", help="list the shipped configurations")
     parser.add_argument(
-        "--run", type=path_arg, help="run folder (default: WORK/train/<model>-<config>)"
+        "--out", type=path_arg, help="run folder (default: WORK/train/<model>-<config>)"
     )
     parser.add_argument("--data", type=path_arg, help="datasets root (default: DATA)")
     parser.add_argument(
@@ -79,10 +79,10 @@ def _main(argv: Sequence[str] | None) -> int:
     config = load_config(config_path(args.model, args.config), _overrides(args.set))
     if config.model != args.model:
         raise ConfigError(f"configuration {args.config} trains {config.model}, not {args.model}")
-    paths = load_paths() if None in (args.run, args.data, args.pretrained) else None
+    paths = load_paths() if None in (args.out, args.data, args.pretrained) else None
     settings = EngineSettings(
-        run=args.run
-        or paths.require_dir("WORK", "--run") / "train" / f"{args.model}-{config.name}",
+        run=args.out
+        or paths.require_dir("WORK", "--out") / "train" / f"{args.model}-{config.name}",
         data=args.data or paths.require_dir("DATA", "--data"),
         pretrained=args.pretrained or paths.folder("PRETRAINED"),
         init=_existing(args.init),

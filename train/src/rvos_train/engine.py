@@ -135,13 +135,16 @@ def _prepare(config: TrainConfig, settings: EngineSettings, world: distributed.W
             f"the training set has {len(dataset)} samples, fewer than one global batch "
             f"({layout.global_batch})"
         )
-    rundir = RunDir(settings.run)
+    model = _initial_model(config, settings, entry, hooks, world)
+    tokenizer = training_tokenizer(model, hooks, settings.pretrained)
+    loss = criterion(
+        hooks.criterion, settings_for(hooks.criterion, config.loss, hooks.decoder_layers(model))
+    )
+    rundir = RunDir(settings.run)  # written only once everything above is known to work
     if world.main:
         rundir.claim()
         rundir.check_settings(_recorded_settings(config, settings, precision, entry))
     distributed.barrier()
-    model = _initial_model(config, settings, entry, hooks, world)
-    tokenizer = training_tokenizer(model, hooks, settings.pretrained)
     step_module = TrainStep(model, hooks, tokenizer).to(world.device)
     optimizer = build_optimizer(model, hooks.param_group, config.optim)
     if world.size > 1:
@@ -158,10 +161,7 @@ def _prepare(config: TrainConfig, settings: EngineSettings, world: distributed.W
         model=model,
         step_module=step_module,
         tokenizer=tokenizer,
-        criterion=criterion(
-            hooks.criterion,
-            settings_for(hooks.criterion, config.loss, hooks.decoder_layers(model)),
-        ),
+        criterion=loss,
         optimizer=optimizer,
         scaler=torch.amp.GradScaler(world.device.type, enabled=precision == "fp16"),
         rundir=rundir,

@@ -52,7 +52,8 @@ def generate(
     shutil.rmtree(staging, ignore_errors=True)
     data = staging / "data"
     write_training_data(data, video_specs("t", videos, frames, size), seed)
-    write_mevis_train(data, video_specs("v", valid_videos, frames, size), seed + 1, VALID_SPLIT)
+    if valid_videos:
+        write_mevis_train(data, video_specs("v", valid_videos, frames, size), seed + 1, VALID_SPLIT)
     captions = [e["exp"] for v in _expressions(data) for e in v["expressions"].values()]
     tokenizer = staging / "pretrained" / ROBERTA_TOKENIZER.folder
     train_roberta_tokenizer(tokenizer, captions, TEXT_ENCODERS["tiny-roberta"].vocab_size)
