@@ -16,9 +16,12 @@ shifted); tokens padded up to the window are zeros that take part in unshifted a
 window of N tokens uses the top-left N x N block of the full window's relative-position index (not
 an index recomputed for the smaller window; exact when only time shrinks).
 
-Differences: stochastic depth and dropout (training only, rate 0 or inactive in eval) are not
-modelled; the attention runs over chunks of windows and the MLP over chunks of tokens, which bounds
-the temporary memory of long clips without changing any value.
+Training: stochastic depth as upstream (``drop_path_rate`` 0.2, rising linearly over the blocks
+from 0, per sample, training mode only; the draws come from torch's generator, which the training
+engine seeds per micro-batch). Dropout is not modelled (upstream's rate is 0).
+
+Differences: the attention runs over chunks of windows and, in eval mode, the MLP over chunks of
+tokens, which bounds the temporary memory of long clips without changing any value.
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ Triple = tuple[int, int, int]
 # Attention-matrix elements computed at once (window chunks; 2**25 float32 = 128 MiB).
 ATTENTION_ELEMENTS = 1 << 25
 
-# Upstream constructor arguments that only matter for training (dropout, stochastic depth,
-# activation checkpointing): accepted by VideoSwinConfig.from_upstream and not modelled.
-TRAINING_ONLY = frozenset({"drop_rate", "attn_drop_rate", "drop_path_rate", "use_checkpoint"})
+# Upstream constructor arguments not modelled (the RVOS models leave dropout at 0 and do not
+# checkpoint activations): accepted by VideoSwinConfig.from_upstream and ignored. Stochastic
+# depth (drop_path_rate) is modelled: it acts in training mode only.
+TRAINING_ONLY = frozenset({"drop_rate", "attn_drop_rate", "use_checkpoint"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class VideoSwinConfig:
     qk_scale: float | None = None
     patch_norm: bool = True
     in_chans: int = 3
+    drop_path_rate: float = 0.2
 
     @classmethod
     def from_upstream(cls, values: Mapping[str, Any]) -> VideoSwinConfig:
@@ -214,10 +219,12 @@ class SwinTransformerBlock3D(nn.Module):
         mlp_ratio: float,
         qkv_bias: bool,
         qk_scale: float | None,
+        drop_path: float = 0.0,
     ):
         super().__init__()
         self.window_size = window_size
         self.shift_size = shift_size
+        self.drop_path = drop_path
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention3D(
             dim=dim,
@@ -231,8 +238,20 @@ class SwinTransformerBlock3D(nn.Module):
 
     def forward(self, x: Tensor, shift_mask: Tensor | None) -> Tensor:
         """x: [B, D, H, W, C]; shift_mask: the stage's mask for shifted blocks. Same shape out."""
-        x = x + self._attention(x, shift_mask)
+        x = x + self._dropped(self._attention(x, shift_mask))
+        if self.training and self.drop_path > 0:
+            return x + self._dropped(self.mlp(self.norm2(x)))
         return rowwise(lambda t: t + self.mlp(self.norm2(t)), x)
+
+    def _dropped(self, residual: Tensor) -> Tensor:
+        """Stochastic depth in training: each sample's residual [B, ...] is dropped with
+        probability ``drop_path`` and the kept ones are scaled by 1 / (1 - drop_path)."""
+        if not self.training or self.drop_path == 0:
+            return residual
+        keep = 1.0 - self.drop_path
+        shape = (residual.shape[0],) + (1,) * (residual.dim() - 1)
+        mask = residual.new_empty(shape).bernoulli_(keep)
+        return residual * mask / keep
 
     def _attention(self, x: Tensor, shift_mask: Tensor | None) -> Tensor:
         b, d, h, w, _ = x.shape
@@ -264,6 +283,7 @@ class BasicLayer(nn.Module):
         mlp_ratio: float,
         qkv_bias: bool,
         qk_scale: float | None,
+        drop_paths: Sequence[float],
     ):
         super().__init__()
         self.window_size = window_size
@@ -277,6 +297,7 @@ class BasicLayer(nn.Module):
                 mlp_ratio=mlp_ratio,
                 qkv_bias=qkv_bias,
                 qk_scale=qk_scale,
+                drop_path=drop_paths[i],
             )
             for i in range(depth)
         )
@@ -349,6 +370,7 @@ class VideoSwinBackbone(nn.Module):
         qkv_bias: bool = True,
         qk_scale: float | None = None,
         patch_norm: bool = True,
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
         if len(depths) != len(num_heads):
@@ -358,6 +380,9 @@ class VideoSwinBackbone(nn.Module):
         )
         self.num_channels = [embed_dim * 2**i for i in range(len(depths))]
         self.strides = [4 * 2**i for i in range(len(depths))]
+        blocks = sum(depths)  # upstream's decay rule: linspace(0, rate, blocks)
+        rates = [drop_path_rate * i / max(blocks - 1, 1) for i in range(blocks)]
+        firsts = [sum(depths[:i]) for i in range(len(depths))]
         self.layers = nn.ModuleList(
             BasicLayer(
                 dim=dim,
@@ -367,8 +392,11 @@ class VideoSwinBackbone(nn.Module):
                 mlp_ratio=mlp_ratio,
                 qkv_bias=qkv_bias,
                 qk_scale=qk_scale,
+                drop_paths=rates[first : first + depth],
             )
-            for dim, depth, heads in zip(self.num_channels, depths, num_heads, strict=True)
+            for dim, depth, heads, first in zip(
+                self.num_channels, depths, num_heads, firsts, strict=True
+            )
         )
         self.downsamples = nn.ModuleList(PatchMerging(dim=dim) for dim in self.num_channels[:-1])
 
@@ -400,4 +428,5 @@ def build_video_swin(config: VideoSwinConfig) -> VideoSwinBackbone:
         qkv_bias=config.qkv_bias,
         qk_scale=config.qk_scale,
         patch_norm=config.patch_norm,
+        drop_path_rate=config.drop_path_rate,
     )
