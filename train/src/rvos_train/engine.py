@@ -110,7 +110,7 @@ def train(config: TrainConfig, settings: EngineSettings) -> dict[str, Any]:
     """Train (or resume) the run; returns the summary that done.json holds."""
     world = distributed.join(settings.device)
     try:
-        job = _prepare(config, settings, world)
+        job = prepare_job(config, settings, world)
         try:
             return _run(job)
         finally:
@@ -119,7 +119,9 @@ def train(config: TrainConfig, settings: EngineSettings) -> dict[str, Any]:
         distributed.leave()
 
 
-def _prepare(config: TrainConfig, settings: EngineSettings, world: distributed.World) -> Job:
+def prepare_job(config: TrainConfig, settings: EngineSettings, world: distributed.World) -> Job:
+    """Everything one process trains with (checks the model, the loss and the data before the run
+    folder is written)."""
     precision = check_precision(settings.precision, world.device)
     entry = load_model_entry(config.model)
     if entry.training is None:
@@ -269,10 +271,10 @@ def _loop(job: Job, start: int, end: int, log: MetricsLog | None) -> None:
         while step < end:
             epoch, first = divmod(step, job.steps_per_epoch)
             last = min(job.steps_per_epoch, first + end - step)
-            batches = _epoch_batches(job, epoch, first, last)
+            batches = epoch_batches(job, epoch, first, last)
             for _ in range(first, last):
                 micro = [next(batches) for _ in range(job.layout.accumulation)]
-                record = _step(job, step, micro)
+                record = train_step(job, step, micro)
                 step += 1
                 bar.update(1)
                 epoch_end = step % job.steps_per_epoch == 0
@@ -313,7 +315,7 @@ class _EpochClips(torch.utils.data.Dataset):
         return self.dataset.clip(int(self.order[p]), sampling.clip_rng(self.seed, self.epoch, p))
 
 
-def _epoch_batches(job: Job, epoch: int, first: int, last: int) -> Iterator[list[Clip]]:
+def epoch_batches(job: Job, epoch: int, first: int, last: int) -> Iterator[list[Clip]]:
     """Micro-batches of steps [first, last) of ``epoch``, loaded ahead by the worker pool."""
     workers = job.settings.workers
     loader = torch.utils.data.DataLoader(
@@ -329,7 +331,7 @@ def _epoch_batches(job: Job, epoch: int, first: int, last: int) -> Iterator[list
         yield [_to(clip, job.world.device) for clip in clips]
 
 
-def _step(job: Job, step: int, micro: list[list[Clip]]) -> dict[str, Any]:
+def train_step(job: Job, step: int, micro: list[list[Clip]]) -> dict[str, Any]:
     """One optimizer step over the global batch (``micro``: this process's micro-batches);
     returns the logged values averaged over all processes and micro-batches."""
     epoch = step // job.steps_per_epoch

@@ -1,0 +1,156 @@
+"""One training step of a full-size model (random weights) on a generated clip: time and peak
+memory, fp32 against bf16 (and fp16 on CUDA), beside the forward alone as the reference.
+
+    python bench/train/run.py [MODEL] [--variant full] [--frames 8] [--size 720x1280]
+        [--batch 1] [--steps 3] [--device cpu] [--precisions fp32,bf16] [--threads N]
+
+Each precision runs in a fresh process (peak RSS on CPU, peak CUDA allocation on GPU): the
+engine's own job (rvos_train.engine.prepare_job: the model's training forward, its criterion,
+AdamW with upstream's groups, gradient clipping, autocast) on a generated Ref-YouTube-VOS train
+split at ``--size``, resized by the model's training recipe (SOC: short side 360, long side at
+most 640). Figures: the first step (cold) and the median of the others (warm) in seconds and
+clips/s, and the reference "forward": the same clips through the training forward without
+gradients (a step costs about three forwards: forward, backward of activations and of weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rvos_core.synthetic import VideoSpec, write_refytvos_train
+from rvos_nn.testing import write_tokenizer
+from rvos_train import distributed
+from rvos_train.config import config_path, load_config
+from rvos_train.engine import EngineSettings, epoch_batches, prepare_job, train_step
+
+CONFIGS = {"soc": "joint", "referformer": "scratch", "mutr": "joint"}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", nargs="?", default="soc", choices=sorted(CONFIGS))
+    parser.add_argument("--variant", default="full")
+    parser.add_argument("--frames", type=int, default=8, help="frames per clip (SOC's window: 8)")
+    parser.add_argument("--size", default="720x1280", help="HxW of the generated video")
+    parser.add_argument("--batch", type=int, default=1, help="clips per step (upstream: 1)")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    return parser.parse_args(argv)
+
+
+def measure(args: argparse.Namespace, precision: str, root: Path) -> dict[str, Any]:
+    """One precision in this process: the steps, then the forward-only reference."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {
+        "variant": f'"{args.variant}"',
+        "init.source": '"random"',
+        "data.sets": '["refytvos"]',
+        "data.num_frames": str(args.frames),
+        "optim.batch_size": str(args.batch),
+        "optim.reference_gpus": "1",
+    }
+    config = load_config(config_path(args.model, CONFIGS[args.model]), overrides)
+    settings = EngineSettings(
+        run=root / f"run-{precision}",
+        data=root / "data",
+        pretrained=root / "pretrained",
+        device=args.device,
+        precision=precision,
+        workers=0,
+    )
+    job = prepare_job(config, settings, distributed.join(args.device))
+    batches = list(_take(epoch_batches(job, 0, 0, args.steps), args.steps))
+    times = [_timed(job, lambda i=i: train_step(job, i, [batches[i]])) for i in range(args.steps)]
+    with torch.no_grad():
+        forward = [_timed(job, lambda b=b: job.step_module(b)) for b in batches]
+    return {
+        "precision": precision,
+        "cold_s": times[0],
+        "warm_s": statistics.median(times[1:] or times),
+        "forward_s": statistics.median(forward[1:] or forward),
+        "clips_per_s": args.batch / statistics.median(times[1:] or times),
+        "frame_size": list(batches[0][0].size),
+        "peak_mib": _peak_mib(args.device),
+    }
+
+
+def _take(iterator, count: int):
+    for _ in range(count):
+        yield next(iterator)
+
+
+def _timed(job, work) -> float:
+    if job.world.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    work()
+    if job.world.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def _peak_mib(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(args: argparse.Namespace, precision: str, root: Path, queue) -> None:
+    queue.put(measure(args, precision, root))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    height, width = (int(v) for v in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        spec = VideoSpec("bench", 2, max(args.frames, 8), (height, width))
+        write_refytvos_train(root / "data", [spec] * 1)
+        write_tokenizer(root / "pretrained" / "roberta-base", "roberta")
+        rows = []
+        context = get_context("spawn")
+        for precision in args.precisions.split(","):
+            queue = context.Queue()
+            child = context.Process(target=_child, args=(args, precision, root, queue))
+            child.start()
+            rows.append(queue.get())
+            child.join()
+    _print(args, rows)
+    return 0
+
+
+def _print(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    size = "x".join(map(str, rows[0]["frame_size"]))
+    print(
+        f"{args.model} {args.variant}: one training step, {args.batch} clip(s) x {args.frames} "
+        f"frames at {size} (model input), {args.device}, random weights"
+    )
+    print(
+        f"{'precision':>9} {'cold s':>8} {'warm s':>8} {'clips/s':>8} {'forward s':>10} "
+        f"{'step/fwd':>9} {'peak MiB':>9}"
+    )
+    for r in rows:
+        ratio = r["warm_s"] / r["forward_s"]
+        print(
+            f"{r['precision']:>9} {r['cold_s']:8.2f} {r['warm_s']:8.2f} {r['clips_per_s']:8.3f} "
+            f"{r['forward_s']:10.2f} {ratio:9.2f} {r['peak_mib']:9.0f}"
+        )
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
