@@ -153,21 +153,21 @@ CONFIG ?=
 INIT ?=
 TRAIN_OPTS ?=
 TRAIN_RUN = $(WORK)/train/$(MODEL)-$(1)
-TRAIN = $(if $(filter-out 1,$(GPUS)),$(VENV)/bin/torchrun --standalone --nproc_per_node $(GPUS) -m rvos_train,$(PY) -m rvos_train)
+TRAIN = $(PY) $(if $(filter-out 1,$(GPUS)),-m torch.distributed.run --standalone --nproc_per_node $(GPUS)) -m rvos_train
 TRAIN_ARGS = --device $(DEVICE) --precision $(PRECISION) $(TRAIN_OPTS)
 GENERATED := $(WORK)/generated
 
-train: $(VENV)/.stamp ## MODEL=soc|referformer|mutr CONFIG=<name> [INIT=<checkpoint>] [GPUS=n]: train (or resume) one configuration
+train: ## MODEL=soc|referformer|mutr CONFIG=<name> [INIT=<checkpoint>] [GPUS=n]: train (or resume) one configuration
 	@test -n "$(MODEL)" -a -n "$(CONFIG)" || { echo "usage: make train MODEL=soc CONFIG=joint [INIT=...] [GPUS=n] (configs: python -m rvos_train MODEL --list)" >&2; exit 2; }
 	$(TRAIN) $(MODEL) --config $(CONFIG) --out $(call TRAIN_RUN,$(notdir $(basename $(CONFIG)))) \
 	    $(if $(INIT),--init $(INIT)) $(TRAIN_ARGS)
 
-finetune: $(VENV)/.stamp ## MODEL=... DATASET=refytvos|mevis INIT=<checkpoint> [GPUS=n]: fine-tune a checkpoint on one dataset
+finetune: ## MODEL=... DATASET=refytvos|mevis INIT=<checkpoint> [GPUS=n]: fine-tune a checkpoint on one dataset
 	@test -n "$(MODEL)" -a -n "$(INIT)" || { echo "usage: make finetune MODEL=soc|referformer|mutr DATASET=refytvos|mevis INIT=<checkpoint>" >&2; exit 2; }
 	$(TRAIN) $(MODEL) --config finetune --out $(call TRAIN_RUN,finetune-$(DATASET)) \
 	    --init $(INIT) --set 'data.sets=["$(DATASET)"]' $(TRAIN_ARGS)
 
-train-tiny: $(VENV)/.stamp ## MODEL=...: generate the training world and train the tiny MODEL on it (CPU minutes)
+train-tiny: ## MODEL=...: generate the training world and train the tiny MODEL on it (CPU minutes)
 	@test -n "$(MODEL)" || { echo "usage: make train-tiny MODEL=soc|referformer|mutr" >&2; exit 2; }
 	$(PY) -m rvos_train.generate --out $(GENERATED)
 	$(TRAIN) $(MODEL) --config tiny --out $(call TRAIN_RUN,tiny) --data $(GENERATED)/data \
