@@ -4,6 +4,7 @@ with the same global batch."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -143,3 +144,14 @@ def test_two_gloo_processes_equal_one_with_the_same_global_batch(
     assert worst <= 1e-5 < moved, (worst, moved)
     for x, y in zip(metric_lines(single), metric_lines(double), strict=True):
         assert x["loss"] == pytest.approx(y["loss"], rel=1e-5)
+
+
+def test_bf16_autocast_trains_on_the_cpu(world: tuple[Path, Path, Path]) -> None:
+    root, data, pretrained = world
+    out = root / "bf16"
+    command = train_command("soc", out, data, pretrained, "--precision", "bf16")
+    done = run([*command, "--stop-after", "2", "--log-every", "1"])
+    assert done.returncode == 0, done.stderr
+    lines = metric_lines(out)
+    assert len(lines) == 2 and all(0 < line["loss"] < float("inf") for line in lines)
+    assert json.loads((out / "config.json").read_text())["precision"] == "bf16"

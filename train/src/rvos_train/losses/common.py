@@ -67,7 +67,11 @@ def focal_term(logits: Tensor, targets: Tensor, alpha: float = FOCAL_ALPHA) -> T
 def focal_class_cost(logits: Tensor) -> Tensor:
     """The matching cost of calling an element positive: focal positive minus focal negative
     term, with the +1e-8 inside the logarithms (alpha 0.25, gamma 2). [...] -> [...]."""
-    prob = logits.sigmoid()
+    return focal_class_cost_of_probs(logits.sigmoid())
+
+
+def focal_class_cost_of_probs(prob: Tensor) -> Tensor:
+    """``focal_class_cost`` of probabilities σ(logit) instead of logits. [...] -> [...]."""
     positive = FOCAL_ALPHA * (1 - prob) ** FOCAL_GAMMA * -(prob + CLASS_COST_EPS).log()
     negative = (1 - FOCAL_ALPHA) * prob**FOCAL_GAMMA * -(1 - prob + CLASS_COST_EPS).log()
     return positive - negative
