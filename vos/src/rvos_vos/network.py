@@ -9,8 +9,9 @@ Segmentation" (NeurIPS 2022). Upstream: ``networks/models/{aot,deaot}.py`` of yo
 The networks are stateless: a ``Session`` (``rvos_vos.session``) owns the memory and calls
 ``encode`` / ``id_embedding`` / ``propagate`` / ``memorize`` / ``decode``. Memory entries are
 per-layer tuples of sequence-first tensors whose layout is private to each model.
-Differences from upstream: only ``MODEL_ALIGN_CORNERS = False`` (every Swin model); no training
-paths (dropout, drop-path, id shuffling); upstream's weight initialisation is not reproduced
+Differences from upstream: only ``MODEL_ALIGN_CORNERS = False`` (every Swin model); no dropout
+or drop-path (the training forward and its id shuffling are in ``rvos_vos.training``, through
+``embed_ids``); upstream's weight initialisation is not reproduced
 (weights come from checkpoints).
 """
 
@@ -142,8 +143,11 @@ class PropagationNet(nn.Module):
 
     def id_embedding(self, labels: Tensor) -> Tensor:
         """labels: int [N, 1, H, W] with ids 0..max_obj_num -> [h·w, N, d_model] at /16."""
-        ids = torch.arange(self.config.num_ids, device=labels.device).view(1, -1, 1, 1)
-        one_hot = (labels == ids).to(self.patch_wise_id_bank.weight.dtype)
+        one_hot = one_hot_ids(labels, self.config.num_ids)
+        return self.embed_ids(one_hot.to(self.patch_wise_id_bank.weight.dtype))
+
+    def embed_ids(self, one_hot: Tensor) -> Tensor:
+        """one_hot: [N, num_ids, H, W] (soft or permuted ids allowed) -> [h·w, N, d_model] at /16."""
         return map_to_seq(self.patch_wise_id_bank(one_hot))
 
     def position_embedding(self, feature: Tensor) -> Tensor:
@@ -179,6 +183,13 @@ class PropagationNet(nn.Module):
         n, _, h, w = features[-1].shape
         maps = [e.reshape(h, w, n, -1).permute(2, 3, 0, 1) for e in embs]
         return self.decoder([features[-1], *maps], list(features))
+
+
+def one_hot_ids(labels: Tensor, num_ids: int) -> Tensor:
+    """labels: int [N, 1, H, W] -> bool [N, num_ids, H, W]; ids outside 0..num_ids-1 (the ignore
+    label 255) give all-False."""
+    ids = torch.arange(num_ids, device=labels.device).view(1, -1, 1, 1)
+    return labels == ids
 
 
 def upsample_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:

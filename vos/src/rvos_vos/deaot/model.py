@@ -297,9 +297,9 @@ class DeAOT(PropagationNet):
         )
         self.id_norm = nn.LayerNorm(config.d_model)
 
-    def id_embedding(self, labels: Tensor) -> Tensor:
+    def embed_ids(self, one_hot: Tensor) -> Tensor:
         """As AOT's, followed by a LayerNorm over channels."""
-        return self.id_norm(super().id_embedding(labels))
+        return self.id_norm(super().embed_ids(one_hot))
 
 
 def build(config: DeAOTConfig | str = "full") -> DeAOT:
