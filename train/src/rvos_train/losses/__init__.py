@@ -1,9 +1,12 @@
-"""The training losses, by family name: "referformer" (ReferFormer and MUTR) and "soc".
+"""The training losses, by family name: "referformer" (ReferFormer and MUTR), "soc" and
+"uninext".
 
 ``criterion(name, settings)`` builds a ``Criterion``: ``weight_dict``, ``__call__(outputs,
-targets) -> (losses, indices)``, ``total(losses)`` and ``targets(clips)``. Both reproduce
-github:RobertLuo1/iccv2023_RVOS_Challenge @ c538b0dca85da0719b32ea45253f8b3077defea6 with the
-default settings; ``docs/training-losses.md`` describes the families, their quirks and switches.
+targets) -> (losses, indices)``, ``total(losses)`` and ``targets(clips)`` (UNINEXT's criterion
+has the same surface without the ``Criterion`` base: its matching is not one query per clip).
+All reproduce github:RobertLuo1/iccv2023_RVOS_Challenge @
+c538b0dca85da0719b32ea45253f8b3077defea6 with the default settings; ``docs/training-losses.md``
+describes the families, their quirks and switches.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from rvos_core.errors import ConfigError
 from rvos_train.losses.common import Criterion, Indices, Matching
 from rvos_train.losses.referformer import ReferFormerCriterion, ReferFormerLossSettings
 from rvos_train.losses.soc import SOCCriterion, SOCLossSettings
+from rvos_train.losses.uninext import UNINEXTCriterion, UNINEXTLossSettings
 
-LossSettings = ReferFormerLossSettings | SOCLossSettings
+LossSettings = ReferFormerLossSettings | SOCLossSettings | UNINEXTLossSettings
 
-FAMILIES: dict[str, tuple[type[Criterion], type[LossSettings]]] = {
+FAMILIES: dict[str, tuple[type[Criterion] | type[UNINEXTCriterion], type[LossSettings]]] = {
     "referformer": (ReferFormerCriterion, ReferFormerLossSettings),
     "soc": (SOCCriterion, SOCLossSettings),
+    "uninext": (UNINEXTCriterion, UNINEXTLossSettings),
 }
 
 
-def criterion(name: str, settings: LossSettings | None = None) -> Criterion:
+def criterion(name: str, settings: LossSettings | None = None) -> Criterion | UNINEXTCriterion:
     """The criterion of loss family ``name`` with ``settings`` (None: upstream's defaults)."""
     if name not in FAMILIES:
         raise ConfigError(f"unknown loss family {name!r} (known: {', '.join(FAMILIES)})")
@@ -68,6 +73,8 @@ __all__ = [
     "ReferFormerLossSettings",
     "SOCCriterion",
     "SOCLossSettings",
+    "UNINEXTCriterion",
+    "UNINEXTLossSettings",
     "criterion",
     "settings_for",
 ]
