@@ -104,14 +104,18 @@ def _leaves(preds: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _outputs(leaves: Mapping[str, Any], matching: Mapping[str, Any]) -> dict[str, Any]:
-    """The criterion's outputs from the fixture's leaves and recorded matching."""
+    """The criterion's outputs from the fixture's leaves; the masks come for the recorded
+    matching only (what upstream's mask head was run on)."""
+
+    def mask_logits(layer: int, indices: Sequence[Sequence[Tensor]]) -> Tensor:
+        assert _pairs(indices) == _pairs(matching["ota_indices_per_layer"][layer])
+        return torch.cat([m[0, :, 0] for m in leaves["masks"][layer]])
+
     return {
         "pred_logits": leaves["logits_all_layers"],
         "pred_boxes": leaves["boxes_all_layers"],
         "pred_ious": leaves["ious_all_layers"],
-        "pred_masks": [torch.cat([m[0, :, 0] for m in layer]) for layer in leaves["masks"]],
-        "indices": [[tuple(pair) for pair in layer] for layer in matching["ota_indices_per_layer"]],
-        "key_queries": matching["ota_matched_query_id_last_layer"],
+        "mask_logits": mask_logits,
         "enc_logits": leaves["enc_logits"],
         "enc_boxes": leaves["enc_boxes"],
         "key_embeds": leaves["key_embeds"],
@@ -391,3 +395,47 @@ def test_registry_and_settings() -> None:
         loss.total({"loss_unknown": torch.zeros(())})
     with pytest.raises(ConfigError, match="dn_number"):
         UNINEXTLossSettings(dn_number=0)
+
+
+def _synthetic_outputs(loss: UNINEXTCriterion, targets: Any, queries: int) -> dict[str, Any]:
+    """Random outputs of the right structure for ``targets`` (masks of 4 × 4 pixels)."""
+    gen = torch.Generator().manual_seed(0)
+    batch, layers = len(targets.key), loss.settings.dec_layers
+    slots = loss.dn_layout(targets).size + queries
+
+    def leaf(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=gen).requires_grad_()
+
+    def boxes(*shape: int) -> Tensor:
+        return torch.rand(*shape, 4, generator=gen).mul(0.5).add(0.25).requires_grad_()
+
+    height, width = (size // MASK_OUT_STRIDE for size in targets.key[0]["masks"].shape[1:])
+    return {
+        "pred_logits": [leaf(batch, slots, 1) for _ in range(layers)],
+        "pred_boxes": [boxes(batch, slots) for _ in range(layers)],
+        "pred_ious": [leaf(batch, slots, 1) for _ in range(layers)],
+        "mask_logits": lambda layer, indices: leaf(sum(len(q) for q, _ in indices), height, width),
+        "enc_logits": leaf(batch, 8, 1),
+        "enc_boxes": boxes(batch, 8),
+        "key_embeds": leaf(batch, queries, 4),
+        "ref_embeds": leaf(batch, queries, 4),
+        "ref_boxes": boxes(batch, queries).detach(),
+        "ref_scores": torch.rand(batch, queries, 1, generator=gen),
+    }
+
+
+@pytest.mark.parametrize("valid", [[[1, 1], [1, 1]], [[0, 1], [0, 1]]])
+def test_a_batch_of_clips_gives_every_weighted_loss_and_gradients(valid: list[list[int]]) -> None:
+    """Fewer than 100 queries work; a batch without objects gives zero losses (upstream
+    crashes in both cases)."""
+    loss = criterion("uninext", UNINEXTLossSettings(dn_number=3, dec_layers=2))
+    targets = loss.targets([_clip(v) for v in valid])
+    outputs = _synthetic_outputs(loss, targets, queries=30)
+    losses, indices = loss(outputs, targets)
+    assert set(losses) <= set(loss.weight_dict) and len(losses) == 23
+    total = loss.total(losses)
+    total.backward()
+    assert torch.isfinite(total)
+    assert outputs["pred_logits"][0].grad is not None
+    if loss.count(targets) == 0:
+        assert total.item() == 0 and not any(len(q) for q, _ in indices["dn"])

@@ -643,11 +643,10 @@ class UNINEXTCriterion:
 
     Outputs (L decoder layers, B clips, P = ``dn_layout(...).size`` DN slots then Q queries):
     ``pred_logits`` [L] × [B, P + Q, 1], ``pred_boxes`` [L] × [B, P + Q, 4] (sigmoid cxcywh),
-    ``pred_ious`` [L] × [B, P + Q, 1] (IoU-branch logits), ``pred_masks`` [L] × [N_l, h, w]
-    (logits of the layer's matched queries, image by image in the order of ``indices``, at 1/4 of
-    the padded input), ``indices`` [L] × [B] × (query, object) and ``key_queries`` [B] × [G_b]
-    (the last layer's ``SimOTAMatch`` queries / objects and ``best``, what ``match`` gives the
-    model for its masks), ``enc_logits`` [B, E, 1], ``enc_boxes`` [B, E, 4], ``key_embeds``,
+    ``pred_ious`` [L] × [B, P + Q, 1] (IoU-branch logits), ``mask_logits`` (a callable: decoder
+    layer l, its matched ``PairIndices`` -> [N, h, w] mask logits of those queries, image by
+    image in that order, at 1/4 of the padded input; upstream's dynamic mask head runs only on
+    the matched queries), ``enc_logits`` [B, E, 1], ``enc_boxes`` [B, E, 4], ``key_embeds``,
     ``ref_embeds`` [B, Q, D] (reid-head outputs), ``ref_boxes`` [B, Q, 4] and ``ref_scores``
     [B, Q, 1] (the reference frame's last-layer boxes and probabilities, no gradient).
 
@@ -706,13 +705,24 @@ class UNINEXTCriterion:
         if layers != self.settings.dec_layers:
             raise ValueError(f"dec_layers={self.settings.dec_layers}, the outputs have {layers}")
         layout = self.dn_layout(targets)
+        slots, queries = outputs["pred_logits"][0].shape[1], outputs["key_embeds"].shape[1]
+        if slots != layout.size + queries:
+            raise ValueError(f"{slots} decoder slots, expected {layout.size} DN + {queries}")
+        matches = [
+            self.match(logits[:, layout.size :], boxes[:, layout.size :], targets)
+            for logits, boxes in zip(outputs["pred_logits"], outputs["pred_boxes"], strict=True)
+        ]
+        decoder = [[(m.queries, m.objects) for m in layer] for layer in matches]
         order = [layers - 1, *range(layers - 1)]
         losses: dict[str, Tensor] = {}
         for position, layer in enumerate(order):
             suffix = "" if position == 0 else f"_{layer}"
-            layer_losses = self._decoder_losses(outputs, targets, layer, layout.size)
+            layer_losses = self._decoder_losses(
+                outputs, targets, layer, decoder[layer], layout.size
+            )
             if position == 0:
-                layer_losses.update(self._reid_losses(outputs, targets))
+                key_queries = [m.best for m in matches[layer]]
+                layer_losses.update(self._reid_losses(outputs, targets, key_queries))
             losses.update({name + suffix: value for name, value in layer_losses.items()})
         enc_logits, enc_boxes = outputs["enc_logits"], outputs["enc_boxes"]
         enc = self.match_encoder(enc_logits, enc_boxes, targets)
@@ -725,7 +735,7 @@ class UNINEXTCriterion:
             boxes = outputs["pred_boxes"][layer][:, : layout.size]
             dn_losses = self._box_and_class(logits, boxes, None, dn, targets)
             losses.update({name + suffix: value for name, value in dn_losses.items()})
-        return losses, {"decoder": outputs["indices"], "enc": enc, "dn": dn}
+        return losses, {"decoder": decoder, "enc": enc, "dn": dn}
 
     def total(self, losses: Mapping[str, Tensor]) -> Tensor:
         """Σ weight_dict[name] · loss over ``losses``."""
@@ -756,32 +766,39 @@ class UNINEXTCriterion:
         }
 
     def _decoder_losses(
-        self, outputs: Mapping[str, Any], targets: PairTargets, layer: int, dn_size: int
+        self,
+        outputs: Mapping[str, Any],
+        targets: PairTargets,
+        layer: int,
+        indices: PairIndices,
+        dn_size: int,
     ) -> dict[str, Tensor]:
         """One decoder layer's class, box, IoU-branch and mask losses (matching queries only)."""
-        indices = outputs["indices"][layer]
         logits = outputs["pred_logits"][layer][:, dn_size:]
         boxes = outputs["pred_boxes"][layer][:, dn_size:]
         ious = outputs["pred_ious"][layer][:, dn_size:]
         losses = self._box_and_class(logits, boxes, ious, indices, targets)
-        masks = outputs["pred_masks"][layer]
+        masks = outputs["mask_logits"](layer, indices)
         wanted = target_masks([t["masks"] for t in targets.key], indices, masks.dtype)
         if wanted.shape != masks.shape:
             raise ValueError(
-                f"pred_masks[{layer}] is {tuple(masks.shape)}, the targets {tuple(wanted.shape)}"
+                f"mask_logits of layer {layer}: {tuple(masks.shape)}, the targets "
+                f"{tuple(wanted.shape)}"
             )
         return losses | layer_mask_losses(masks, wanted)
 
-    def _reid_losses(self, outputs: Mapping[str, Any], targets: PairTargets) -> dict[str, Tensor]:
-        """``loss_reid`` and ``loss_reid_aux`` of the last layer."""
+    def _reid_losses(
+        self, outputs: Mapping[str, Any], targets: PairTargets, key_queries: Sequence[Tensor]
+    ) -> dict[str, Tensor]:
+        """``loss_reid`` and ``loss_reid_aux``; ``key_queries``: per image [G_b], each key-frame
+        object's lowest-cost query of the last decoder layer."""
         items = []
         for image, ref_target in enumerate(targets.ref):
             with torch.no_grad():
                 selections = reid_selection(
                     outputs["ref_scores"][image], outputs["ref_boxes"][image], ref_target
                 )
-            key_queries = outputs["key_queries"][image]
-            for selection, query in zip(selections, key_queries, strict=True):
+            for selection, query in zip(selections, key_queries[image], strict=True):
                 if selection is not None:
                     key = outputs["key_embeds"][image, query]
                     items.append(
