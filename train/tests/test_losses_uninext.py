@@ -439,3 +439,43 @@ def test_a_batch_of_clips_gives_every_weighted_loss_and_gradients(valid: list[li
     assert outputs["pred_logits"][0].grad is not None
     if loss.count(targets) == 0:
         assert total.item() == 0 and not any(len(q) for q, _ in indices["dn"])
+
+
+UPSTREAM_RVOS_CONFIG = {
+    # uninext/config.py defaults
+    "MODEL.BOXINST.ENABLED": False,
+    "MODEL.DDETRS.MASK_WEIGHT": 2.0,
+    "MODEL.DDETRS.DICE_WEIGHT": 5.0,
+    "MODEL.DDETRS.GIOU_WEIGHT": 2.0,
+    "MODEL.DDETRS.L1_WEIGHT": 5.0,
+    "MODEL.DDETRS.CLASS_WEIGHT": 2.0,
+    "MODEL.DDETRS.REID_WEIGHT": 2.0,
+    "MODEL.DDETRS.DEEP_SUPERVISION": True,
+    "MODEL.DDETRS.MASK_STRIDE": 4,
+    "MODEL.DDETRS.FOCAL_ALPHA": 0.25,
+    "MODEL.DDETRS.SET_COST_CLASS": 2,
+    "MODEL.DDETRS.SET_COST_BOX": 5,
+    "MODEL.DDETRS.SET_COST_GIOU": 2,
+    "MODEL.DDETRS.DEC_LAYERS": 6,
+    "MODEL.DDETRS.DN_NUMBER": 100,
+    # configs/video_joint_r50.yaml
+    "MODEL.USE_IOU_BRANCH": True,
+    "MODEL.OTA": True,
+    "MODEL.STILL_CLS_FOR_ENCODER": True,
+    "MODEL.DDETRS.USE_DINO": True,
+    "MODEL.DDETRS.TWO_STAGE": True,
+}
+"""Upstream's RVOS training configuration, the loss options (github:RobertLuo1/
+iccv2023_RVOS_Challenge @ c538b0dc, UNINEXT/projects/UNINEXT)."""
+
+
+def test_settings_from_upstreams_configuration_are_the_defaults() -> None:
+    assert UNINEXTLossSettings.from_upstream(UPSTREAM_RVOS_CONFIG) == UNINEXTLossSettings()
+    small = UNINEXTLossSettings.from_upstream(UPSTREAM_RVOS_CONFIG, dec_layers=2)
+    assert small.dec_layers == 2
+    with pytest.raises(ConfigError, match=r"MODEL\.OTA"):
+        UNINEXTLossSettings.from_upstream({**UPSTREAM_RVOS_CONFIG, "MODEL.OTA": False})
+    for option in ("SET_COST_BOX", "DN_NUMBER"):
+        config = {k: v for k, v in UPSTREAM_RVOS_CONFIG.items() if option not in k}
+        with pytest.raises(ConfigError, match=option):
+            UNINEXTLossSettings.from_upstream(config)

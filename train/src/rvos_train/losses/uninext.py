@@ -46,6 +46,7 @@ from rvos_train.losses.common import (
     focal_class_cost_of_probs,
     focal_term,
     mask_losses,
+    settings_from_upstream,
 )
 
 MASK_OUT_STRIDE = 4
@@ -66,6 +67,31 @@ REID_NEGATIVE_CANDIDATES = 100
 """Reid: queries in the SimOTA set of k = Σ top-100 IoUs may overlap the object: not negatives."""
 REID_NEGATIVES_PER_POSITIVE = 10
 FVCORE_EPS = 1e-7
+
+_UPSTREAM_NAMES = {
+    "cost_class": "MODEL.DDETRS.SET_COST_CLASS",
+    "cost_bbox": "MODEL.DDETRS.SET_COST_BOX",
+    "cost_giou": "MODEL.DDETRS.SET_COST_GIOU",
+    "weight_ce": "MODEL.DDETRS.CLASS_WEIGHT",
+    "weight_bbox": "MODEL.DDETRS.L1_WEIGHT",
+    "weight_giou": "MODEL.DDETRS.GIOU_WEIGHT",
+    "weight_mask": "MODEL.DDETRS.MASK_WEIGHT",
+    "weight_dice": "MODEL.DDETRS.DICE_WEIGHT",
+    "weight_reid": "MODEL.DDETRS.REID_WEIGHT",
+    "focal_alpha": "MODEL.DDETRS.FOCAL_ALPHA",
+}
+_UPSTREAM_COUNTS = {"dn_number": "MODEL.DDETRS.DN_NUMBER", "dec_layers": "MODEL.DDETRS.DEC_LAYERS"}
+_REPRODUCED_FLAGS = {
+    "MODEL.OTA": True,
+    "MODEL.STILL_CLS_FOR_ENCODER": True,
+    "MODEL.USE_IOU_BRANCH": True,
+    "MODEL.BOXINST.ENABLED": False,
+    "MODEL.DDETRS.USE_DINO": True,
+    "MODEL.DDETRS.TWO_STAGE": True,
+    "MODEL.DDETRS.DEEP_SUPERVISION": True,
+    "MODEL.DDETRS.MASK_STRIDE": MASK_OUT_STRIDE,
+}
+"""Upstream options of the configuration this criterion reproduces (every RVOS one)."""
 
 PairIndices = list[tuple[Tensor, Tensor]]
 """Per image (query index int64 [N], target index int64 [N])."""
@@ -116,6 +142,20 @@ class UNINEXTLossSettings:
             raise ConfigError("all matching cost weights are 0")
         if self.dn_number < 1:
             raise ConfigError(f"dn_number must be >= 1, got {self.dn_number}")
+
+    @classmethod
+    def from_upstream(cls, cfg: Mapping[str, Any], **overrides: Any) -> UNINEXTLossSettings:
+        """Settings from upstream's detectron2 configuration, flattened to dotted keys
+        (``"MODEL.DDETRS.CLASS_WEIGHT"``: 2.0, ...); the flags of ``_REPRODUCED_FLAGS`` must have
+        their reproduced values."""
+        wrong = {k: cfg.get(k) for k, v in _REPRODUCED_FLAGS.items() if cfg.get(k) != v}
+        if wrong:
+            raise ConfigError(f"only {_REPRODUCED_FLAGS} is reproduced, got {wrong}")
+        missing = sorted(option for option in _UPSTREAM_COUNTS.values() if option not in cfg)
+        if missing:
+            raise ConfigError(f"upstream options {missing} are missing")
+        extra = {name: int(cfg[option]) for name, option in _UPSTREAM_COUNTS.items()}
+        return settings_from_upstream(cls, _UPSTREAM_NAMES, cfg, **(extra | overrides))
 
     def weight_dict(self) -> dict[str, float]:
         """Upstream's weight dict (``uninext_vid.py``, with its never-produced ``_i`` reid and
