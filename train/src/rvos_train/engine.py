@@ -13,9 +13,10 @@ at each epoch's end (rvos_train.rundir); the validation hook after the epochs th
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -264,9 +265,10 @@ def _broadcast_start(job: Job, resume: Resume | None) -> int:
 
 
 def _loop(job: Job, start: int, end: int, log: MetricsLog | None) -> None:
-    every = job.settings.checkpoint_every
+    """Steps [start, end): the main process shows a bar with the ETA (or, without a terminal,
+    prints each logged step with its ETA), logs, checkpoints and validates."""
     with progress_bar(end - start, f"train {job.config.model}", unit="step") as bar:
-        started = time.perf_counter()
+        clock = _Clock(start, end, job.layout.global_batch)
         step = start
         while step < end:
             epoch, first = divmod(step, job.steps_per_epoch)
@@ -276,18 +278,54 @@ def _loop(job: Job, start: int, end: int, log: MetricsLog | None) -> None:
                 micro = [next(batches) for _ in range(job.layout.accumulation)]
                 record = train_step(job, step, micro)
                 step += 1
-                bar.update(1)
-                epoch_end = step % job.steps_per_epoch == 0
-                if log is not None and (
-                    step % job.settings.log_every == 0 or epoch_end or step == end
-                ):
-                    seconds = time.perf_counter() - started
-                    record["clips_per_s"] = (step - start) * job.layout.global_batch / seconds
-                    log.log(step, record)
-                if epoch_end or (every and step % every == 0) or step == end:
-                    _checkpoint(job, step)
-                if epoch_end:
-                    _maybe_validate(job, step // job.steps_per_epoch, log)
+                if job.world.main:
+                    bar.update(1)
+                _after_step(job, step, end, record, log, clock, quiet=not bar.disable)
+
+
+@dataclass
+class _Clock:
+    """Throughput and ETA of one invocation."""
+
+    start: int
+    end: int
+    global_batch: int
+    started: float = field(default_factory=time.perf_counter)
+
+    def clips_per_s(self, step: int) -> float:
+        return (step - self.start) * self.global_batch / (time.perf_counter() - self.started)
+
+    def eta(self, step: int) -> str:
+        elapsed = time.perf_counter() - self.started
+        seconds = round(elapsed / (step - self.start) * (self.end - step))
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _after_step(
+    job: Job,
+    step: int,
+    end: int,
+    record: dict[str, Any],
+    log: MetricsLog | None,
+    clock: _Clock,
+    quiet: bool,
+) -> None:
+    """Log (and print when no bar shows), checkpoint and validate after ``step``."""
+    epoch_end = step % job.steps_per_epoch == 0
+    if log is not None and (step % job.settings.log_every == 0 or epoch_end or step == end):
+        record["clips_per_s"] = clock.clips_per_s(step)
+        log.log(step, record)
+        if not quiet:
+            print(
+                f"step {step}/{job.total_steps} epoch {record['epoch']} loss {record['loss']:.4f}"
+                f" {record['clips_per_s']:.2f} clips/s ETA {clock.eta(step)}",
+                file=sys.stderr,
+            )
+    every = job.settings.checkpoint_every
+    if epoch_end or (every and step % every == 0) or step == end:
+        _checkpoint(job, step)
+    if epoch_end:
+        _maybe_validate(job, step // job.steps_per_epoch, log)
 
 
 class _EpochClips(torch.utils.data.Dataset):
