@@ -300,6 +300,8 @@ def test_an_object_left_without_a_query_takes_the_cheapest_free_one() -> None:
     assigned, penalised = dynamic_k_assignment(cost, iou, 10)  # both want query 0; 0 keeps it
     assert assigned.nonzero().tolist() == [[0, 0], [2, 1]]
     assert penalised[0, 1] == pytest.approx(0.1 + 1e5)
+    with pytest.raises(ValueError, match="3 objects for 2 queries"):
+        dynamic_k_assignment(torch.zeros(2, 3), torch.zeros(2, 3), 10)
 
 
 def test_simota_match_of_one_object() -> None:

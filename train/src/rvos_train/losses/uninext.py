@@ -22,7 +22,10 @@ Known differences (``docs/training-losses.md``): a batch without any object give
 (upstream crashes); fewer than 100 queries work (upstream's reid takes the top 100 IoUs); the
 SimOTA conflict resolution of several objects uses the current conflicts (upstream re-uses the
 first round's, unreachable with one referred object); ``loss_boxiou*`` has an explicit weight
-(default 1: upstream's de-facto weight); the DN query construction itself (noise) is the model's.
+(default 1: upstream's de-facto weight); the matching runs in the criterion, which asks the
+model's mask head for the matched queries (upstream matches inside the model's forward); the DN
+query construction itself (noise, attention mask) is the model's; only the RVOS configuration
+(binary class against the pooled text, OTA, two-stage, DINO, IoU branch) is reproduced.
 """
 
 from __future__ import annotations
@@ -313,6 +316,8 @@ def dynamic_k_assignment(cost: Tensor, iou: Tensor, candidates: int) -> tuple[Te
     Returns:
         (assigned [Q, G] bool, the cost after the penalties of the free-query rounds [Q, G]).
     """
+    if cost.shape[1] > cost.shape[0]:
+        raise ValueError(f"{cost.shape[1]} objects for {cost.shape[0]} queries")
     cost = cost.clone()
     assigned = torch.zeros_like(cost, dtype=torch.bool)
     for obj, k in enumerate(dynamic_ks(iou, candidates).tolist()):
