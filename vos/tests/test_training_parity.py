@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,18 @@ from torch import Tensor
 
 from rvos_core.testing import parity_dir
 from rvos_nn.checkpoint import load_state_dict_strict
+from rvos_vos.layers import RandomMask
 from rvos_vos.network import PropagationNet
 from rvos_vos.propagators import Propagator, load_propagator
 from rvos_vos.training import (
+    DropoutRates,
     StepOutput,
     StepSettings,
     TrainingForward,
     TrainSchedule,
     build_optimizer,
     freeze_encoder_stages,
+    set_dropout_rates,
     set_learning_rates,
 )
 from rvos_vos.training.optim import lr_kind, weight_decay_for
@@ -55,10 +59,10 @@ def _load(fixture: Path, name: str) -> Any:
     return torch.load(fixture / name, weights_only=True)
 
 
-def _deterministic_steps(fixture: Path) -> list[str]:
-    return [
-        s["file"] for s in _json(fixture, "config.json")["steps"] if "random_mask_calls" not in s
-    ]
+def _steps(fixture: Path, stochastic: bool) -> list[str]:
+    """The step files of config.json: deterministic ones, or those with recorded random masks."""
+    steps = _json(fixture, "config.json")["steps"]
+    return [s["file"] for s in steps if ("random_mask_calls" in s) == stochastic]
 
 
 def _schedule(fixture: Path) -> TrainSchedule:
@@ -86,17 +90,14 @@ def _ignored(propagator: Propagator, name: str) -> bool:
     return any(re.fullmatch(rule.pattern, name) for rule in propagator.rules.ignore)
 
 
-def _run_step(
-    fixture: Path, model: str, file: str
-) -> tuple[PropagationNet, Propagator, StepOutput, dict]:
-    net, propagator = _network(fixture, model)
-    ref = _load(fixture, file)
+def _forward(fixture: Path, net: PropagationNet, ref: dict[str, Any]) -> StepOutput:
+    """The training forward of a stored step (its id shuffle injected), then backward."""
     batch = _load(fixture, "batch.pt")
     settings = StepSettings.at(_schedule(fixture), ref["step"])
     forward = TrainingForward(net, ref["obj_nums"], ref["id_shuffle_matrix"], settings)
     out = forward(batch["frames_normalized"], batch["labels"])
     out.loss.backward()
-    return net, propagator, out, ref
+    return out
 
 
 def _decided(stored_logits: Tensor, size: tuple[int, int]) -> Tensor:
@@ -215,10 +216,76 @@ def test_training_steps(model: str) -> None:
     """Every deterministic step of the fixture (teacher-forced and sequential)."""
     fixture = _fixture(model)
     size = tuple(_load(fixture, "batch.pt")["labels"].shape[-2:])
-    steps = _deterministic_steps(fixture)
+    steps = _steps(fixture, stochastic=False)
     assert steps, f"{fixture}: no deterministic step"
     for file in steps:
-        net, propagator, out, ref = _run_step(fixture, model, file)
+        net, propagator = _network(fixture, model)
+        ref = _load(fixture, file)
+        out = _forward(fixture, net, ref)
+        _check_frames(out, ref, size)
+        _check_step_values(fixture, out, ref, size[0] * size[1])
+        _check_gradients(net, propagator, ref)
+        _check_adamw(net, fixture, ref)
+
+
+def _dropout_rates(fixture: Path) -> DropoutRates:
+    """Upstream's sources: the encoder's drop_path_rate, TRAIN_LSTT_DROPPATH, the freeze stage."""
+    cfg = _json(fixture, "config.json")["cfg_pre_ytb_dav"]
+    swin = _json(fixture, "base_config.json")["tiny_vs_full"]["swin_encoder"]["tiny"]
+    return DropoutRates(
+        swin_drop_path=swin["drop_path_rate"],
+        lstt_drop_path=cfg["TRAIN_LSTT_DROPPATH"],
+        freeze_at=cfg["TRAIN_ENCODER_FREEZE_AT"],
+    )
+
+
+class _Replay:
+    """Feeds the recorded masks to the random masks of a network, checking module and call order."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records, self.used = records, 0
+
+    def attach(self, net: PropagationNet) -> None:
+        for name, module in net.named_modules():
+            if isinstance(module, RandomMask) and module.rate > 0:
+                module.draw = self._drawer(name)
+
+    def _drawer(self, name: str) -> Callable[[tuple[int, ...], float, Tensor], Tensor]:
+        def draw(shape: tuple[int, ...], keep: float, like: Tensor) -> Tensor:
+            assert self.used < len(self.records), f"{name}: more draws than recorded"
+            record = self.records[self.used]
+            self.used += 1
+            assert record["module"] == name, (
+                f"draw {self.used}: {name}, recorded {record['module']}"
+            )
+            assert keep == pytest.approx(record["keep_prob"], abs=1e-7), name
+            assert tuple(record["mask"].shape) == shape, name
+            return record["mask"].to(like.dtype)
+
+        return draw
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_stochastic_step_replay(model: str) -> None:
+    """Steps with upstream's drop-path / dropout rates: our rate per module, then the recorded masks
+    replayed in call order; the same comparisons as for the deterministic steps."""
+    fixture = _fixture(model)
+    size = tuple(_load(fixture, "batch.pt")["labels"].shape[-2:])
+    stochastic = _json(fixture, "config.json")["stochastic_modules"]
+    expected = {name: rate for name, _, rate in stochastic}
+    steps = _steps(fixture, stochastic=True)
+    assert steps, f"{fixture}: no stochastic step"
+    for file in steps:
+        net, propagator = _network(fixture, model)
+        rates = set_dropout_rates(net, _dropout_rates(fixture))
+        assert rates.keys() == expected.keys()
+        for name, rate in rates.items():
+            assert rate == pytest.approx(expected[name], abs=1e-7), name
+        ref = _load(fixture, file)
+        replay = _Replay(ref["random_masks"])
+        replay.attach(net)
+        out = _forward(fixture, net, ref)
+        assert replay.used == len(ref["random_masks"])
         _check_frames(out, ref, size)
         _check_step_values(fixture, out, ref, size[0] * size[1])
         _check_gradients(net, propagator, ref)

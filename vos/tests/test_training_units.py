@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from rvos_core.errors import ConfigError
 from rvos_vos.aot.model import build as build_aot
 from rvos_vos.deaot.model import build as build_deaot
+from rvos_vos.layers import ChannelDropout, DropPath
 from rvos_vos.network import PropagationNet
 from rvos_vos.training import (
+    DropoutRates,
     StepSettings,
     TrainingForward,
     TrainSchedule,
@@ -21,11 +23,13 @@ from rvos_vos.training import (
     frame_losses,
     freeze_encoder_stages,
     random_id_shuffle,
+    set_dropout_rates,
     set_learning_rates,
 )
 from rvos_vos.training.forward import mask_absent_ids, shuffle_ids, unshuffle_logits
 from rvos_vos.training.losses import bootstrapped_cross_entropy, soft_jaccard
 from rvos_vos.training.optim import frozen_encoder_prefixes, lr_kind, weight_decay_for
+from rvos_vos.training.stochastic import swin_block_rates
 
 SCHEDULE = TrainSchedule()
 
@@ -166,3 +170,29 @@ def test_zero_aux_weight_scores_the_reference_without_gradient() -> None:
     images, labels = _clip(frames=3)
     out = TrainingForward(net, [2, 2], shuffle, settings)(images, labels)
     assert not out.frames[0].logits.requires_grad and out.frames[1].logits.requires_grad
+
+
+def test_random_masks_are_identity_unless_training_with_a_rate() -> None:
+    x = torch.randn(3, 2, 4)
+    drop = DropPath(batch_dim=1)
+    assert drop.train()(x) is x
+    drop.rate = 0.5
+    assert drop.eval()(x) is x
+    drop.train().draw = lambda shape, keep, like: torch.tensor([1.0, 0.0])
+    torch.testing.assert_close(drop(x), torch.stack([x[:, 0] * 2, x[:, 1] * 0], dim=1))
+    channels = ChannelDropout().train()
+    channels.rate = 0.5
+    channels.draw = lambda shape, keep, like: torch.tensor([[1.0, 0.0]])
+    y = torch.ones(1, 2, 3, 3)
+    torch.testing.assert_close(channels(y)[0, :, 0, 0], torch.tensor([2.0, 0.0]))
+
+
+def test_dropout_rates_follow_upstream_spread_and_frozen_stages() -> None:
+    first, second = swin_block_rates((2, 2), 0.3)
+    assert first == pytest.approx([0.0, 0.1]) and second == pytest.approx([0.2, 0.3])
+    net = build_deaot("tiny")
+    rates = set_dropout_rates(net, DropoutRates(swin_drop_path=0.3, freeze_at=2))
+    assert not any(name.startswith("encoder.layers.0.") for name in rates)
+    assert rates["encoder.layers.1.blocks.0.drop_path"] == pytest.approx(0.3 * 2 / 7)
+    assert rates["LSTT.layers.0.self_attn.dw_conv.dropout"] == pytest.approx(0.1)
+    assert rates["LSTT.layers.1.droppath"] == pytest.approx(0.1)

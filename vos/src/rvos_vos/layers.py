@@ -1,8 +1,9 @@
 """Pieces AOT and DeAOT share: sequence <-> map reshapes, sine position embedding, global and
-local (windowed) attention, the FPN decoder.
+local (windowed) attention, the FPN decoder, the training-only random masks (drop-path,
+channel dropout).
 
 Upstream: yoxu515/aot-benchmark @ 75e46fe and its competition copy RobertLuo1/iccv2023_RVOS_Challenge
-@ c538b0d (``soc_test/AOT``): ``networks/layers/{basic,position,attention}.py``,
+@ c538b0d (``soc_test/AOT``): ``networks/layers/{basic,position,attention}.py`` (``DropPath``, ``DWConv2d``'s ``Dropout2d``),
 ``networks/decoders/fpn.py`` (identical in both).
 
 Differences: global attention runs through ``scaled_dot_product_attention`` (same math, no
@@ -11,7 +12,9 @@ window position over a zero-padded map (the math of upstream's pure-PyTorch
 ``MultiheadLocalAttentionV3`` / ``LocalGatedPropagation(enable_corr=False)`` and of the
 correlation-sampler path), so no compiled correlation op is needed and neither a [queries x map]
 matrix nor an unfolded copy of the keys / values is built. Out-of-map window positions get -inf
-instead of -1e8 (both give weight 0 after the softmax).
+instead of -1e8 (both give weight 0 after the softmax). The random masks have rate 0 unless the
+training sets one (``rvos_vos.training.stochastic``), and their draw is a method, so that recorded
+masks can be replayed.
 """
 
 from __future__ import annotations
@@ -180,3 +183,55 @@ class FPNDecoder(nn.Module):
 
 def _upsample(x: Tensor, like: Tensor) -> Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class RandomMask(nn.Module):
+    """Base of the training-only random masks: identity at ``rate`` 0 or in eval mode; otherwise
+    ``x / keep · mask`` with keep = 1 - rate and a 0/1 mask from ``draw`` broadcast over ``x``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rate = 0.0
+
+    def draw(self, shape: tuple[int, ...], keep: float, like: Tensor) -> Tensor:
+        """A 0/1 mask of ``shape`` in ``like``'s dtype, 1 with probability ``keep``."""
+        return (keep + torch.rand(shape, dtype=like.dtype, device=like.device)).floor()
+
+    def mask_shape(self, x: Tensor) -> tuple[int, ...]:
+        """The shape of the mask ``draw`` makes for ``x``."""
+        raise NotImplementedError
+
+    def broadcast_shape(self, x: Tensor) -> tuple[int, ...]:
+        """The mask's shape as it broadcasts over ``x``."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.rate == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.rate
+        mask = self.draw(self.mask_shape(x), keep, x)
+        return x / keep * mask.reshape(self.broadcast_shape(x))
+
+
+class DropPath(RandomMask):
+    """Stochastic depth of a residual branch: one mask entry per sample along ``batch_dim``."""
+
+    def __init__(self, *, batch_dim: int) -> None:
+        super().__init__()
+        self.batch_dim = batch_dim
+
+    def mask_shape(self, x: Tensor) -> tuple[int, ...]:
+        return (x.shape[self.batch_dim],)
+
+    def broadcast_shape(self, x: Tensor) -> tuple[int, ...]:
+        return tuple(n if i == self.batch_dim else 1 for i, n in enumerate(x.shape))
+
+
+class ChannelDropout(RandomMask):
+    """``Dropout2d``: whole channels of a [N, C, h, w] map, one mask entry per (sample, channel)."""
+
+    def mask_shape(self, x: Tensor) -> tuple[int, ...]:
+        return (x.shape[0], x.shape[1])
+
+    def broadcast_shape(self, x: Tensor) -> tuple[int, ...]:
+        return (x.shape[0], x.shape[1], 1, 1)

@@ -10,7 +10,8 @@ Behaviour kept on purpose: only ``len(depths) - 1`` stages are built; every bloc
 normalised map with zeros to a multiple of the window (padded tokens are not masked); odd blocks
 always shift by ``window // 2`` and mask the nine regions of the padded map with -100; outputs are
 ``norm{i}`` of each stage before patch merging.
-Differences: inference only (no drop-path / dropout / checkpointing / absolute position embedding);
+Differences: no dropout / checkpointing / absolute position embedding; stochastic depth (rate 0
+unless ``rvos_vos.training`` sets it) is the only training path;
 the window attention runs through ``scaled_dot_product_attention`` (same math); the module returns
 the stage maps without repeating the last one (AOT's ``encode_image`` adds its projection itself).
 """
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rvos_core.errors import ConfigError
+from rvos_vos.layers import DropPath
 
 # Mask value between tokens of different regions of a shifted window (upstream: -100, not -inf).
 SHIFT_MASK = -100.0
@@ -176,6 +178,7 @@ class SwinBlock(nn.Module):
         self.attn = WindowAttention(dim=dim, num_heads=num_heads, window=window)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim=dim, hidden=int(dim * mlp_ratio))
+        self.drop_path = DropPath(batch_dim=0)
 
     def forward(self, x: Tensor, region_mask: Tensor) -> Tensor:
         """x: [B, H, W, C]; region_mask: the stage's shift mask (used by shifted blocks only)."""
@@ -189,8 +192,8 @@ class SwinBlock(nn.Module):
         y = window_merge(y, win, hp, wp)
         if self.shift:
             y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
-        x = x + y[:, :h, :w]
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(y[:, :h, :w])
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class PatchMerging(nn.Module):

@@ -8,7 +8,8 @@ NeurIPS 2021. Upstream: the competition copy RobertLuo1/iccv2023_RVOS_Challenge 
 ``networks/layers/basic.py`` (``GNActDWConv2d``); configuration ``configs/models/swinl_aotl.py``.
 
 Same parameter names and shapes as the competition checkpoint (no ``LSTT.mask_token``: later
-aot-benchmark versions add it, unused). Differences: inference only; the feed-forward width is a
+aot-benchmark versions add it, unused). Differences: inference only but for the drop-path of the self-attention and feed-forward residuals
+(rate 0 unless ``rvos_vos.training`` sets it); the feed-forward width is a
 config field (upstream fixes it at 1024); attention through the shared layers (``rvos_vos.layers``).
 Memory entry per layer: (K, V) with V already fused with the identity embedding.
 """
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 
 from rvos_vos.layers import (
     MAX_DIS,
+    DropPath,
     local_attention,
     multihead_attention,
     normalize_outputs,
@@ -135,6 +137,7 @@ class LSTTBlock(nn.Module):
         self.linear1 = nn.Linear(d, config.dim_feedforward)
         self.activation = GNActDWConv2d(dim=config.dim_feedforward)
         self.linear2 = nn.Linear(config.dim_feedforward, d)
+        self.droppath = DropPath(batch_dim=1)
 
     def fuse(self, entry: tuple[Tensor, ...], id_emb: Tensor) -> tuple[Tensor, Tensor]:
         """Raw (K, V) of a frame -> its memory (K, linear_V(V + identity embedding))."""
@@ -152,7 +155,7 @@ class LSTTBlock(nn.Module):
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """tgt: [h·w, N, C]. Returns (output, entry): fused with ``id_emb`` if given, else raw."""
         x = self.norm1(tgt)
-        tgt = tgt + self.self_attn(x + pos, x + pos, x)
+        tgt = tgt + self.droppath(self.self_attn(x + pos, x + pos, x))
         x = self.norm2(tgt)
         query = self.linear_Q(x)
         entry = (query, x) if id_emb is None else self.fuse((query, x), id_emb)
@@ -163,7 +166,7 @@ class LSTTBlock(nn.Module):
             seq_to_2d(query, size), seq_to_2d(short_k, size), seq_to_2d(short_v, size)
         )
         x = self.norm3(tgt)
-        tgt = tgt + self.linear2(self.activation(self.linear1(x), size))
+        tgt = tgt + self.droppath(self.linear2(self.activation(self.linear1(x), size)))
         return tgt, entry
 
 

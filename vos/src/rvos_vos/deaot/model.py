@@ -10,8 +10,8 @@ NeurIPS 2022. Upstream: yoxu515/aot-benchmark @ 75e46fe (the commit the RVOS win
 published: the ``full`` variant is DeAOT-L with the competition's ``swin_large`` encoder (an
 inference the strict load of the real checkpoint confirms or refutes).
 
-Same parameter names and shapes as upstream. Differences: inference only (DWConv2d's dropout
-omitted); the local branch uses the shared window attention (``rvos_vos.layers``), not the
+Same parameter names and shapes as upstream. Differences: inference only but for DWConv2d's channel dropout and the
+self-propagation drop-path (rates 0 unless ``rvos_vos.training`` sets them); the local branch uses the shared window attention (``rvos_vos.layers``), not the
 correlation sampler or the unfold + scatter path; DeAOT uses no position embedding (upstream
 computes and ignores it). Memory entry per layer: (K, V ‖ ID_V), the visual value and the identity
 value concatenated once when stored (upstream concatenates them at every use).
@@ -27,6 +27,8 @@ from torch import Tensor, nn
 
 from rvos_vos.layers import (
     MAX_DIS,
+    ChannelDropout,
+    DropPath,
     local_attention,
     multihead_attention,
     normalize_outputs,
@@ -74,15 +76,16 @@ def silu(x: Tensor) -> Tensor:
 
 
 class DWConv2d(nn.Module):
-    """5x5 depth-wise convolution (no bias) on a token sequence."""
+    """5x5 depth-wise convolution (no bias) on a token sequence, then channel dropout."""
 
     def __init__(self, *, dim: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(dim, dim, 5, padding=2, groups=dim, bias=False)
+        self.dropout = ChannelDropout()
 
     def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         """[h·w, N, C] -> [h·w, N, C]."""
-        return self.conv(seq_to_2d(x, size)).flatten(2).permute(2, 0, 1)
+        return self.dropout(self.conv(seq_to_2d(x, size))).flatten(2).permute(2, 0, 1)
 
 
 class GroupNorm1D(nn.Module):
@@ -201,6 +204,7 @@ class GatedPropagationModule(nn.Module):
             expand=2.0,
             use_linear=True,
         )
+        self.droppath = DropPath(batch_dim=1)
 
     def fuse(self, entry: tuple[Tensor, ...], id_emb: Tensor) -> tuple[Tensor, Tensor]:
         """Raw (K, V[, normalised id branch]) -> memory (K, V ‖ silu(linear_ID_V(...)))."""
@@ -247,7 +251,8 @@ class GatedPropagationModule(nn.Module):
         tgt_id = id_update if tgt_id is None else tgt_id + id_update
         both = torch.cat([self.norm2(tgt), self.id_norm2(tgt_id)], dim=-1)
         out_self = self.self_attn(both, both, both, both, size)
-        return tgt + out_self[..., :d], tgt_id + out_self[..., d:], entry
+        tgt = tgt + self.droppath(out_self[..., :d])
+        return tgt, tgt_id + self.droppath(out_self[..., d:]), entry
 
 
 class DualBranchGPM(nn.Module):

@@ -2,7 +2,7 @@
 
 Paper and upstream per module: ``schedule`` (LR, aux weight, top-k, sequential switch), ``optim``
 (frozen encoder parts, AdamW groups, per-step LRs), ``losses`` (bootstrapped cross-entropy, soft
-Jaccard), ``forward`` (the step's forward over a clip batch). Reproduces one training iteration of
+Jaccard), ``stochastic`` (drop-path and channel-dropout rates), ``forward`` (the step's forward over a clip batch). Reproduces one training iteration of
 yoxu515/aot-benchmark @ 601c138; the engine integration and the data pipeline are not here yet.
 """
 
@@ -22,8 +22,10 @@ from rvos_vos.training.optim import (
     set_learning_rates,
 )
 from rvos_vos.training.schedule import TrainSchedule
+from rvos_vos.training.stochastic import DropoutRates, set_dropout_rates
 
 __all__ = [
+    "DropoutRates",
     "FrameLosses",
     "FrameOutput",
     "MemoryWrite",
@@ -36,5 +38,6 @@ __all__ = [
     "freeze_encoder_stages",
     "parameter_groups",
     "random_id_shuffle",
+    "set_dropout_rates",
     "set_learning_rates",
 ]
