@@ -196,3 +196,14 @@ def test_dropout_rates_follow_upstream_spread_and_frozen_stages() -> None:
     assert rates["encoder.layers.1.blocks.0.drop_path"] == pytest.approx(0.3 * 2 / 7)
     assert rates["LSTT.layers.0.self_attn.dw_conv.dropout"] == pytest.approx(0.1)
     assert rates["LSTT.layers.1.droppath"] == pytest.approx(0.1)
+
+
+def test_forced_predictions_replace_the_fed_back_masks_in_sequential_training() -> None:
+    net = build_aot("tiny").train()
+    settings = StepSettings(aux_weight=1.0, topk_fraction=1.0, sequential=True, long_term_gap=2)
+    forward = TrainingForward(net, [2, 2], random_id_shuffle(2, net.config.num_ids), settings)
+    images, labels = _clip(frames=4)
+    free = forward(images, labels)
+    own = torch.stack([f.pred_mask for f in free.frames])
+    torch.testing.assert_close(forward(images, labels, forced_predictions=own).loss, free.loss)
+    assert forward(images, labels, forced_predictions=labels).loss != free.loss

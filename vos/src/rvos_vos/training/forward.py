@@ -191,8 +191,20 @@ class TrainingForward:
         upsampled = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return FrameOutput(logits, upsampled.argmax(dim=1), losses)
 
-    def __call__(self, frames: Tensor, labels: Tensor) -> StepOutput:
-        """frames: [T, B, 3, H, W] normalised; labels: [T, B, H, W] ids or 255 -> StepOutput."""
+    def __call__(
+        self, frames: Tensor, labels: Tensor, forced_predictions: Tensor | None = None
+    ) -> StepOutput:
+        """Run the step.
+
+        Args:
+            frames: [T, B, 3, H, W] normalised; labels: [T, B, H, W] ids or 255.
+            forced_predictions: optional [T, B, H, W] masks written to memory in sequential
+                training instead of the model's own argmax (to follow a reference run whose
+                prediction differs at a near-tie pixel); ignored when teacher forcing.
+
+        Returns:
+            StepOutput.
+        """
         t_count, batch = frames.shape[:2]
         encoded = self.net.encode(frames.flatten(0, 1))
         features = [[m[t * batch : (t + 1) * batch] for m in encoded] for t in range(t_count)]
@@ -204,7 +216,12 @@ class TrainingForward:
         memory = _Memory(entries, self.settings.long_term_gap)
         for t in range(1, t_count):
             if t >= 2:
-                self._memorize(memory, t - 1, entries, labels[t - 1], outputs[-1].pred_mask)
+                pred = (
+                    outputs[-1].pred_mask
+                    if forced_predictions is None
+                    else forced_predictions[t - 1]
+                )
+                self._memorize(memory, t - 1, entries, labels[t - 1], pred)
             embs, entries = self.net.propagate(features[t], memory.long, memory.short, None, pos)
             outputs.append(self.score(embs, features[t], labels[t]))
         return self._combine(outputs, memory.log)
