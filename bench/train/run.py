@@ -24,6 +24,7 @@ import tempfile
 import time
 from multiprocessing import get_context
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import torch
@@ -127,14 +128,27 @@ def main(argv: list[str] | None = None) -> int:
             queue = context.Queue()
             child = context.Process(target=_child, args=(args, precision, root, queue))
             child.start()
-            rows.append(queue.get())
-            child.join()
+            rows.append(_result(child, queue, precision))
     _print(args, rows)
     return 0
 
 
+def _result(child, queue, precision: str) -> dict[str, Any]:
+    """The child's figures, or why there are none (a child killed by the kernel for memory)."""
+    while True:
+        try:
+            row = queue.get(timeout=2)
+        except Empty:
+            if not child.is_alive():
+                return {"precision": precision, "failed": f"exit status {child.exitcode}"}
+            continue
+        child.join()
+        return row
+
+
 def _print(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
-    size = "x".join(map(str, rows[0]["frame_size"]))
+    sizes = [r["frame_size"] for r in rows if "frame_size" in r]
+    size = "x".join(map(str, sizes[0])) if sizes else "?"
     print(
         f"{args.model} {args.variant}: one training step, {args.batch} clip(s) x {args.frames} "
         f"frames at {size} (model input), {args.device}, random weights"
@@ -144,6 +158,9 @@ def _print(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         f"{'step/fwd':>9} {'peak MiB':>9}"
     )
     for r in rows:
+        if "failed" in r:  # -9: killed, on a CPU machine most likely for memory
+            print(f"{r['precision']:>9} failed: {r['failed']}")
+            continue
         ratio = r["warm_s"] / r["forward_s"]
         print(
             f"{r['precision']:>9} {r['cold_s']:8.2f} {r['warm_s']:8.2f} {r['clips_per_s']:8.3f} "
