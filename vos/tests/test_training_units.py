@@ -96,6 +96,8 @@ def test_schedule_from_upstream_names_and_refusals() -> None:
     assert s.lr == 4e-4 and s.seq_training_freeze == () and s.lr_min == SCHEDULE.lr_min
     with pytest.raises(ConfigError):
         TrainSchedule.from_upstream({"TRAIN_WEIGHT_DECAY_EXCLUSIVE": {"x": 0.1}})
+    with pytest.raises(ConfigError, match="TRAIN_ENABLE_PREV_FRAME"):
+        TrainSchedule.from_upstream({"TRAIN_ENABLE_PREV_FRAME": True, "MODEL_USE_PREV_PROB": False})
     with pytest.raises(ConfigError):
         TrainSchedule(top_k_percent_pixels=1.0)
 

@@ -29,6 +29,15 @@ from rvos_core.errors import ConfigError
 # Upstream adds this to the aux-loss and hard-mining lengths (quirk kept for parity).
 LENGTH_EPS = 1e-5
 
+# Upstream options whose paths are not reproduced: refused when set (truthy).
+UNSUPPORTED = (
+    "TRAIN_WEIGHT_DECAY_EXCLUSIVE",
+    "TRAIN_ENABLE_PREV_FRAME",
+    "MODEL_USE_PREV_PROB",
+    "TRAIN_LSTT_DROPPATH_SCALING",
+    "TRAIN_LSTT_DROPPATH_LST",
+)
+
 
 @dataclass(frozen=True)
 class TrainSchedule:
@@ -83,9 +92,10 @@ class TrainSchedule:
     @classmethod
     def from_upstream(cls, cfg: Mapping[str, Any]) -> Self:
         """From an upstream config dump (``TRAIN_*`` names); missing names keep the defaults
-        (``configs/default.py``). An exclusive weight-decay table is not supported."""
-        if cfg.get("TRAIN_WEIGHT_DECAY_EXCLUSIVE"):
-            raise ConfigError("TRAIN_WEIGHT_DECAY_EXCLUSIVE is not supported")
+        (``configs/default.py``). Options of paths not reproduced (``UNSUPPORTED``) are refused."""
+        refused = [key for key in UNSUPPORTED if cfg.get(key)]
+        if refused:
+            raise ConfigError(f"not supported by rvos_vos.training: {', '.join(refused)}")
         names = {
             "total_steps": ("TRAIN_TOTAL_STEPS", int),
             "lr": ("TRAIN_LR", float),

@@ -11,7 +11,8 @@ feed-forward residuals of AOT, on both self-propagation residuals of DeAOT, draw
 
 Differences: the rates live on the modules (``rvos_vos.layers.RandomMask``, 0 by default) and are
 set here rather than in the constructors; ``TRAIN_LSTT_DROPPATH_SCALING`` and the long/short-term
-drop-path option (``TRAIN_LSTT_DROPPATH_LST``) are not supported (both False in every stock config).
+drop-path option (``TRAIN_LSTT_DROPPATH_LST``) are not supported (False in every stock config;
+``TrainSchedule.from_upstream`` refuses them).
 """
 
 from __future__ import annotations
