@@ -23,7 +23,8 @@ permuted back; channels above a sample's ``obj_num`` are set to -1e10.
 
 Differences: the network is the stateless ``PropagationNet`` (no engine object); no
 ``enable_prev_frame`` / ``use_prev_prob`` paths; the loss is formed by the caller's ``StepSettings``
-instead of engine state; no dropout / drop-path replay (the deterministic fixtures set them to 0).
+instead of engine state; dropout and drop-path are the network's own modules (rates set by
+``rvos_vos.training.stochastic``); ``forced_predictions`` can replace the fed-back masks.
 """
 
 from __future__ import annotations
