@@ -65,11 +65,17 @@ paths: ## print the paths every target uses (paths.env, then the environment, th
 # ---------------------------------------------------------------------------------------------
 # Environments and checks
 
+# Environments are built with compiled bytecode (uv's --compile-bytecode for the installed
+# packages, compileall for ours, which are editable): no command pays for compiling at start-up,
+# even where PYTHONDONTWRITEBYTECODE is set.
+COMPILE_SOURCES = $(1)/bin/python -m compileall -q $(foreach p,$(2),$(ROOT)/$(p)/src)
+
 $(VENV)/.stamp: $(ROOT)/env/requirements-main.txt $(ROOT)/env/requirements-tools.txt $(PACKAGE_FILES)
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r $(ROOT)/env/requirements-tools.txt
-	VIRTUAL_ENV=$(VENV) $(VENV)/bin/uv pip install --quiet -r $(ROOT)/env/requirements-main.txt \
-	    $(foreach p,$(PACKAGES),-e $(ROOT)/$(p))
+	VIRTUAL_ENV=$(VENV) $(VENV)/bin/uv pip install --quiet --compile-bytecode \
+	    -r $(ROOT)/env/requirements-main.txt $(foreach p,$(PACKAGES),-e $(ROOT)/$(p))
+	$(call COMPILE_SOURCES,$(VENV),$(PACKAGES))
 	touch $@
 
 env: $(VENV)/.stamp ## build the main environment .venv from env/ (pinned)
@@ -79,8 +85,9 @@ env: $(VENV)/.stamp ## build the main environment .venv from env/ (pinned)
 $(VENV_UNINEXT)/.stamp: $(ROOT)/env/requirements-uninext.txt $(ROOT)/core/pyproject.toml \
                         $(ROOT)/nn/pyproject.toml $(ROOT)/models/uninext/pyproject.toml | $(VENV)/.stamp
 	python3 -m venv $(VENV_UNINEXT)
-	VIRTUAL_ENV=$(VENV_UNINEXT) $(VENV)/bin/uv pip install --quiet \
+	VIRTUAL_ENV=$(VENV_UNINEXT) $(VENV)/bin/uv pip install --quiet --compile-bytecode \
 	    -r $(ROOT)/env/requirements-uninext.txt -e $(ROOT)/core -e $(ROOT)/nn -e $(ROOT)/models/uninext
+	$(call COMPILE_SOURCES,$(VENV_UNINEXT),core nn models/uninext)
 	touch $@
 
 env-uninext: $(VENV_UNINEXT)/.stamp ## build the UNINEXT environment .venv-uninext from env/ (pinned)
