@@ -155,3 +155,17 @@ def test_bf16_autocast_trains_on_the_cpu(world: tuple[Path, Path, Path]) -> None
     lines = metric_lines(out)
     assert len(lines) == 2 and all(0 < line["loss"] < float("inf") for line in lines)
     assert json.loads((out / "config.json").read_text())["precision"] == "bf16"
+
+
+def test_loader_workers_change_nothing(world: tuple[Path, Path, Path]) -> None:
+    """Clips drawn in two loader processes train the same weights as clips drawn in this one."""
+    root, data, pretrained = world
+    runs = {}
+    for workers in ("0", "2"):
+        out = root / f"workers-{workers}"
+        command = [*train_command("mutr", out, data, pretrained), "--stop-after", "2"]
+        command[command.index("--workers") + 1] = workers
+        done = run(command)
+        assert done.returncode == 0, done.stderr
+        runs[workers] = weights(out / "checkpoints" / "step-00000002" / "model.pth")
+    assert all(torch.equal(runs["0"][k], runs["2"][k]) for k in runs["0"])
