@@ -21,7 +21,7 @@ def test_shipped_configs_load(path: Path) -> None:
 def test_soc_joint_is_upstreams_recipe() -> None:
     """soc_test/scripts/train_joint.sh + configs/joint.yaml."""
     config = load_config(config_path("soc", "joint"))
-    assert config.data.sets == ("refytvos", "refcoco", "refcoco+", "refcocog")
+    assert config.data.sets == ("refcoco", "refcoco+", "refcocog", "refytvos")
     assert (config.data.num_frames, config.optim.epochs, config.optim.lr_drop) == (8, 30, (20,))
     assert (config.optim.lr, config.optim.lr_backbone, config.optim.lr_text_encoder) == (
         1e-4,
