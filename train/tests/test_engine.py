@@ -169,3 +169,24 @@ def test_loader_workers_change_nothing(world: tuple[Path, Path, Path]) -> None:
         assert done.returncode == 0, done.stderr
         runs[workers] = weights(out / "checkpoints" / "step-00000002" / "model.pth")
     assert all(torch.equal(runs["0"][k], runs["2"][k]) for k in runs["0"])
+
+
+def test_the_joint_recipe_reads_all_four_sets(tmp_path: Path) -> None:
+    """soc/joint as shipped (variant and init aside) takes a step on the generated layouts of
+    RefCOCO, RefCOCO+, RefCOCOg and Ref-YouTube-VOS."""
+    from trainlib import write_world
+
+    from rvos_core.synthetic import VideoSpec, write_training_data
+
+    _, pretrained = write_world(tmp_path / "tokenizer")
+    data = write_training_data(tmp_path / "data", [VideoSpec("j000", 2, 8, (64, 96))])
+    out = tmp_path / "joint"
+    command = [
+        sys.executable, "-m", "rvos_train", "soc", "--config", "joint", "--out", str(out),
+        "--data", str(data), "--pretrained", str(pretrained), "--workers", "0",
+        "--set", 'variant="tiny"', "--set", 'init.source="random"',
+        "--set", "optim.reference_gpus=1", "--stop-after", "1",
+    ]  # fmt: skip
+    done = run(command)
+    assert done.returncode == 0, done.stderr
+    assert (out / "checkpoints" / "step-00000001" / "model.pth").is_file()
