@@ -138,3 +138,17 @@ def test_cli_writes_a_nan_decay_as_null(tmp_path: Path) -> None:
     assert close(None, table["J-Decay"], 0.0) and close(float("nan"), table["F-Decay"], 0.0)
     assert close(1.0, table["J-Mean"], 0.0) and not close(None, table["J-Mean"], 1.0)
     assert not close(0.0, table["J-Decay"], 1.0)
+
+
+def test_cli_default_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --workers a small set runs in this process (rvos_eval.workers.pool_size)."""
+    root, results = semi_dataset(tmp_path)
+    tasks = [davis.SequenceTask("seq", root / "Annotations" / "480p" / "seq", results, "")]
+    assert davis.mask_pixels(tasks) == 2 * 4 * SHAPE[0] * SHAPE[1]
+    asked = []
+    monkeypatch.setattr(davis, "pool_size", lambda pixels: asked.append(pixels) or 1)
+    argv = [str(results), "--dataset", "davis", "--data", str(tmp_path), "--split", "val"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    assert asked == [davis.mask_pixels(tasks)]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["global"]["J&F-Mean"] == 1.0

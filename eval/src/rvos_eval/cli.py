@@ -13,19 +13,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rvos_core.cli import dataset_from_args, path_arg, run_main
 from rvos_core.command import Parser
-from rvos_core.data import Dataset
-from rvos_core.data.refdavis import RUNS
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.parallel import default_workers
 from rvos_core.paths import load_paths
-from rvos_core.runfolder import RUN_JSON, Run
-from rvos_eval import davis, mevis, refdavis
-from rvos_eval.report import mevis_csv, number, numbers, objects_csv, text_table, write_report
+from rvos_eval import davis
+from rvos_eval.report import number, numbers, objects_csv, text_table, write_report
 from rvos_eval.stats import MEASURES
+
+if TYPE_CHECKING:
+    from rvos_core.data import Dataset
+    from rvos_core.runfolder import Run
 
 DATASETS = ("mevis", "refdavis", "davis")
 
@@ -48,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--task", choices=davis.TASKS, default="semi-supervised", help="DAVIS task (davis only)"
     )
     parser.add_argument("--out", type=path_arg, required=True, help="folder for the CSV and JSON")
-    parser.add_argument("--workers", type=int, default=default_workers(), help="processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="processes (default: a pool only where it saves more time than its start-up costs, "
+        "rvos_eval.workers; one process for a DAVIS-2017-sized set)",
+    )
     return parser
 
 
@@ -65,6 +70,8 @@ def _completed_run(path: Path, dataset: Dataset) -> Run | None:
     A folder that looks like a run folder (Annotations/, .pending.json) but has no run.json is
     refused as incomplete.
     """
+    from rvos_core.runfolder import RUN_JSON, Run  # h5py: only for run folders
+
     markers = (RUN_JSON, ".pending.json", "Annotations")
     if any((path / name).exists() for name in markers):
         run = Run(path)
@@ -76,6 +83,9 @@ def _completed_run(path: Path, dataset: Dataset) -> Run | None:
 
 
 def _mevis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
+    from rvos_eval import mevis
+    from rvos_eval.report import mevis_csv
+
     dataset = dataset_from_args(args)
     run = _completed_run(args.run, dataset)
     predictions = args.run / "Annotations" if run is not None else args.run
@@ -100,6 +110,9 @@ def _mevis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
 
 def _refdavis_layout(path: Path, dataset: Dataset) -> tuple[str, bool]:
     """("referformer", False) for ReferFormer's anno_<a> folders, else ("run", has_probs)."""
+    from rvos_core.data.refdavis import RUNS
+    from rvos_core.runfolder import RUN_JSON
+
     if not (path / RUN_JSON).is_file() and (path / RUNS[0]).is_dir():
         for name in RUNS:
             if not (path / name).is_dir():
@@ -112,6 +125,9 @@ def _refdavis_layout(path: Path, dataset: Dataset) -> tuple[str, bool]:
 
 
 def _refdavis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
+    from rvos_core.data.refdavis import RUNS
+    from rvos_eval import refdavis
+
     dataset = dataset_from_args(args)
     layout, use_probs = _refdavis_layout(args.run, dataset)
     result = refdavis.evaluate(dataset, args.run, layout, use_probs, args.workers)
@@ -157,7 +173,7 @@ def _davis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
 
 def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     evaluate = {"mevis": _mevis, "refdavis": _refdavis, "davis": _davis}[args.dataset]
     csv_name, csv_data, summary, text = evaluate(args)

@@ -25,6 +25,7 @@ from rvos_core.parallel import map_videos
 from rvos_eval.metrics import frame_counts
 from rvos_eval.readers import decode_rles, read_gray_mask
 from rvos_eval.stats import mean
+from rvos_eval.workers import pool_size
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,15 +170,26 @@ def evaluate_video(task: VideoTask) -> list[ExpressionScore]:
     return scores
 
 
+def mask_pixels(tasks: Sequence[VideoTask]) -> int:
+    """Mask pixels an evaluation of ``tasks`` reads: 2 per expression and frame, frames of the
+    first video's size (0 when that video's ground truth has no mask)."""
+    size = _frame_size(tasks[0]) if tasks else None
+    frames = sum(len(t.frames) * len(t.expressions) for t in tasks)
+    return 0 if size is None else 2 * frames * size[0] * size[1]
+
+
 def evaluate(
-    videos: Iterable[Video], mask_dict: Path, predictions: Path, workers: int = 1
+    videos: Iterable[Video], mask_dict: Path, predictions: Path, workers: int | None = 1
 ) -> MevisResult:
-    """Evaluate ``predictions`` (a folder of <video>/<exp_id>/<frame>.png) on ``videos``."""
+    """Evaluate ``predictions`` (a folder of <video>/<exp_id>/<frame>.png) on ``videos`` in
+    ``workers`` processes (None: rvos_eval.workers.pool_size of the set)."""
     tasks = build_tasks(videos, mask_dict, predictions)
     if tasks and not any((predictions / t.video).is_dir() for t in tasks):
         raise InputError(
             predictions,
             "holds a folder for no video of the split (expected <video>/<exp_id>/<frame>.png)",
         )
+    if workers is None:
+        workers = pool_size(mask_pixels(tasks))
     per_video = map_videos(evaluate_video, tasks, workers, desc="mevis")
     return MevisResult(tuple(score for scores in per_video for score in scores))

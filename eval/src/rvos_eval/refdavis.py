@@ -27,9 +27,10 @@ import numpy as np
 from rvos_core.data import Dataset, Video
 from rvos_core.data.refdavis import RUNS, annotation_dir, annotator_runs
 from rvos_core.parallel import map_videos
-from rvos_core.runfolder import Run
 from rvos_eval.davis import ObjectScore, evaluate_unsupervised, read_ground_truth, read_labels
+from rvos_eval.readers import png_pixels
 from rvos_eval.stats import global_table, mean
+from rvos_eval.workers import pool_size
 
 LAYOUTS = ("run", "referformer")
 
@@ -74,6 +75,8 @@ def _run_labels(task: VideoTask, a: int, shape: tuple[int, int]) -> np.ndarray:
     if task.layout == "referformer":
         folder = task.predictions / RUNS[a] / video.id
         return read_labels(folder, video.frames, shape, "prediction PNG")
+    from rvos_core.runfolder import Run  # h5py: imported only where a run folder is read
+
     run = Run(task.predictions)
     exp_ids = task.runs[a]
     out = np.empty((len(video.frames), *shape), np.uint8)
@@ -134,11 +137,26 @@ def tasks_for(
     ]
 
 
+def mask_pixels(tasks: Sequence[VideoTask]) -> int:
+    """Mask pixels an evaluation of ``tasks`` reads: per frame the truth and one prediction per
+    annotator run, frames of the size of the first video's first annotation PNG."""
+    frames = sum(len(t.video.frames) for t in tasks) * (1 + len(RUNS))
+    first = tasks[0].annotations / f"{tasks[0].video.frames[0]}.png" if tasks else None
+    return 0 if first is None else frames * png_pixels(first)
+
+
 def evaluate(
-    dataset: Dataset, predictions: Path, layout: str, use_probs: bool = False, workers: int = 1
+    dataset: Dataset,
+    predictions: Path,
+    layout: str,
+    use_probs: bool = False,
+    workers: int | None = 1,
 ) -> RefDavisResult:
-    """Evaluate a run folder (layout "run") or ReferFormer's output folder ("referformer")."""
+    """Evaluate a run folder (layout "run") or ReferFormer's output folder ("referformer") in
+    ``workers`` processes (None: rvos_eval.workers.pool_size of the set)."""
     tasks = tasks_for(dataset, predictions, layout, use_probs)
+    if workers is None:
+        workers = pool_size(mask_pixels(tasks))
     per_video = map_videos(evaluate_video, tasks, workers, desc="ref-davis")
     rows = [r for run in RUNS for rows in per_video for r in rows if r.run == run]
     return RefDavisResult(tuple(rows))

@@ -11,12 +11,14 @@ import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rvos_core.atomic import write_bytes, write_json
-from rvos_eval.davis import ObjectScore
-from rvos_eval.mevis import MevisResult
 from rvos_eval.stats import MEASURES
+
+if TYPE_CHECKING:
+    from rvos_eval.davis import ObjectScore
+    from rvos_eval.mevis import MevisResult
 
 FORMAT = "rvos-eval/1"
 SUMMARY = "summary.json"
