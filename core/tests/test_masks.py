@@ -11,11 +11,14 @@ from PIL import Image
 
 from rvos_core.errors import InputError
 from rvos_core.masks import (
+    QuantizationSteps,
     decode_mask_png,
     encode_mask_png,
+    quantize_frame,
     quantize_probs,
     read_mask_png,
     sigmoid_f32,
+    stored_probs,
 )
 
 
@@ -99,3 +102,47 @@ def test_quantize_keeps_the_threshold_and_the_support() -> None:
 def test_quantize_refuses_invalid_probabilities(bad: float) -> None:
     with pytest.raises(ValueError):
         quantize_probs(np.array([0.2, bad], np.float32))
+
+
+def _float32_neighbours(value: float, count: int) -> np.ndarray:
+    """The ``count`` float32 values below ``value``, ``value`` and the ``count`` above, in order."""
+    key = int(np.float32(value).view(np.int32))
+    keys = np.arange(-count, count + 1, dtype=np.int64) * (-1 if key < 0 else 1) + key
+    return np.sort(keys.astype(np.int32).view(np.float32))
+
+
+@pytest.mark.parametrize("logits", [True, False])
+def test_quantization_steps_are_where_q_steps(logits: bool) -> None:
+    """Each step is the first float32 at its level, and q is a clean step around it (2^16 float32
+    values each side: where a rounding glitch of the reference would show)."""
+    steps = QuantizationSteps.of(logits)
+    for name, level in (("support", 1), ("band", 2), ("half", 128), ("top", 255)):
+        x = _float32_neighbours(getattr(steps, name), 1 << 16)
+        if not logits:
+            x = x[(x >= 0) & (x <= 1)]
+        q = stored_probs(x, logits)
+        at = np.searchsorted(x, np.float32(getattr(steps, name)))
+        assert np.all(q[:at] < level) and np.all(q[at:] >= level), name
+        assert np.all(np.diff(q.astype(np.int16)) >= 0), name
+
+
+@pytest.mark.parametrize("logits", [True, False])
+def test_quantize_frame_is_the_reference(logits: bool) -> None:
+    steps = QuantizationSteps.of(logits)
+    rng = np.random.default_rng(3)
+    if logits:
+        spread = rng.normal(0.0, 12.0, 60_000)
+        ends = [-3e38, -1e4, -88.8, -16.0, 0.0, -0.0, 1e-7, 6.0, 1e4, 3e38]
+    else:
+        spread = np.concatenate([rng.random(40_000), rng.random(20_000) * 1e-5])
+        ends = [0.0, 1e-45, 1e-7, 0.5, 0.9980392, 1.0]
+    near = [_float32_neighbours(getattr(steps, n), 500) for n in ("support", "band", "half", "top")]
+    values = np.concatenate([spread, ends, *near]).astype(np.float32)
+    if not logits:
+        values = values[(values >= 0) & (values <= 1)]
+    frame = values[: values.size // 8 * 8].reshape(8, -1)
+    with np.errstate(over="ignore"):  # the reference's exp of -(-3e38) in float64: inf, p = 0
+        expected = stored_probs(frame, logits)
+    assert np.array_equal(quantize_frame(frame, steps), expected)
+    assert np.array_equal(quantize_frame(frame[:, ::2], steps), expected[:, ::2])
+    assert np.array_equal(frame >= np.float32(steps.half), expected >= 128)

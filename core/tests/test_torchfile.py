@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from rvos_core.errors import InputError
-from rvos_core.torchfile import BFloat16, as_float32, read_torch_file
+from rvos_core.torchfile import BFloat16, as_float32, read_torch_file, release_pages
 
 
 class FakeStorage:
@@ -164,3 +164,23 @@ def test_truncated_and_missing_files(tmp_path: Path, fake_torch: None) -> None:
         read_torch_file(tmp_path / "cut.pth")
     with pytest.raises(InputError, match="file is missing"):
         read_torch_file(tmp_path / "nowhere.pth")
+
+
+def test_released_pages_read_again(tmp_path: Path, fake_torch: None) -> None:
+    """release_pages drops a tensor's pages from the process, and a later read sees the same
+    values; arrays that are not tensors of a file (or are empty) are left alone."""
+    values = np.arange(3 * 4096, dtype=np.float32)
+    storage = FakeStorage("0", "FloatStorage", values.size)
+    write_torch_like(
+        tmp_path / "r.pth", {"t": FakeTensor(storage, 5, (3, 4000), (4096, 1))}, {"0": values}
+    )
+    tensor = read_torch_file(tmp_path / "r.pth")["t"]
+    expected = np.array(tensor)
+    release_pages(tensor)
+    release_pages(tensor[1])
+    assert np.array_equal(tensor, expected)
+    own = np.ones(5000, np.float32)
+    release_pages(own)
+    release_pages(np.zeros(0, np.float32))
+    release_pages("not a tensor")
+    assert own.sum() == 5000

@@ -11,7 +11,7 @@ from fusion_testlib import bits
 
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.errors import InputError
-from rvos_core.masks import encode_mask_png
+from rvos_core.masks import encode_mask_png, stored_probs
 from rvos_core.runfolder import Run
 from rvos_core.synthetic import VideoSpec, write_refytvos
 from rvos_fusion.cli import main
@@ -55,6 +55,31 @@ def test_probabilities(tmp_path: Path, tiny: Dataset) -> None:
     run = Run(tmp_path / "run")
     assert np.array_equal(run.masks(tiny.video("v"), "1"), bits("0101", "0101"))
     assert run.probs(tiny.video("v"), "1").tolist() == [[[127, 130, 0, 255]], [[51, 230, 125, 153]]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("domain", ["logit", "probability"])
+def test_stored_probabilities_are_the_reference(
+    tmp_path: Path, tiny: Dataset, dtype: torch.dtype, domain: str
+) -> None:
+    """Probabilities are stored_probs of the tensor's values (any float dtype), the masks are
+    q >= 128, and the same without stored probabilities (--no-probs)."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.0, 6.0, (2, 1, 4)).astype(np.float32)
+    if domain == "probability":
+        values = np.array([[[0.0, 1e-7, 0.5, 0.50000006]], [[0.9980392, 1.0, 0.3, 0.7]]])
+    data = upstream_dict(values.astype(np.float32))
+    for entry in data["v"].values():
+        entry["mask_logits"] = entry["mask_logits"].to(dtype)
+    exact = data["v"]["0"]["mask_logits"].float().numpy()
+    pth = save(tmp_path / "m.pth", data)
+    assert import_pth([pth], domain, tiny, tmp_path / "run")
+    assert import_pth([pth], domain, tiny, tmp_path / "masks_only", save_probs=False)
+    video = tiny.video("v")
+    probs = Run(tmp_path / "run").probs(video, "0")
+    assert np.array_equal(probs, stored_probs(exact, domain == "logit"))
+    assert np.array_equal(Run(tmp_path / "run").masks(video, "0"), probs >= 128)
+    assert np.array_equal(Run(tmp_path / "masks_only").masks(video, "0"), probs >= 128)
 
 
 def test_chunks_may_come_in_any_number(tmp_path: Path, tiny: Dataset) -> None:

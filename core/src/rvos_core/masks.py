@@ -9,8 +9,10 @@ same reason.
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -124,3 +126,83 @@ def quantize_probs(probs: np.ndarray) -> np.ndarray:
     q = np.where(above, np.maximum(q, 128), np.minimum(q, 127)).astype(np.uint8)
     support = sigmoid_f32(p) > 0.5
     return np.where(support, np.maximum(q, 1), 0).astype(np.uint8)
+
+
+def stored_probs(values: np.ndarray, logits: bool) -> np.ndarray:
+    """The stored probabilities uint8 [..] of float32 values [..]: ``quantize_probs`` of the values
+    (``logits=False``) or of their ``sigmoid_f32`` (``logits=True``). The reference definition."""
+    values = np.asarray(values, dtype=np.float32)
+    return quantize_probs(sigmoid_f32(values) if logits else values)
+
+
+@dataclass(frozen=True)
+class QuantizationSteps:
+    """Where ``stored_probs`` (q) steps, as float32 inputs of one domain.
+
+    q is a non-decreasing step function of the input (a composition of non-decreasing roundings:
+    ``sigmoid_f32`` is the correctly rounded sigmoid, then x 255, rounding and the two one-step
+    moves of ``quantize_probs``). So q = 0 below ``support``, 1 from ``support`` up to ``band``,
+    255 from ``top`` on, and q >= 128 exactly from ``half`` on; only inputs in [band, top) (an
+    object's boundary: typically ~1 % of a frame) need the reference formula.
+    """
+
+    logits: bool
+    support: float  # smallest input with q >= 1
+    band: float  # smallest input with q >= 2
+    half: float  # smallest input with q >= 128 (the mask: p > 0.5)
+    top: float  # smallest input with q == 255
+
+    @classmethod
+    def of(cls, logits: bool) -> QuantizationSteps:
+        """The steps of the logit (``logits=True``) or the probability domain."""
+        return _steps(logits)
+
+
+_SIGN = 1 << 31
+
+
+def _order_key(value: float) -> int:
+    """An integer that orders float32 values as numbers (-0.0 and 0.0 share 0)."""
+    bits = int(np.float32(value).view(np.uint32))
+    return -(bits & (_SIGN - 1)) if bits & _SIGN else bits
+
+
+def _from_key(key: int) -> np.float32:
+    bits = key if key >= 0 else (-key) | _SIGN
+    return np.array([bits], np.uint32).view(np.float32)[0]
+
+
+def _first_at_least(level: int, low: float, high: float, logits: bool) -> float:
+    """Smallest float32 x in [low, high] with stored_probs(x) >= level (q(high) >= level)."""
+    lo, hi = _order_key(low), _order_key(high)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if stored_probs(np.array([_from_key(mid)]), logits)[0] >= level:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(_from_key(lo))
+
+
+@functools.cache
+def _steps(logits: bool) -> QuantizationSteps:
+    # q is 0 at the low end and 255 at the high end of either range (no overflow in sigmoid_f32)
+    low, high = (-100.0, 100.0) if logits else (0.0, 1.0)
+    support, band, half, top = (
+        _first_at_least(level, low, high, logits) for level in (1, 2, 128, 255)
+    )
+    return QuantizationSteps(logits, support, band, half, top)
+
+
+def quantize_frame(values: np.ndarray, steps: QuantizationSteps) -> np.ndarray:
+    """``stored_probs`` uint8 [H, W] of finite float32 values [H, W] of the steps' domain, exactly,
+    in a few flat passes: two comparisons give q in {0, 1, 255} and the band's positions, the
+    reference formula gives q in the band."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    top = np.greater_equal(values, np.float32(steps.top))
+    q = np.greater_equal(values, np.float32(steps.support)).view(np.uint8)
+    q += top.view(np.uint8) * np.uint8(254)
+    inside = np.flatnonzero(np.greater_equal(values, np.float32(steps.band)) > top)
+    flat = q.reshape(-1)
+    flat[inside] = stored_probs(values.reshape(-1)[inside], steps.logits)
+    return q

@@ -205,3 +205,29 @@ def read_torch_file(path: Path) -> Any:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError) as exc:
         raise InputError(path, f"corrupt pickle in the torch file ({exc})") from None
+
+
+def _file_map(array: np.ndarray) -> mmap.mmap | None:
+    """The memory map of a torch file under ``array`` (through its chain of bases), or None."""
+    base: Any = array
+    while isinstance(base, np.ndarray) or hasattr(base, "__array_interface__"):
+        base = base.base
+    owner = base.obj if isinstance(base, memoryview) else None
+    return owner if isinstance(owner, mmap.mmap) else None
+
+
+def release_pages(value: Any) -> None:
+    """Drop the file pages a tensor of ``read_torch_file`` has read from this process's memory.
+
+    They stay in the page cache, and a later read maps them again: reading a large file tensor by
+    tensor and releasing each keeps the resident memory at what is in use. Anything that is not
+    a tensor of a torch file is left alone.
+    """
+    array = value.bits if isinstance(value, BFloat16) else value
+    mapped = _file_map(array) if isinstance(array, np.ndarray) and array.size else None
+    if mapped is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    start_address = np.frombuffer(mapped, np.uint8).ctypes.data
+    low, high = np.lib.array_utils.byte_bounds(array)
+    start = (low - start_address) // mmap.PAGESIZE * mmap.PAGESIZE
+    mapped.madvise(mmap.MADV_DONTNEED, start, min(high - start_address, len(mapped)) - start)

@@ -4,7 +4,10 @@
   'class_info': [T floats]}}}``, whole or split in any number of chunk files (upstream's
   ``spilt_pth.py`` writes 5), read without torch and streamed (``rvos_core.torchfile``: tensors are
   memory-mapped views, nothing in the file is executed). The user declares what
-  ``mask_logits`` holds: logits (SOC, MUTR, ReferFormer) or probabilities (UNINEXT).
+  ``mask_logits`` holds: logits (SOC, MUTR, ReferFormer) or probabilities (UNINEXT). Each frame
+  is read once, checked (min, max) and quantised exactly by ``rvos_core.masks.quantize_frame``
+  (its masks are q >= 128); an expression's file pages are released once it is written, so
+  memory holds one expression's tensor at most (bench/README.md, "import").
 * ``import-png``: an upstream PNG tree ``<video>/<exp_id>/<frame>.png`` (e.g. an
   ``Annotations_AOT_class_index`` folder), optionally with its ``key_frame.json``.
 
@@ -25,7 +28,7 @@ import numpy as np
 from rvos_core.data import Dataset, Video
 from rvos_core.data.base import load_json
 from rvos_core.errors import InputError
-from rvos_core.masks import quantize_probs, read_mask_png, sigmoid_f32
+from rvos_core.masks import QuantizationSteps, quantize_frame, read_mask_png
 from rvos_core.runfolder import (
     RunRecord,
     VideoWriter,
@@ -34,7 +37,7 @@ from rvos_core.runfolder import (
     folder_input,
 )
 from rvos_core.runner import Stage, Target, run_stage
-from rvos_core.torchfile import BFloat16, as_float32, read_torch_file
+from rvos_core.torchfile import BFloat16, as_float32, read_torch_file, release_pages
 
 Domain = Literal["logit", "probability"]
 
@@ -81,11 +84,11 @@ def _few(items: list[str]) -> str:
     return ", ".join(items[:5]) + (" ..." if len(items) > 5 else "")
 
 
-def _expression_arrays(
-    path: Path, video: Video, exp_id: str, entry: Any, domain: Domain
-) -> tuple[np.ndarray, list[float]]:
-    """(probabilities float32 [T, H, W], scores [T]) of one expression, checked."""
-    where = f"video {video.id}, expression {exp_id}"
+def _checked_entry(
+    path: Path, where: str, video: Video, entry: Any
+) -> tuple[np.ndarray | BFloat16, list[float]]:
+    """(the 'mask_logits' tensor [T, H, W], the scores [T]) of one expression (``where``),
+    shapes checked."""
     if not isinstance(entry, Mapping) or "mask_logits" not in entry or "class_info" not in entry:
         raise InputError(path, f"{where}: expected keys 'mask_logits' and 'class_info'")
     values, scores = entry["mask_logits"], entry["class_info"]
@@ -96,14 +99,21 @@ def _expression_arrays(
         raise InputError(path, f"{where}: 'class_info' must list {frames} scores")
     if not all(isinstance(s, int | float) and np.isfinite(s) for s in scores):
         raise InputError(path, f"{where}: 'class_info' holds a non-finite or non-numeric score")
-    array = as_float32(values)
-    if not np.all(np.isfinite(array)):
+    return values, [float(s) for s in scores]
+
+
+def _frame(
+    path: Path, where: str, values: np.ndarray | BFloat16, t: int, domain: Domain
+) -> np.ndarray:
+    """float32 [H, W] frame ``t`` of a [T, H, W] tensor, checked: finite, and in [0, 1] for
+    probabilities (min and max: one read each)."""
+    frame = as_float32(BFloat16(values.bits[t]) if isinstance(values, BFloat16) else values[t])
+    low, high = frame.min(), frame.max()  # NaN propagates into both
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise InputError(path, f"{where}: 'mask_logits' holds NaN or infinite values")
-    if domain == "probability":
-        if array.min() < 0.0 or array.max() > 1.0:
-            raise InputError(path, f"{where}: probabilities outside [0, 1] (is it logits?)")
-        return array, [float(s) for s in scores]
-    return sigmoid_f32(array), [float(s) for s in scores]
+    if domain == "probability" and (low < 0.0 or high > 1.0):
+        raise InputError(path, f"{where}: probabilities outside [0, 1] (is it logits?)")
+    return frame
 
 
 def check_structure(where: Mapping[str, tuple[Path, dict[str, Any]]], dataset: Dataset) -> None:
@@ -157,14 +167,31 @@ class PthImport(Stage):
         check_structure(self.chunks, dataset)
 
     def write_video(self, out: VideoWriter) -> None:
-        video = out.video
-        path, entry = self.chunks[video.id]
-        for exp_id in video.exp_ids:
-            probs, scores = _expression_arrays(path, video, exp_id, entry[exp_id], self.domain)
-            out.write_masks(exp_id, probs > 0.5)
-            out.write_scores(exp_id, scores)
-            if self.save_probs:
-                out.write_probs(exp_id, quantize_probs(probs))
+        """Every expression of the video, frame by frame; each expression's pages of the file are
+        released once it is written (memory: one expression's tensor at most)."""
+        path, entry = self.chunks[out.video.id]
+        for exp_id in out.video.exp_ids:
+            try:
+                self._write_expression(out, path, exp_id, entry[exp_id])
+            finally:
+                release_pages(entry[exp_id]["mask_logits"])
+
+    def _write_expression(self, out: VideoWriter, path: Path, exp_id: str, entry: Any) -> None:
+        """Masks (q >= 128), scores and stored probabilities uint8 [T, H, W] of one expression."""
+        where = f"video {out.video.id}, expression {exp_id}"
+        values, scores = _checked_entry(path, where, out.video, entry)
+        steps = QuantizationSteps.of(self.domain == "logit")
+        probs = np.empty(values.shape, np.uint8) if self.save_probs else None
+        for t in range(values.shape[0]):
+            frame = _frame(path, where, values, t, self.domain)
+            if probs is None:
+                out.write_mask(exp_id, t, frame >= np.float32(steps.half))
+                continue
+            probs[t] = quantize_frame(frame, steps)
+            out.write_mask(exp_id, t, probs[t] >= 128)
+        out.write_scores(exp_id, scores)
+        if probs is not None:
+            out.write_probs(exp_id, probs)
 
 
 def import_pth(
