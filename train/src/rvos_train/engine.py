@@ -198,8 +198,8 @@ def _recorded_settings(
         "precision": precision,
         "init_checkpoint": None
         if init is None
-        else {"path": str(init), "sha256": file_sha256(init)},
-        "data": str(settings.data),
+        else {"path": str(init.resolve()), "sha256": file_sha256(init)},
+        "data": str(settings.data.resolve()),
         "checkpoint_container": entry.training.checkpoint_container,
     }
 
@@ -228,11 +228,8 @@ def _run(job: Job) -> dict[str, Any]:
     start = _broadcast_start(job, resume)
     if job.rundir.done_file.is_file() and start >= job.total_steps:
         return {"steps": job.total_steps, "already_finished": True}
-    end = (
-        job.total_steps
-        if job.settings.stop_after is None
-        else min(job.total_steps, job.settings.stop_after)
-    )
+    stop = job.settings.stop_after
+    end = job.total_steps if stop is None else max(start, min(job.total_steps, stop))
     log = MetricsLog(job.rundir.root, job.rundir.metrics_file, start) if job.world.main else None
     try:
         _loop(job, start, end, log)
