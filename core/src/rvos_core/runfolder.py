@@ -29,9 +29,9 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 
 from rvos_core import __version__
@@ -48,6 +48,9 @@ from rvos_core.data.base import Dataset, Video, load_json
 from rvos_core.errors import ConfigError, InputError
 from rvos_core.masks import encode_mask_png, read_mask_png
 from rvos_core.names import check_name
+
+if TYPE_CHECKING:
+    import h5py
 
 FORMAT = "rvos-run/1"
 RUN_JSON = "run.json"
@@ -446,9 +449,17 @@ class RunWriter:
         }
 
 
+def _h5py() -> ModuleType:
+    """h5py, imported on first use: only runs that store or read probabilities pay for it (a
+    tenth of a torch-free command's start-up)."""
+    import h5py
+
+    return h5py
+
+
 def open_probs_file(path: Path) -> h5py.File:
     """A new probs/<video>.h5 (datasets in insertion order)."""
-    return h5py.File(path, "w", libver="v110", track_order=True)
+    return _h5py().File(path, "w", libver="v110", track_order=True)
 
 
 def write_probs_dataset(h5: h5py.File, exp_id: str, probs: np.ndarray) -> None:
@@ -754,7 +765,7 @@ class ProbsReader:
     def __init__(self, path: Path, video: Video) -> None:
         self.path, self.video = path, video
         try:
-            self._file = h5py.File(path, "r")
+            self._file = _h5py().File(path, "r")
         except FileNotFoundError:
             raise InputError(path, "probabilities file is missing") from None
         except OSError as exc:
@@ -771,7 +782,7 @@ class ProbsReader:
         data = self._file.get(exp_id)
         frames = len(self.video.frames)
         if (
-            not isinstance(data, h5py.Dataset)
+            not isinstance(data, _h5py().Dataset)
             or data.dtype != np.uint8
             or data.ndim != 3
             or data.shape[0] != frames
