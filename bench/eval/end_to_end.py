@@ -2,12 +2,13 @@
 
 Writes a DAVIS-2017-style semi-supervised set (``--sequences`` x ``--frames`` indexed PNGs, 1-3
 objects per sequence, the masks of ``run.py``'s ``large`` model, predictions with ids 1..N) at
-480x854 and 720x1280 (both in ``Annotations/480p``, where both tools look), then runs each command
-as a child process and reads its CPU time (user + system, ``resource.getrusage`` of the children;
-the pool's workers included):
+480x854 and 720x1280 (``--sizes``; both in ``Annotations/480p``, where both tools look), then
+runs each command as a child process and reads its CPU time (user + system, ``resource.getrusage``
+of the children, the pool's workers included) and its wall time:
 
-* **official**: ``evaluation_method.py --task semi-supervised`` of davis2017-evaluation (``--official``,
-  a local copy outside this repository) under ``--official-python`` (a venv with its requirements);
+* **official** (with ``--official``): ``evaluation_method.py --task semi-supervised`` of
+  davis2017-evaluation (a local copy outside this repository, commit ac7c43f) under
+  ``--official-python`` (a venv with its requirements);
 * **ours**: ``python -m rvos_eval PRED --dataset davis`` at the default ``--workers`` and at each of
   ``--workers-list``;
 * **floor**: decoding every PNG the evaluation reads (ground truth and predictions) once, nothing
@@ -21,6 +22,7 @@ once more in-process (``DAVISEvaluation``, full precision) and compared with our
 
     python bench/eval/end_to_end.py --official /tmp/davis2017-evaluation \
         --official-python /tmp/davis-venv/bin/python [--sequences 6] [--frames 30] [--repeat 3]
+    python bench/eval/end_to_end.py --sequences 30      # ours only: the worker break-even
 """
 
 from __future__ import annotations

@@ -80,6 +80,6 @@ def test_pool_only_where_it_saves_more_than_it_costs() -> None:
     assert workers.pool_size(0, cpus=8) == 1
     davis_2017_sized = 2 * 6 * 30 * 720 * 1280  # mask pixels of 6 sequences x 30 frames at 720p
     assert workers.pool_size(davis_2017_sized, cpus=8) == 1
-    assert workers.pool_size(int(4 * per_worker) - 1, cpus=2) == 1  # 2 workers: work >= 4 starts
-    assert workers.pool_size(int(4 * per_worker) + 1, cpus=2) == 2
+    assert workers.pool_size(int(6 * per_worker) - 1, cpus=2) == 1  # 2 workers: work >= 6 starts
+    assert workers.pool_size(int(6 * per_worker) + 1, cpus=2) == 2
     assert workers.pool_size(10**15, cpus=3) == 3

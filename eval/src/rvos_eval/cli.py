@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
+
 from rvos_core.cli import dataset_from_args, path_arg, run_main
 from rvos_core.command import Parser
 from rvos_core.errors import ConfigError, InputError
@@ -70,7 +72,7 @@ def _completed_run(path: Path, dataset: Dataset) -> Run | None:
     A folder that looks like a run folder (Annotations/, .pending.json) but has no run.json is
     refused as incomplete.
     """
-    from rvos_core.runfolder import RUN_JSON, Run  # h5py: only for run folders
+    from rvos_core.runfolder import RUN_JSON, Run  # imported for run folders only
 
     markers = (RUN_JSON, ".pending.json", "Annotations")
     if any((path / name).exists() for name in markers):
@@ -176,6 +178,9 @@ def _body(argv: Sequence[str] | None) -> int:
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     evaluate = {"mevis": _mevis, "refdavis": _refdavis, "davis": _davis}[args.dataset]
+    # J and F are many small OpenCV calls: its thread pool costs more CPU than it saves (workers
+    # of a pool run single-threaded too, rvos_core.parallel)
+    cv2.setNumThreads(1)
     csv_name, csv_data, summary, text = evaluate(args)
     write_report(args.out, csv_name, csv_data, summary)
     print(text)

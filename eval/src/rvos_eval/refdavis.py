@@ -75,7 +75,7 @@ def _run_labels(task: VideoTask, a: int, shape: tuple[int, int]) -> np.ndarray:
     if task.layout == "referformer":
         folder = task.predictions / RUNS[a] / video.id
         return read_labels(folder, video.frames, shape, "prediction PNG")
-    from rvos_core.runfolder import Run  # h5py: imported only where a run folder is read
+    from rvos_core.runfolder import Run  # imported where a run folder is read only
 
     run = Run(task.predictions)
     exp_ids = task.runs[a]

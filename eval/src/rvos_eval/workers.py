@@ -1,13 +1,15 @@
 """The default number of worker processes: a pool only where it saves more time than it costs.
 
 A worker costs its start-up in CPU time (a spawned interpreter importing numpy, OpenCV and this
-package: ``WORKER_START_S``), and w workers save at most ``work * (1 - 1 / w)`` seconds of wall
-time on ``work`` CPU seconds of evaluation. The default takes the most workers (up to one per CPU,
-at most 8) whose start-up costs no more CPU than they save in wall time, with the work estimated
-from the mask pixels to read (``SECONDS_PER_PIXEL``, the cost of the cheapest case, DAVIS
-semi-supervised, so the estimate errs towards fewer workers). Both constants were measured by
-``bench/eval/end_to_end.py`` (bench/README.md): on a DAVIS-2017-sized set (6 sequences x 30 frames)
-this is one process at 480p and at 720p.
+package: ``WORKER_START_S``, measured as the extra CPU of a pool per worker). On ``work`` CPU
+seconds of evaluation, w workers on free CPUs take about ``start + work / w`` of wall time instead
+of ``work``: they save ``work * (1 - 1 / w) - start`` seconds and cost ``w * start`` CPU seconds.
+The default takes the most workers (up to one per CPU, at most 8) that save at least what they
+cost, with the work estimated from the mask pixels to read (``SECONDS_PER_PIXEL``, the cheapest
+case measured: DAVIS semi-supervised at 720p, so the estimate errs towards fewer workers). Both
+constants were measured by ``bench/eval/end_to_end.py`` (bench/README.md). Two workers need
+``work >= 6 * start``, about 1.7 G mask pixels: ~2100 annotated frames at 480p, ~930 at 720p; a set
+of 6 sequences x 30 frames runs in one process.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from rvos_core.parallel import default_workers
 
 WORKER_START_S = 0.2
-SECONDS_PER_PIXEL = 1.0e-9
+SECONDS_PER_PIXEL = 0.7e-9
 
 
 def pool_size(pixels: int, cpus: int | None = None) -> int:
@@ -25,5 +27,5 @@ def pool_size(pixels: int, cpus: int | None = None) -> int:
     """
     work = pixels * SECONDS_PER_PIXEL
     limit = default_workers() if cpus is None else cpus
-    useful = [w for w in range(2, limit + 1) if work * (1 - 1 / w) >= w * WORKER_START_S]
+    useful = [w for w in range(2, limit + 1) if work * (1 - 1 / w) >= (w + 1) * WORKER_START_S]
     return max(useful, default=1)
