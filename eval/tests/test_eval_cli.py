@@ -22,6 +22,7 @@ from rvos_core.data import Dataset
 from rvos_core.errors import InputError
 from rvos_core.parallel import map_videos
 from rvos_core.runfolder import RUN_JSON
+from rvos_eval import mevis
 from rvos_eval.cli import main
 from rvos_eval.readers import read_gray_mask
 
@@ -84,6 +85,14 @@ def test_good_run_by_hand(tmp_path: Path, dataset: Dataset, capsys: pytest.Captu
     ]
     printed = capsys.readouterr().out
     assert "MeViS valid_u: 3 expressions" in printed and f"{expected:.4f}" in printed
+
+
+def test_mask_pixels_for_the_default_workers(tmp_path: Path, dataset: Dataset) -> None:
+    """5 (expression, frame) pairs of 6x8, truth and prediction; vb has no mask, va has."""
+    tasks = mevis.build_tasks(dataset, dataset.extra["mask_dict"], tmp_path)
+    assert [t.video for t in tasks] == ["va", "vb"]
+    assert mevis.mask_pixels(tasks[::-1]) == 2 * 5 * SHAPE[0] * SHAPE[1]
+    assert mevis.mask_pixels(tasks[1:]) == 0 and mevis.mask_pixels([]) == 0
 
 
 def test_workers_give_the_same_report(tmp_path: Path, dataset: Dataset) -> None:

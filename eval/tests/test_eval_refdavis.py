@@ -75,6 +75,13 @@ def test_runs_and_their_mean(tmp_path: Path, dataset: Dataset) -> None:
     assert first == [("anno_0", "v_1", 1, 1), ("anno_0", "v_2", 2, 2)]
 
 
+def test_mask_pixels_for_the_default_workers(tmp_path: Path, dataset: Dataset) -> None:
+    """3 frames of 6x8: the truth and the 4 annotator runs' predictions."""
+    tasks = refdavis.tasks_for(dataset, tmp_path, "referformer")
+    assert refdavis.mask_pixels(tasks) == 3 * 5 * SHAPE[0] * SHAPE[1]
+    assert refdavis.mask_pixels([]) == 0
+
+
 def test_cli_on_a_run_and_on_referformer_output(
     tmp_path: Path, dataset: Dataset, capsys: pytest.CaptureFixture
 ) -> None:

@@ -172,8 +172,8 @@ def evaluate_video(task: VideoTask) -> list[ExpressionScore]:
 
 def mask_pixels(tasks: Sequence[VideoTask]) -> int:
     """Mask pixels an evaluation of ``tasks`` reads: 2 per expression and frame, frames of the
-    first video's size (0 when that video's ground truth has no mask)."""
-    size = _frame_size(tasks[0]) if tasks else None
+    size of the first video with a ground-truth mask (0 when none has one)."""
+    size = next((s for s in map(_frame_size, tasks) if s is not None), None)
     frames = sum(len(t.frames) * len(t.expressions) for t in tasks)
     return 0 if size is None else 2 * frames * size[0] * size[1]
 
