@@ -59,15 +59,13 @@ for folder in sys.argv[1:]:
         read(path)
 """
 OFFICIAL_START = """
-import sys
-sys.argv = ["evaluation_method.py", "--task", "semi-supervised", "--results_path", "x"]
-import argparse, numpy, pandas
+import argparse, os, sys, numpy, pandas
 from davis2017.evaluation import DAVISEvaluation
 """
 OFFICIAL_NUMBERS = """
-import json, sys, warnings
+import json, sys
 from davis2017.evaluation import DAVISEvaluation
-res = DAVISEvaluation(sys.argv[1], "semi-supervised", "val").evaluate(sys.argv[2])
+res = DAVISEvaluation(sys.argv[1], "semi-supervised", sys.argv[3]).evaluate(sys.argv[2])
 print(json.dumps({k: [list(res[k]["M_per_object"].items()), res[k]["R"], res[k]["D"]] for k in "JF"}))
 """
 OURS_START = """
@@ -206,6 +204,7 @@ def best_of(contenders: list[Contender], repeat: int) -> dict[str, Best]:
 def official_numbers(args: argparse.Namespace, root: Path, results: Path) -> dict[str, object]:
     """The official per-object J and F means, recalls and decays at full precision."""
     command = [str(args.official_python), "-c", OFFICIAL_NUMBERS, str(root / "DAVIS"), str(results)]
+    command.append(SPLIT)
     done = subprocess.run(command, cwd=args.official, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.splitlines()[-1])
 
