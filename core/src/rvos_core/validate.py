@@ -12,15 +12,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 
-import numpy as np
+from rvos_core.startup import single_threaded_blas
 
-from rvos_core.cli import add_dataset_args, dataset_from_args, path_arg, run_main
-from rvos_core.command import Parser
-from rvos_core.data import Dataset, Video
-from rvos_core.data.base import decoded_size
-from rvos_core.errors import InputError
-from rvos_core.progress import progress
-from rvos_core.runfolder import Run, key_frame_index
+single_threaded_blas()  # a command module: before NumPy is imported
+
+import numpy as np  # noqa: E402
+
+from rvos_core.cli import add_dataset_args, dataset_from_args, path_arg, run_main  # noqa: E402
+from rvos_core.command import Parser  # noqa: E402
+from rvos_core.data import Dataset, Video  # noqa: E402
+from rvos_core.data.base import decoded_size  # noqa: E402
+from rvos_core.errors import InputError  # noqa: E402
+from rvos_core.progress import progress  # noqa: E402
+from rvos_core.runfolder import Run, key_frame_index  # noqa: E402
 
 
 def _frame_size(video: Video) -> tuple[int, int] | None:
