@@ -98,3 +98,14 @@ def test_expression_whose_object_has_no_mask(world: tuple[Path, Path, Path]) -> 
     meta.write_text(json.dumps(stored))
     command = train_command("referformer", root / "object-run", data, pretrained)
     _fails([*command, "--set", 'data.sets=["refytvos"]'], "9")
+
+
+def test_a_loss_that_is_not_finite_stops_before_the_update(
+    world: tuple[Path, Path, Path],
+) -> None:
+    root, data, pretrained = world
+    out = root / "nan"
+    command = train_command("referformer", out, data, pretrained, "--set", "loss.weight_dice=nan")
+    line = _fails(command, "not finite at step 1", "loss_dice")
+    assert "resume" in line
+    assert not list(out.glob("checkpoints/step-*"))

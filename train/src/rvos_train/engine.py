@@ -13,6 +13,7 @@ at each epoch's end (rvos_train.rundir); the validation hook after the epochs th
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rvos_core.errors import ConfigError
+from rvos_core.errors import ConfigError, RvosError
 from rvos_core.progress import progress_bar
 from rvos_nn.checkpoint import load_checkpoint
 from rvos_nn.precision import check_precision
@@ -42,6 +43,10 @@ from rvos_train.rundir import Resume, RunDir, file_sha256
 from rvos_train.validation import ValidationJob, validate
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingError(RvosError):
+    """Training cannot go on (a loss that is not finite)."""
 
 
 @dataclass(frozen=True)
@@ -383,8 +388,24 @@ def train_step(job: Job, step: int, micro: list[list[Clip]]) -> dict[str, Any]:
         job.scaler.scale(total).backward()
         for key, value in losses.items():
             sums[key] = sums.get(key, 0) + value.detach().float() * job.criterion.weight_dict[key]
-    grad_norm = _apply(job)
-    return _averaged(job, sums, grad_norm, epoch)
+    record = _averaged(job, sums, epoch)
+    _check_finite(record, step)
+    record["grad_norm"] = _apply(job)
+    record.update({f"lr_{g['name']}": g["lr"] for g in job.optimizer.param_groups})
+    return record
+
+
+def _check_finite(record: dict[str, Any], step: int) -> None:
+    """Stop, as upstream does, when the loss is not finite: before the optimizer steps, so the
+    newest checkpoint stays the last good state (every process sees the same averaged values)."""
+    if math.isfinite(record["loss"]):
+        return
+    bad = sorted(k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v))
+    raise TrainingError(
+        f"the loss is not finite at step {step + 1} (epoch {record['epoch']}): "
+        f"{', '.join(bad)}; the run stops before updating the weights (its newest checkpoint is "
+        "the last good state: lower the learning rate or use fp32/bf16, then resume)"
+    )
 
 
 def _to(clip: Clip, device: torch.device) -> Clip:
@@ -437,16 +458,13 @@ def _apply(job: Job) -> float:
     return float(norm)
 
 
-def _averaged(
-    job: Job, sums: dict[str, torch.Tensor], grad_norm: float, epoch: int
-) -> dict[str, Any]:
+def _averaged(job: Job, sums: dict[str, torch.Tensor], epoch: int) -> dict[str, Any]:
+    """The weighted losses of this step, averaged over processes and micro-batches."""
     keys = sorted(sums)
     values = torch.stack([sums[k].reshape(()) for k in keys]).to(job.world.device)
     values = distributed.sum_all(values) / (job.layout.world * job.layout.accumulation)
     record: dict[str, Any] = {"epoch": epoch, "loss": float(values.sum())}
     record.update({k: float(v) for k, v in zip(keys, values, strict=True)})
-    record["grad_norm"] = grad_norm
-    record.update({f"lr_{g['name']}": g["lr"] for g in job.optimizer.param_groups})
     return record
 
 
