@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -303,7 +304,9 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--upstream", type=Path, help="a checkout of iccv2023_RVOS_Challenge")
     parser.add_argument("--upstream-python", default=sys.executable, help="with torch, tqdm, PIL")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/rvos-bench-import"))
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "rvos-bench-import"
+    )
     args = parser.parse_args()
     root = args.workdir / f"{args.videos}x{args.expressions}x{args.frames}"
     root.mkdir(parents=True, exist_ok=True)

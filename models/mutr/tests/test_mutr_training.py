@@ -15,13 +15,10 @@ from mutr_testlib import tiny_model, tiny_tokenizer, training_clips
 from rvos_core.testing import parity_dir
 from rvos_mutr import TINY, build
 from rvos_mutr.entry import ENTRY
-from rvos_nn.pretrained_init import (
-    BACKBONE_MODULE,
-    ROBERTA_FOLDER,
-    init_from_pretrained,
-    init_like_upstream,
-    write_kinetics_checkpoint,
-    write_roberta_folder,
+from rvos_nn.testing import (
+    assert_language_query_groups,
+    gradient_by_group,
+    pretrained_round_trip,
 )
 from rvos_nn.text import Tokenizer
 from rvos_nn.training import LANGUAGE_QUERY_HOOKS
@@ -116,52 +113,22 @@ def test_a_clip_in_a_batch_gives_its_outputs_alone(tokenizer: Tokenizer) -> None
 def test_gradients_reach_every_parameter(tokenizer: Tokenizer) -> None:
     model = tiny_model().train()
     outputs = HOOKS.forward(model, tokenizer, training_clips([(50, 70), (64, 100)]))
-    layers = [outputs, *outputs["aux_outputs"]]
-    sum(layer[key].mean() for layer in layers for key in LAYER_KEYS).backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None]
+    missing, totals = gradient_by_group(model, outputs, LAYER_KEYS, HOOKS.param_group)
     # upstream computes the RoBERTa pooler output and discards it (MTA's token 0 replaces it)
     assert missing == ["text_encoder.pooler.dense.weight", "text_encoder.pooler.dense.bias"]
-    groups: dict[str, float] = {}
-    for name, p in model.named_parameters():
-        group = HOOKS.param_group(name)
-        if p.grad is not None:
-            groups[group] = groups.get(group, 0.0) + float(p.grad.abs().sum())
-    assert set(groups) == {"backbone", "text_encoder", "linear_proj", "rest"}
-    assert all(total > 0 for total in groups.values()), groups
+    assert set(totals) == {"backbone", "text_encoder", "linear_proj", "rest"}
+    assert all(total > 0 for total in totals.values()), totals
 
 
 def test_parameter_groups_of_the_full_model_are_upstreams() -> None:
-    """main.py's keyword groups (``lr_backbone_names``, ``lr_text_encoder_names``,
-    ``lr_linear_proj_names``): no parameter matches two of them, and each one's group is the one
-    it matches (or the main group)."""
-    upstream = {
-        "backbone": ("backbone.0",),
-        "text_encoder": ("text_encoder",),
-        "linear_proj": ("reference_points", "sampling_offsets"),
-    }
     with torch.device("meta"):
-        model = ENTRY.build("full")
-    counts: dict[str, int] = {}
-    for name, _ in model.named_parameters():
-        matched = [g for g, words in upstream.items() if any(w in name for w in words)]
-        assert len(matched) <= 1, name
-        assert HOOKS.param_group(name) == (matched[0] if matched else "rest"), name
-        counts[HOOKS.param_group(name)] = counts.get(HOOKS.param_group(name), 0) + 1
-    # sampling_offsets (weight, bias) of 4 encoder + 4 decoder layers, and reference_points
-    assert counts["linear_proj"] == 2 * (4 + 4) + 2
-    names = [name for name, _ in model.named_parameters()]
-    assert counts["backbone"] == sum(n.startswith("backbone.0.body.") for n in names)
-    assert counts["text_encoder"] == sum(n.startswith("text_encoder.") for n in names)
+        assert_language_query_groups(ENTRY.build("full"), HOOKS.param_group)
 
 
 def test_initialisation_for_training_from_scratch(tmp_path: Path) -> None:
     """Upstream's init of the other modules (this model's own ones named), then the backbone
     and the text encoder from a fake Kinetics checkpoint and roberta-base folder."""
-    source = tiny_model(seed=1)
-    write_kinetics_checkpoint(source.get_submodule(BACKBONE_MODULE), tmp_path / "kinetics.pth")
-    write_roberta_folder(source.text_encoder, tmp_path / ROBERTA_FOLDER)
-    model = ENTRY.build("tiny")
-    filled = set(init_like_upstream(model))
+    filled = pretrained_round_trip(tiny_model(seed=1), ENTRY.build("tiny"), tmp_path)
     parts = {"enc_self_attn": 1, "enc_ffn": 1}  # tiny: 1 mti encoder layer, 2 decoder layers
     parts |= {
         f"transformer_{kind}": 2
@@ -169,8 +136,3 @@ def test_initialisation_for_training_from_scratch(tmp_path: Path) -> None:
     }
     expected = {f"mti.{part}.{i}" for part, count in parts.items() for i in range(count)}
     assert expected | {"class_embed", "bbox_embed", "input_proj", "controller"} <= filled
-    report = init_from_pretrained(model, tmp_path, backbone_file="kinetics.pth")
-    assert report.backbone.ok and report.text.ok
-    for key, value in source.state_dict().items():
-        if key.startswith("backbone.") or (key.startswith("text_encoder.") and "pooler" not in key):
-            torch.testing.assert_close(model.state_dict()[key], value, atol=1e-6, rtol=0)

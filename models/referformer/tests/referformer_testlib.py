@@ -50,19 +50,5 @@ def frames(count: int = 5, size: tuple[int, int] = (50, 70), seed: int = 0) -> l
 
 
 def training_clips(sizes: list[tuple[int, int]], length: int = 3, seed: int = 0) -> list[Clip]:
-    """Augmented-clip stand-ins of the given (H, W): normalised random frames, a caption each
-    (TEXTS in turn); the targets are placeholders (the model does not read them)."""
-    generator = torch.Generator().manual_seed(seed)
-    return [
-        Clip(
-            frames=torch.randn(length, 3, h, w, generator=generator),
-            masks=torch.zeros(length, h, w, dtype=torch.bool),
-            boxes=torch.zeros(length, 4),
-            valid=torch.ones(length, dtype=torch.int32),
-            caption=TEXTS[i % len(TEXTS)],
-            frame_ids=torch.arange(length),
-            orig_size=(h, w),
-            source=f"synthetic/{i}",
-        )
-        for i, (h, w) in enumerate(sizes)
-    ]
+    """rvos_nn.testing.training_clips with this model's TEXTS."""
+    return testing.training_clips(sizes, TEXTS, length, seed)

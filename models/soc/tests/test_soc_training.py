@@ -13,13 +13,9 @@ import torch
 from soc_testlib import tiny_model, tiny_tokenizer, training_clips
 
 from rvos_core.testing import parity_dir
-from rvos_nn.pretrained_init import (
-    BACKBONE_MODULE,
-    ROBERTA_FOLDER,
-    init_from_pretrained,
-    init_like_upstream,
-    write_kinetics_checkpoint,
-    write_roberta_folder,
+from rvos_nn.testing import (
+    gradient_by_group,
+    pretrained_round_trip,
 )
 from rvos_nn.text import Tokenizer
 from rvos_soc import TINY, build
@@ -121,14 +117,10 @@ def test_clips_of_a_batch_do_not_interact(tokenizer: Tokenizer) -> None:
 def test_gradients_reach_every_parameter(tokenizer: Tokenizer) -> None:
     model = tiny_model().train()
     outputs = HOOKS.forward(model, tokenizer, training_clips([(50, 70), (64, 99)]))
-    sum(layer[key].mean() for layer in _layers(outputs) for key in LAYER_KEYS).backward()
-    assert [name for name, p in model.named_parameters() if p.grad is None] == []
-    groups: dict[str, float] = {}
-    for name, p in model.named_parameters():
-        group = HOOKS.param_group(name)
-        groups[group] = groups.get(group, 0.0) + float(p.grad.abs().sum())
-    assert set(groups) == {"backbone", "text_encoder", "rest"}
-    assert all(total > 0 for total in groups.values()), groups
+    missing, totals = gradient_by_group(model, outputs, LAYER_KEYS, HOOKS.param_group)
+    assert missing == []
+    assert set(totals) == {"backbone", "text_encoder", "rest"}
+    assert all(total > 0 for total in totals.values()), totals
 
 
 def test_parameter_groups_of_the_full_model_are_upstreams() -> None:
@@ -156,11 +148,7 @@ def test_parameter_groups_of_the_full_model_are_upstreams() -> None:
 def test_initialisation_for_training_from_scratch(tmp_path: Path) -> None:
     """Upstream's init of the other modules (this model's own ones named), then the backbone
     and the text encoder from a fake Kinetics checkpoint and roberta-base folder."""
-    source = tiny_model(seed=1)
-    write_kinetics_checkpoint(source.get_submodule(BACKBONE_MODULE), tmp_path / "kinetics.pth")
-    write_roberta_folder(source.text_encoder, tmp_path / ROBERTA_FOLDER)
-    model = ENTRY.build("tiny")
-    filled = set(init_like_upstream(model))
+    filled = pretrained_round_trip(tiny_model(seed=1), ENTRY.build("tiny"), tmp_path)
     expected = {
         f"spatial_decoder.{name}"
         for name in (
@@ -182,8 +170,3 @@ def test_initialisation_for_training_from_scratch(tmp_path: Path) -> None:
         for kind in ("self_attention_layers", "cross_attention_layers", "ffn_layers")
     }
     assert expected | {"class_embed", "bbox_embed", "input_proj", "controller"} <= filled
-    report = init_from_pretrained(model, tmp_path, backbone_file="kinetics.pth")
-    assert report.backbone.ok and report.text.ok
-    for key, value in source.state_dict().items():
-        if key.startswith("backbone.") or (key.startswith("text_encoder.") and "pooler" not in key):
-            torch.testing.assert_close(model.state_dict()[key], value, atol=1e-6, rtol=0)

@@ -151,7 +151,7 @@ def prepare_job(config: TrainConfig, settings: EngineSettings, world: distribute
     rundir = RunDir(settings.run)  # written only once everything above is known to work
     if world.main:
         rundir.claim()
-        rundir.check_settings(_recorded_settings(config, settings, precision, entry))
+        rundir.check_settings(_recorded_settings(config, settings, precision))
     distributed.barrier()
     step_module = TrainStep(model, hooks, tokenizer).to(world.device)
     optimizer = build_optimizer(model, hooks.param_group, config.optim)
@@ -195,7 +195,7 @@ def _layout(config: TrainConfig, world: int) -> sampling.Layout:
 
 
 def _recorded_settings(
-    config: TrainConfig, settings: EngineSettings, precision: str, entry: ModelEntry
+    config: TrainConfig, settings: EngineSettings, precision: str
 ) -> dict[str, Any]:
     init = settings.init
     return {
@@ -205,7 +205,6 @@ def _recorded_settings(
         if init is None
         else {"path": str(init.resolve()), "sha256": file_sha256(init)},
         "data": str(settings.data.resolve()),
-        "checkpoint_container": entry.training.checkpoint_container,
     }
 
 
@@ -376,14 +375,15 @@ def train_step(job: Job, step: int, micro: list[list[Clip]]) -> dict[str, Any]:
     returns the logged values averaged over all processes and micro-batches."""
     epoch = step // job.steps_per_epoch
     set_learning_rates(job.optimizer, job.config.optim, epoch)
-    norm = _normaliser(job, micro)
+    targets = [job.criterion.targets(clips) for clips in micro]
+    norm = _normaliser(job, targets)
     sums: dict[str, torch.Tensor] = {}
     for m, clips in enumerate(micro):
         sampling.seed_model_rng(job.config.seed, step, job.layout.slot(m, job.world.rank))
         last = m == job.layout.accumulation - 1
         with _sync_unless(job, last), _autocast(job):
             outputs = job.step_module(clips)
-            losses, _ = job.criterion(outputs, job.criterion.targets(clips), normaliser=norm)
+            losses, _ = job.criterion(outputs, targets[m], normaliser=norm)
             total = job.criterion.total(losses) / job.layout.accumulation
         job.scaler.scale(total).backward()
         for key, value in losses.items():
@@ -421,10 +421,10 @@ def _to(clip: Clip, device: torch.device) -> Clip:
     )
 
 
-def _normaliser(job: Job, micro: list[list[Clip]]) -> float:
-    """Upstream's per-process target count: the global batch's count / its number of
-    micro-batches (processes x accumulation), at least 1."""
-    local = sum(job.criterion.count(job.criterion.targets(clips)) for clips in micro)
+def _normaliser(job: Job, targets: list[Any]) -> float:
+    """Upstream's per-process target count: the global batch's count (``targets``: this
+    process's micro-batches) / its number of micro-batches (processes x accumulation), >= 1."""
+    local = sum(job.criterion.count(t) for t in targets)
     total = distributed.sum_all(torch.tensor([float(local)], device=job.world.device))
     return max(float(total.item()) / (job.layout.world * job.layout.accumulation), 1.0)
 
