@@ -59,3 +59,32 @@ def test_multistep_schedule(epoch: int, factor: float) -> None:
     )
     assert isinstance(optimizer, torch.optim.AdamW)
     assert optimizer.defaults["weight_decay"] == optim.weight_decay
+
+
+@pytest.mark.parametrize(
+    ("step", "factor"), [(0, 0.001), (50, 0.5005), (100, 1.0), (299, 1.0), (300, 0.1), (400, 0.01)]
+)
+def test_iteration_schedule_with_warmup(step: int, factor: float) -> None:
+    """detectron2's WarmupMultiStepLR: linear warm-up from warmup_factor, milestones in steps."""
+    optim = OptimConfig(
+        lr_drop=(300, 400), lr_drop_unit="step", warmup_steps=100, warmup_factor=0.001
+    )
+    optimizer = build_optimizer(Toy(), rule, optim)
+    set_learning_rates(optimizer, optim, epoch=0, step=step)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(
+        [g["base_lr"] * factor for g in optimizer.param_groups]
+    )
+
+
+def test_no_weight_decay_groups() -> None:
+    """Exempt parameters (here the biases) get their own group at the same rate, decay 0."""
+    optim = OptimConfig(lr=1e-4, lr_backbone=1e-5, weight_decay=0.05)
+    groups = param_groups(Toy(), rule, optim, lambda name, ndim: ndim == 1)
+    assert [(g["name"], g["lr"], g["weight_decay"]) for g in groups] == [
+        ("rest", 1e-4, 0.05),
+        ("rest_no_decay", 1e-4, 0.0),
+        ("backbone", 1e-5, 0.05),
+        ("backbone_no_decay", 1e-5, 0.0),
+        ("text_encoder", optim.lr_text_encoder, 0.05),
+        ("text_encoder_no_decay", optim.lr_text_encoder, 0.0),
+    ]

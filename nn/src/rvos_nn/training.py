@@ -91,6 +91,8 @@ class TrainingHooks:
         upstream_init: gives the parts that no pretrained file covers upstream's initialisation
             (a run from pretrained or random weights calls it first).
         tokenizer: where the model's tokenizer lives under PRETRAINED and how it is called.
+        no_weight_decay: (parameter name, ndim) -> True for parameters upstream trains without
+            weight decay (detectron2's norm / embedding rules); None: all decay.
     """
 
     criterion: str
@@ -100,6 +102,7 @@ class TrainingHooks:
     checkpoint_container: str
     upstream_init: Callable[[nn.Module], object]
     tokenizer: TokenizerSpec = ROBERTA_TOKENIZER
+    no_weight_decay: Callable[[str, int], bool] | None = None
 
 
 # ---------------------------------------------------------------------------------------------

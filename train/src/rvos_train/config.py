@@ -7,10 +7,11 @@ A file holds a flat ``model``/``variant`` pair and four tables::
     variant = "full"
     [init]      source = "pretrained" | "checkpoint" | "random"
     [data]      sets = [...], recipe = "soc" | "referformer", num_frames, [data.options]
-    [optim]     epochs, batch_size, reference_gpus, lr, lr_backbone, lr_text_encoder,
-                lr_linear_proj_mult, weight_decay, lr_drop, lr_gamma, clip_max_norm,
-                freeze_text_encoder
+    [optim]     epochs, steps, batch_size, reference_gpus, lr, lr_backbone, lr_text_encoder,
+                lr_linear_proj_mult, weight_decay, lr_drop, lr_drop_unit, lr_gamma,
+                warmup_steps, warmup_factor, clip_max_norm, freeze_text_encoder
     [loss]      overrides of the criterion's settings (rvos_train.losses)
+    [schedule]  a propagator's step schedule (rvos_vos.training.TrainSchedule fields; AOT/DeAOT)
     [validate]  dataset, split, every_epochs (optional)
 
 Every key is checked: an unknown key, a wrong type or a bad value is a ConfigError naming the
@@ -29,7 +30,8 @@ from rvos_core.errors import ConfigError
 
 CONFIG_ROOT = Path(__file__).parent / "configs"
 INIT_SOURCES = ("pretrained", "checkpoint", "random")
-RECIPES = ("referformer", "soc")
+RECIPES = ("referformer", "soc", "uninext", "aot")
+LR_DROP_UNITS = ("epoch", "step")
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,16 @@ class OptimConfig:
     batch_size clips per process and step; reference_gpus: the process count of the upstream
     recipe. The global batch is batch_size x reference_gpus whatever the number of processes
     here: fewer processes accumulate gradients over several micro-batches.
+
+    Length: ``epochs`` passes over the data, or, when ``steps`` > 0, that many optimizer steps
+    (iteration-based recipes: detectron2's MAX_ITER, aot-benchmark's TRAIN_TOTAL_STEPS; the data
+    order still goes epoch by epoch). ``lr_drop`` milestones count epochs or steps
+    (``lr_drop_unit``); ``warmup_steps`` > 0 ramps the rates linearly from ``warmup_factor`` x
+    base to the base over the first steps (detectron2's WarmupMultiStepLR, method "linear").
     """
 
     epochs: int = 6
+    steps: int = 0
     batch_size: int = 1
     reference_gpus: int = 8
     lr: float = 1e-4
@@ -69,7 +78,10 @@ class OptimConfig:
     lr_linear_proj_mult: float = 1.0
     weight_decay: float = 5e-4
     lr_drop: tuple[int, ...] = (3, 5)
+    lr_drop_unit: str = "epoch"
     lr_gamma: float = 0.1
+    warmup_steps: int = 0
+    warmup_factor: float = 1.0
     clip_max_norm: float = 0.1
     freeze_text_encoder: bool = False
 
@@ -100,6 +112,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: dict[str, Any] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
 
     def to_json(self) -> dict[str, Any]:
@@ -114,6 +127,8 @@ SECTIONS = {
     "validate": ValidateConfig,
 }
 TOP_LEVEL = {"model": str, "variant": str, "seed": int}
+FREE_TABLES = ("loss", "schedule")
+"""Tables checked by the model family that reads them (the criterion, the propagator schedule)."""
 
 
 def config_path(model: str, name: str) -> Path:
@@ -162,7 +177,7 @@ def _override(raw: dict[str, Any], key: str, text: str, path: Path) -> None:
 
 
 def _build(raw: dict[str, Any], path: Path) -> TrainConfig:
-    unknown = set(raw) - set(SECTIONS) - set(TOP_LEVEL) - {"loss"}
+    unknown = set(raw) - set(SECTIONS) - set(TOP_LEVEL) - set(FREE_TABLES)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     if "model" not in raw:
@@ -171,10 +186,11 @@ def _build(raw: dict[str, Any], path: Path) -> TrainConfig:
     sections = {
         name: _section(path, name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()
     }
-    loss = raw.get("loss", {})
-    if not isinstance(loss, dict):
-        raise ConfigError(f"{path}: [loss] must be a table")
-    config = TrainConfig(name=path.stem, **top, **sections, loss=loss)
+    free = {name: raw.get(name, {}) for name in FREE_TABLES}
+    for name, table in free.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+    config = TrainConfig(name=path.stem, **top, **sections, **free)
     _check(config, path)
     return config
 
@@ -225,6 +241,9 @@ def _check(config: TrainConfig, path: Path) -> None:
             o.epochs < 1 or o.batch_size < 1 or o.reference_gpus < 1,
             "optim.epochs, batch_size and reference_gpus must be >= 1",
         ),
+        (o.steps < 0 or o.warmup_steps < 0, "optim.steps and warmup_steps must be >= 0"),
+        (not 0 < o.warmup_factor <= 1, "optim.warmup_factor must lie in (0, 1]"),
+        (o.lr_drop_unit not in LR_DROP_UNITS, f"optim.lr_drop_unit must be one of {LR_DROP_UNITS}"),
         (o.lr <= 0 or o.weight_decay < 0 or o.clip_max_norm < 0, "optim: bad lr / decay / norm"),
         (list(o.lr_drop) != sorted(o.lr_drop), "optim.lr_drop must be increasing"),
         (config.validate.every_epochs < 0, "validate.every_epochs must be >= 0"),

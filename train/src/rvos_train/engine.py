@@ -154,7 +154,7 @@ def prepare_job(config: TrainConfig, settings: EngineSettings, world: distribute
         rundir.check_settings(_recorded_settings(config, settings, precision))
     distributed.barrier()
     step_module = TrainStep(model, hooks, tokenizer).to(world.device)
-    optimizer = build_optimizer(model, hooks.param_group, config.optim)
+    optimizer = build_optimizer(model, hooks.param_group, config.optim, hooks.no_weight_decay)
     if world.size > 1:
         step_module = DistributedDataParallel(step_module, find_unused_parameters=True)
     return Job(
@@ -374,7 +374,7 @@ def train_step(job: Job, step: int, micro: list[list[Clip]]) -> dict[str, Any]:
     """One optimizer step over the global batch (``micro``: this process's micro-batches);
     returns the logged values averaged over all processes and micro-batches."""
     epoch = step // job.steps_per_epoch
-    set_learning_rates(job.optimizer, job.config.optim, epoch)
+    set_learning_rates(job.optimizer, job.config.optim, epoch, step)
     targets = [job.criterion.targets(clips) for clips in micro]
     norm = _normaliser(job, targets)
     sums: dict[str, torch.Tensor] = {}

@@ -6,9 +6,12 @@ deformable attention's ``sampling_offsets`` / ``reference_points`` at ``lr x lr_
 (ReferFormer/MUTR; a multiplier of 1 folds them into the rest), and everything else at ``lr``.
 Which group a parameter is in is the model's own rule (``TrainingHooks.param_group``).
 
-The learning rate is a function of the epoch (MultiStepLR stepped once per epoch): ``base x
-gamma^(number of milestones <= epoch)``; the engine sets it at every step, so the schedule has no
-state beyond the step counter.
+The learning rate is a function of the step: ``base x gamma^(number of milestones <= epoch)``
+(MultiStepLR stepped once per epoch) or ``<= step`` (``lr_drop_unit = "step"``: detectron2's
+WarmupMultiStepLR), times the linear warm-up factor during the first ``warmup_steps``; the engine
+sets it at every step, so the schedule has no state beyond the step counter. A model may exempt
+parameters from weight decay (``TrainingHooks.no_weight_decay``: detectron2's norm and embedding
+rules); they go to a ``<group>_no_decay`` group of the same rate.
 """
 
 from __future__ import annotations
@@ -45,39 +48,72 @@ def base_rates(optim: OptimConfig) -> dict[str, float]:
     }
 
 
+NoDecay = Callable[[str, int], bool]
+"""(parameter name, ndim) -> True where the parameter takes no weight decay."""
+
+
 def param_groups(
-    model: nn.Module, rule: Callable[[str], ParamGroup], optim: OptimConfig
+    model: nn.Module,
+    rule: Callable[[str], ParamGroup],
+    optim: OptimConfig,
+    no_weight_decay: NoDecay | None = None,
 ) -> list[dict]:
-    """AdamW groups of the trainable parameters, in GROUP_ORDER (empty groups left out); each
-    group carries its name and base learning rate."""
+    """AdamW groups of the trainable parameters, in GROUP_ORDER (empty groups left out; each
+    group's exempt parameters right after it as ``<group>_no_decay``); each group carries its
+    name, base learning rate and weight decay."""
     rates = base_rates(optim)
-    members: dict[str, list[nn.Parameter]] = {name: [] for name in GROUP_ORDER}
+    members: dict[tuple[str, bool], list[nn.Parameter]] = {
+        (name, exempt): [] for name in GROUP_ORDER for exempt in (False, True)
+    }
     for name, param in model.named_parameters():
         if param.requires_grad:
-            members[rule(name)].append(param)
+            exempt = no_weight_decay is not None and no_weight_decay(name, param.ndim)
+            members[rule(name), exempt].append(param)
     return [
-        {"name": group, "params": params, "lr": rates[group], "base_lr": rates[group]}
-        for group, params in members.items()
+        {
+            "name": f"{group}_no_decay" if exempt else group,
+            "params": params,
+            "lr": rates[group],
+            "base_lr": rates[group],
+            "weight_decay": 0.0 if exempt else optim.weight_decay,
+        }
+        for (group, exempt), params in members.items()
         if params
     ]
 
 
 def build_optimizer(
-    model: nn.Module, rule: Callable[[str], ParamGroup], optim: OptimConfig
+    model: nn.Module,
+    rule: Callable[[str], ParamGroup],
+    optim: OptimConfig,
+    no_weight_decay: NoDecay | None = None,
 ) -> torch.optim.AdamW:
     """AdamW over ``param_groups`` with the config's weight decay (upstream's defaults else)."""
     return torch.optim.AdamW(
-        param_groups(model, rule, optim), lr=optim.lr, weight_decay=optim.weight_decay
+        param_groups(model, rule, optim, no_weight_decay),
+        lr=optim.lr,
+        weight_decay=optim.weight_decay,
     )
 
 
-def decay_factor(optim: OptimConfig, epoch: int) -> float:
-    """gamma^(milestones passed) at ``epoch`` (0-based)."""
-    return optim.lr_gamma ** bisect_right(list(optim.lr_drop), epoch)
+def decay_factor(optim: OptimConfig, epoch: int, step: int = 0) -> float:
+    """gamma^(milestones passed) at ``epoch`` or ``step`` (0-based; ``optim.lr_drop_unit``)."""
+    when = step if optim.lr_drop_unit == "step" else epoch
+    return optim.lr_gamma ** bisect_right(list(optim.lr_drop), when)
 
 
-def set_learning_rates(optimizer: torch.optim.Optimizer, optim: OptimConfig, epoch: int) -> None:
-    """Every group's rate for ``epoch``."""
-    factor = decay_factor(optim, epoch)
+def warmup_factor(optim: OptimConfig, step: int) -> float:
+    """detectron2's linear warm-up: from ``warmup_factor`` at step 0 to 1 at ``warmup_steps``."""
+    if step >= optim.warmup_steps:
+        return 1.0
+    alpha = step / optim.warmup_steps
+    return optim.warmup_factor * (1 - alpha) + alpha
+
+
+def set_learning_rates(
+    optimizer: torch.optim.Optimizer, optim: OptimConfig, epoch: int, step: int = 0
+) -> None:
+    """Every group's rate for ``step`` of ``epoch``."""
+    factor = decay_factor(optim, epoch, step) * warmup_factor(optim, step)
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor
