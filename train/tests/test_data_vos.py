@@ -1,0 +1,311 @@
+"""The propagators' training sets (rvos_train.data.vos) on small written layouts of YouTube-VOS,
+DAVIS-2017 and the static image sets: what a clip holds, determinism, the object cap, the reverse
+and merge paths, and the errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rvos_core.errors import ConfigError, InputError
+from rvos_core.synthetic import VideoSpec, label_maps
+from rvos_train.data.vos import VOS_DATASETS, VOSClip, concat, open_vos_set
+from rvos_train.data.vos.augment import balanced_crop
+from rvos_train.data.vos.layouts import youtubevos_videos
+from rvos_train.data.vos.merge import merge
+from rvos_train.data.vos.sequence import reflect, sample_indices
+from rvos_train.generate import generate
+from rvos_vos.views import MEAN, STD
+
+# three objects per video (six expressions), frames 64x96; clips cropped to 48x48
+SPECS = [VideoSpec(f"v{i}", 6, 6, (64, 96)) for i in range(3)]
+SMALL = {"crop_size": (48, 48), "short_edge": 64}
+
+
+def _palette_png(path: Path, labels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(labels, mode="P")
+    image.putpalette([v for k in range(256) for v in (k, 255 - k, (7 * k) % 256)])
+    image.save(path)
+
+
+def _write_frames(folder: Path, spec: VideoSpec, count: int | None = None) -> list[str]:
+    """JPEG frames of ``spec`` (a textured background, objects painted in their label colour);
+    returns their names."""
+    labels = label_maps(spec)
+    noise = np.random.default_rng(len(spec.id)).integers(0, 60, (*spec.size, 3))
+    folder.mkdir(parents=True, exist_ok=True)
+    names = spec.frame_names[:count]
+    for name, frame_labels in zip(names, labels, strict=False):
+        rgb = (noise + 60 * frame_labels[..., None]).clip(0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(folder / f"{name}.jpg", quality=95)
+    return names
+
+
+def write_youtubevos(root: Path) -> Path:
+    """YouTube-VOS 2019 train under ``root/YTB/2019/train`` (upstream's DIR_YTB layout); object 3
+    of v2 is listed in one frame only, so upstream's rule leaves it out of the frame list."""
+    split = root / "YTB" / "2019" / "train"
+    videos = {}
+    for spec in SPECS:
+        names = _write_frames(split / "JPEGImages" / spec.id, spec)
+        labels = label_maps(spec)
+        for name, frame_labels in zip(names, labels, strict=True):
+            _palette_png(split / "Annotations" / spec.id / f"{name}.png", frame_labels)
+        objects = {
+            str(k): {"category": "blob", "frames": names} for k in range(1, spec.objects + 1)
+        }
+        videos[spec.id] = {"objects": objects}
+    videos["v2"]["objects"]["3"]["frames"] = ["00000"]
+    videos["v2"]["objects"]["2"]["frames"] = ["00000", "00010"]
+    videos["v2"]["objects"]["1"]["frames"] = ["00010", "00020"]
+    (split / "meta.json").write_text(json.dumps({"videos": videos}))
+    return root
+
+
+def write_davis(root: Path) -> Path:
+    """DAVIS-2017 train (480p layout) of the first two specs under ``root/DAVIS``."""
+    davis = root / "DAVIS"
+    for spec in SPECS[:2]:
+        names = _write_frames(davis / "JPEGImages" / "480p" / spec.id, spec)
+        for name, frame_labels in zip(names, label_maps(spec), strict=True):
+            _palette_png(davis / "Annotations" / "480p" / spec.id / f"{name}.png", frame_labels)
+    (davis / "ImageSets" / "2017").mkdir(parents=True)
+    (davis / "ImageSets" / "2017" / "train.txt").write_text("v0\nv1\n")
+    return root
+
+
+def write_static(root: Path) -> Path:
+    """Static sets under ``root/static``: ECSSD (binary 0/255 grayscale masks) and COCO
+    (palette, three objects), one image per spec."""
+    static = root / "static"
+    for spec in SPECS:
+        _write_frames(static / "JPEGImages" / "COCO", spec, 1)
+        _palette_png(static / "Annotations" / "COCO" / "00000.png", label_maps(spec)[0])
+        (static / "JPEGImages" / "COCO" / "00000.jpg").rename(
+            static / "JPEGImages" / "COCO" / f"{spec.id}.jpg"
+        )
+        (static / "Annotations" / "COCO" / "00000.png").rename(
+            static / "Annotations" / "COCO" / f"{spec.id}.png"
+        )
+    ecssd = static / "Annotations" / "ECSSD"
+    ecssd.mkdir(parents=True)
+    shutil.copytree(static / "JPEGImages" / "COCO", static / "JPEGImages" / "ECSSD")
+    for spec in SPECS:
+        binary = np.where(label_maps(spec)[0] > 0, 255, 0).astype(np.uint8)
+        Image.fromarray(binary, "L").save(ecssd / f"{spec.id}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("vosdata")
+    return write_static(write_davis(write_youtubevos(root)))
+
+
+@pytest.fixture
+def data(stored: Path, tmp_path: Path) -> Path:
+    """A copy of the written DATA folder that a test may damage."""
+    return Path(shutil.copytree(stored, tmp_path / "data"))
+
+
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def check_clip(clip: VOSClip, num_frames: int, size: tuple[int, int], max_obj: int) -> None:
+    assert clip.frames.shape == (num_frames, 3, *size) and str(clip.frames.dtype) == "torch.float32"
+    assert clip.labels.shape == (num_frames, *size) and str(clip.labels.dtype) == "torch.uint8"
+    pixels = clip.frames.numpy().transpose(0, 2, 3, 1) * STD + MEAN
+    assert pixels.min() > -0.3 and pixels.max() < 1.3  # bicubic overshoots a little
+    labels = clip.labels.numpy()
+    assert 0 <= clip.obj_num <= max_obj
+    assert labels.max() <= clip.obj_num
+    # consecutive ids: each of 1..obj_num is an object of the reference frame
+    assert set(np.unique(labels[0])) - {0} == set(range(1, clip.obj_num + 1))
+
+
+@pytest.mark.parametrize("name", VOS_DATASETS)
+def test_clip_shapes_dtypes_and_ids(stored: Path, name: str) -> None:
+    options = {"crop_size": (48, 40)} if name == "static" else SMALL
+    dataset = open_vos_set(name, stored, num_frames=4, **options)
+    size = (48, 40) if name == "static" else (48, 48)
+    for index in range(len(dataset)):
+        check_clip(dataset.clip(index, rng(index)), 4, size, 10)
+
+
+def test_index_meaning_and_lengths(stored: Path) -> None:
+    youtube = open_vos_set("youtubevos", stored, num_frames=3)
+    davis = open_vos_set("davis2017", stored, num_frames=3)
+    static = open_vos_set("static", stored, num_frames=3)
+    assert len(youtube) == 3 and len(static) == 6
+    assert len(davis) == 2 * 5  # DATA_DAVIS_REPEAT
+    assert len(open_vos_set("davis2017", stored, num_frames=3, repeat=1)) == 2
+    videos = youtubevos_videos(stored)
+    assert [v.source for v in videos] == ["youtubevos/v0", "youtubevos/v1", "youtubevos/v2"]
+    # v2: object 3 is listed in one frame only; the frames are the union of the others'
+    assert [p.stem for p in videos[2].frames] == ["00000", "00010", "00020"]
+    with pytest.raises(IndexError):
+        davis.clip(10, rng())
+    both = concat([youtube, davis])
+    assert len(both) == 13
+    assert both.clip(3, rng()).source.startswith("davis2017/v0")
+
+
+def test_same_generator_state_same_clip(stored: Path) -> None:
+    for name in VOS_DATASETS:
+        options = {"crop_size": (48, 48)} if name == "static" else SMALL
+        dataset = open_vos_set(name, stored, num_frames=3, aug="v2", **options)
+        state = random.getstate(), np.random.get_state()[1].copy()
+        first, second = dataset.clip(1, rng(7)), dataset.clip(1, rng(7))
+        assert first.frames.equal(second.frames) and first.labels.equal(second.labels)
+        assert (first.obj_num, first.source) == (second.obj_num, second.source)
+        other = dataset.clip(1, rng(8))
+        assert not other.frames.equal(first.frames)
+        assert random.getstate() == state[0] and (np.random.get_state()[1] == state[1]).all()
+
+
+def test_object_count_cap(stored: Path) -> None:
+    for name in VOS_DATASETS:
+        sizes = {"crop_size": (64, 64)} if name == "static" else {**SMALL, "crop_size": (64, 64)}
+        dataset = open_vos_set(name, stored, num_frames=3, max_obj_num=2, **sizes)
+        counts = {dataset.clip(i % len(dataset), rng(i)).obj_num for i in range(8)}
+        assert max(counts) == 2, name
+
+
+def test_balanced_crop_keeps_large_objects_renumbered() -> None:
+    labels = np.zeros((2, 40, 40), np.uint8)
+    labels[:, :20, :20] = 7  # 400 pixels
+    labels[:, 30:35, 30:35] = 9  # 25 pixels: too small to count
+    labels[:, 20:40, :20] = 4  # 400 pixels
+    frames = np.zeros((2, 40, 40, 3), np.float32)
+    _, crop, count = balanced_crop(frames, labels, (40, 40), 5, 10, rng())
+    assert count == 2 and set(np.unique(crop)) == {0, 1, 2}
+    assert (crop[labels == 4] == 1).all() and (crop[labels == 7] == 2).all()
+    assert (crop[labels == 9] == 0).all()
+    _, capped, count = balanced_crop(frames, labels, (40, 40), 5, 1, rng())
+    assert count == 1 and set(np.unique(capped)) == {0, 1}
+
+
+def test_merge_pastes_the_second_over_the_first() -> None:
+    first = np.zeros((2, 30, 30), np.uint8)
+    first[:, :15] = 1
+    first[:, 15:, :15] = 2
+    second = np.zeros((2, 30, 30), np.uint8)
+    second[:, :12, :12] = 1  # covers most of object 1 of the first, not all
+    second[:, 25:, 25:] = 2  # 25 pixels: dropped
+    frames_a, frames_b = np.full((2, 30, 30, 3), 10.0), np.full((2, 30, 30, 3), 200.0)
+    frames, labels, count = merge((frames_a, first), (frames_b, second), 10, rng())
+    assert count == 3
+    assert (labels[first == 1] != 2).all() and (labels[:, :12, :12] == 3).all()
+    assert (labels[:, 25:, 25:] == 0).all() and (frames[:, 25:, 25:] == 200).all()
+    assert (frames[:, 20, 5] == 10).all()
+    _, capped, count = merge((frames_a, first), (frames_b, second), 2, rng())
+    assert count == 2 and capped.max() == 2
+
+
+def test_merge_path_reached_and_switched_off(stored: Path) -> None:
+    merged = open_vos_set("youtubevos", stored, num_frames=3, merge_prob=1.0, **SMALL)
+    plain = open_vos_set("youtubevos", stored, num_frames=3, merge_prob=0.0, **SMALL)
+    for seed in range(4):
+        clip = merged.clip(0, rng(seed))
+        assert clip.source.startswith("youtubevos/v0+youtubevos/v")
+        check_clip(clip, 3, (48, 48), 10)
+        if plain.clip(0, rng(seed)).obj_num:
+            assert "+" not in plain.clip(0, rng(seed)).source
+    static = open_vos_set("static", stored, num_frames=3)  # PRE stage: always merged
+    assert "+" in static.clip(0, rng()).source
+
+
+def test_reflect_and_reverse() -> None:
+    assert [reflect(i, 4) for i in (-2, 0, 3, 4, 5, 9)] == [2, 0, 3, 2, 1, 3]
+    assert reflect(7, 1) == 0
+
+
+def test_sequence_frames_and_reverse_path(stored: Path) -> None:
+    video = youtubevos_videos(stored)[0]
+    orders = set()
+    for seed in range(12):
+        positions, labels = sample_indices(video, 4, 3, True, rng(seed))
+        assert len(positions) == 4 and positions.min() >= 0 and positions.max() < 6
+        assert (np.abs(np.diff(positions)) <= 3).all()  # gaps of 1..3, reflected at the ends
+        orders.add(int(labels.order[0]))
+        steps, _ = sample_indices(video, 5, 1, True, rng(seed))
+        assert steps.tolist() == [reflect(int(steps[0]) + k, 6) for k in range(5)]
+    assert orders == {0, 5}
+    forward = {int(sample_indices(video, 4, 3, False, rng(s))[1].order[0]) for s in range(8)}
+    assert forward == {0}
+
+
+def test_generated_world_opens_as_youtubevos(tmp_path: Path) -> None:
+    out = generate(tmp_path / "world", videos=2, valid_videos=0, frames=4, size=(64, 96), seed=0)
+    dataset = open_vos_set("youtubevos", out / "data", num_frames=3, **SMALL)
+    assert len(dataset) == 2
+    check_clip(dataset.clip(1, rng()), 3, (48, 48), 10)
+
+
+def test_unknown_names_and_options(stored: Path) -> None:
+    with pytest.raises(ConfigError, match="known: static, youtubevos, davis2017"):
+        open_vos_set("ytvos", stored, num_frames=5)
+    with pytest.raises(ConfigError, match=r"no option gap; known: .*random_gap"):
+        open_vos_set("davis2017", stored, num_frames=5, gap=3)
+    with pytest.raises(ConfigError, match="no option random_gap"):
+        open_vos_set("static", stored, num_frames=5, random_gap=3)
+    with pytest.raises(ConfigError, match="aug"):
+        open_vos_set("youtubevos", stored, num_frames=5, aug="v3")
+    with pytest.raises(ConfigError, match="num_frames"):
+        open_vos_set("youtubevos", stored, num_frames=1)
+
+
+def test_missing_layouts_and_meta(data: Path, tmp_path: Path) -> None:
+    for name in VOS_DATASETS:
+        with pytest.raises(InputError, match="expected"):
+            open_vos_set(name, tmp_path / "empty", num_frames=3)
+    meta = data / "YTB" / "2019" / "train" / "meta.json"
+    meta.write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON") as error:
+        open_vos_set("youtubevos", data, num_frames=3)
+    assert error.value.path == meta
+
+
+def test_corrupt_annotation_and_frame_name_the_file(data: Path) -> None:
+    annotation = data / "YTB" / "2019" / "train" / "Annotations" / "v0" / "00005.png"
+    annotation.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    frame = data / "DAVIS" / "JPEGImages" / "480p" / "v1" / "00000.jpg"
+    frame.write_bytes(b"not a jpeg")
+    youtube = open_vos_set("youtubevos", data, num_frames=6, random_gap=1, reverse=False)
+    with pytest.raises(InputError) as error:
+        for seed in range(10):
+            youtube.clip(0, rng(seed))
+    assert error.value.path == annotation
+    davis = open_vos_set("davis2017", data, num_frames=6, random_gap=1, reverse=False)
+    with pytest.raises(InputError) as error:
+        for seed in range(10):
+            davis.clip(1, rng(seed))
+    assert error.value.path == frame
+
+
+def test_bad_davis_and_static_layouts(data: Path) -> None:
+    (data / "DAVIS" / "Annotations" / "480p" / "v0" / "00010.png").unlink()
+    with pytest.raises(InputError, match="one annotation per frame") as error:
+        open_vos_set("davis2017", data, num_frames=3)
+    assert error.value.path == data / "DAVIS" / "Annotations" / "480p" / "v0"
+    (data / "static" / "Annotations" / "ECSSD" / "v1.png").unlink()
+    with pytest.raises(InputError, match="missing") as error:
+        open_vos_set("static", data, num_frames=3)
+    assert error.value.path == data / "static" / "Annotations" / "ECSSD" / "v1.png"
+
+
+def test_annotation_of_another_size(data: Path) -> None:
+    path = data / "static" / "Annotations" / "COCO" / "v0.png"
+    _palette_png(path, np.ones((10, 10), np.uint8))
+    static = open_vos_set("static", data, num_frames=3, merge_prob=0.0)
+    with pytest.raises(InputError, match="annotation is 10x10") as error:
+        static.clip(0, rng())
+    assert error.value.path == path
