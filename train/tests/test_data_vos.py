@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.synthetic import VideoSpec, label_maps
+from rvos_core.synthetic import VideoSpec, label_maps, rle_encode
 from rvos_train.data.vos import VOS_DATASETS, VOSClip, concat, open_vos_set
 from rvos_train.data.vos.augment import balanced_crop
 from rvos_train.data.vos.layouts import youtubevos_videos
@@ -81,25 +81,40 @@ def write_davis(root: Path) -> Path:
     return root
 
 
+def _image_and_labels(folder: Path, spec: VideoSpec, stem: str) -> np.ndarray:
+    """Frame 0 of ``spec`` written as ``folder/<stem>.jpg``; returns its labels."""
+    _write_frames(folder, spec, 1)
+    (folder / "00000.jpg").rename(folder / f"{stem}.jpg")
+    return label_maps(spec)[0]
+
+
+def _gray_png(path: Path, values: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(values.astype(np.uint8), "L").save(path)
+
+
 def write_static(root: Path) -> Path:
-    """Static sets under ``root/static``: ECSSD (binary 0/255 grayscale masks) and COCO
-    (palette, three objects), one image per spec."""
-    static = root / "static"
+    """The static sets: COCO in the prepared layout (static/, palette, three objects per image)
+    and the others as downloaded: ECSSD (binary 0/255 masks), MSRA10K and PASCAL-S (a saliency
+    mask of several grey levels), PASCAL VOC 2012 (object ids and the 255 void border)."""
     for spec in SPECS:
-        _write_frames(static / "JPEGImages" / "COCO", spec, 1)
-        _palette_png(static / "Annotations" / "COCO" / "00000.png", label_maps(spec)[0])
-        (static / "JPEGImages" / "COCO" / "00000.jpg").rename(
-            static / "JPEGImages" / "COCO" / f"{spec.id}.jpg"
-        )
-        (static / "Annotations" / "COCO" / "00000.png").rename(
-            static / "Annotations" / "COCO" / f"{spec.id}.png"
-        )
-    ecssd = static / "Annotations" / "ECSSD"
-    ecssd.mkdir(parents=True)
-    shutil.copytree(static / "JPEGImages" / "COCO", static / "JPEGImages" / "ECSSD")
-    for spec in SPECS:
-        binary = np.where(label_maps(spec)[0] > 0, 255, 0).astype(np.uint8)
-        Image.fromarray(binary, "L").save(ecssd / f"{spec.id}.png")
+        labels = _image_and_labels(root / "static" / "JPEGImages" / "COCO", spec, spec.id)
+        _palette_png(root / "static" / "Annotations" / "COCO" / f"{spec.id}.png", labels)
+        labels = _image_and_labels(root / "ECSSD" / "images", spec, spec.id)
+        _gray_png(root / "ECSSD" / "ground_truth_mask" / f"{spec.id}.png", (labels > 0) * 255)
+    saliency = label_maps(SPECS[0])[0].choose(
+        [0, 60, 200, 255]
+    )  # 60: background, 200, 255: objects
+    msra = root / "MSRA10K" / "MSRA10K_Imgs_GT" / "Imgs"
+    _image_and_labels(msra, SPECS[0], "75")
+    _gray_png(msra / "75.png", saliency)
+    _image_and_labels(root / "PASCAL-S" / "datasets" / "imgs" / "pascal", SPECS[0], "1")
+    _gray_png(root / "PASCAL-S" / "datasets" / "masks" / "pascal" / "1.png", saliency)
+    voc = root / "VOCdevkit" / "VOC2012"
+    labels = _image_and_labels(voc / "JPEGImages", SPECS[1], "2007_000032")
+    _palette_png(voc / "SegmentationObject" / "2007_000032.png", np.where(labels == 3, 255, labels))
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (voc / "ImageSets" / "Segmentation" / "trainval.txt").write_text("2007_000032\n")
     return root
 
 
@@ -144,7 +159,14 @@ def test_index_meaning_and_lengths(stored: Path) -> None:
     youtube = open_vos_set("youtubevos", stored, num_frames=3)
     davis = open_vos_set("davis2017", stored, num_frames=3)
     static = open_vos_set("static", stored, num_frames=3)
-    assert len(youtube) == 3 and len(static) == 6
+    assert len(youtube) == 3 and len(static) == 9
+    assert [static.entries[i].source for i in (0, 3, 6, 7, 8)] == [
+        "static/COCO/v0",
+        "static/ECSSD/v0",
+        "static/MSRA10K/75",
+        "static/PASCAL-S/1",
+        "static/PASCALVOC2012/2007_000032",
+    ]
     assert len(davis) == 2 * 5  # DATA_DAVIS_REPEAT
     assert len(open_vos_set("davis2017", stored, num_frames=3, repeat=1)) == 2
     videos = youtubevos_videos(stored)
@@ -250,6 +272,58 @@ def test_generated_world_opens_as_youtubevos(tmp_path: Path) -> None:
     check_clip(dataset.clip(1, rng()), 3, (48, 48), 10)
 
 
+def test_static_downloads_read_as_the_preparation_does(stored: Path) -> None:
+    entries = {e.source: e for e in open_vos_set("static", stored, num_frames=2).entries}
+    first = label_maps(SPECS[0])[0]
+    assert set(np.unique(first)) == {0, 1, 2, 3}
+    # grey 60 is background, 200 and 255 are objects 1 and 2
+    for source in ("static/MSRA10K/75", "static/PASCAL-S/1"):
+        assert (entries[source].labels.read(first.shape) == first.choose([0, 0, 1, 2])).all()
+    ecssd = entries["static/ECSSD/v0"].labels.read(first.shape)
+    assert (ecssd == (first > 0)).all()
+    second = label_maps(SPECS[1])[0]
+    voc = entries["static/PASCALVOC2012/2007_000032"].labels.read(second.shape)
+    assert (voc == np.where(second == 3, 0, second)).all()  # the void 255 is background
+
+
+def _coco_annotation(image_id: int, mask: np.ndarray) -> dict:
+    return {"image_id": image_id, "area": int(mask.sum()), "segmentation": rle_encode(mask)}
+
+
+def test_coco_download_and_prepared_precedence(tmp_path: Path) -> None:
+    boxes = [
+        (slice(0, 30), slice(0, 40)),
+        (slice(40, 45), slice(0, 5)),
+        (slice(20, 40), slice(30, 60)),
+    ]
+    masks = [np.zeros((64, 96), bool) for _ in boxes]
+    for mask, box in zip(masks, boxes, strict=True):
+        mask[box] = True
+    images = [{"id": 7, "file_name": "a.jpg", "height": 64, "width": 96}]
+    images.append({"id": 8, "file_name": "b.jpg", "height": 64, "width": 96})
+    annotations = [_coco_annotation(7, m) for m in masks] + [_coco_annotation(8, masks[1])]
+    coco = tmp_path / "coco"
+    (coco / "annotations").mkdir(parents=True)
+    instances = coco / "annotations" / "instances_val2017.json"
+    instances.write_text(json.dumps({"images": images, "annotations": annotations}))
+    _image_and_labels(coco / "val2017", SPECS[0], "a")
+    dataset = open_vos_set("static", tmp_path, num_frames=2, merge_prob=0.0)
+    # b.jpg has only an instance of area < 500: left out
+    assert [e.source for e in dataset.entries] == ["static/COCO/a"]
+    labels = dataset.entries[0].labels.read((64, 96))
+    assert labels[10, 10] == 1 and labels[25, 35] == 2 and labels[42, 2] == 0
+    check_clip(dataset.clip(0, rng()), 2, (464, 464), 10)
+    images[0]["height"] = 50
+    instances.write_text(json.dumps({"images": images, "annotations": annotations}))
+    with pytest.raises(InputError, match="annotated as 96x50") as error:
+        open_vos_set("static", tmp_path, num_frames=2).clip(0, rng())
+    assert error.value.path == instances
+    labels = _image_and_labels(tmp_path / "static" / "JPEGImages" / "COCO", SPECS[1], "p")
+    _palette_png(tmp_path / "static" / "Annotations" / "COCO" / "p.png", labels)
+    prepared = open_vos_set("static", tmp_path, num_frames=2)
+    assert [e.source for e in prepared.entries] == ["static/COCO/p"]
+
+
 def test_unknown_names_and_options(stored: Path) -> None:
     with pytest.raises(ConfigError, match="known: static, youtubevos, davis2017"):
         open_vos_set("ytvos", stored, num_frames=5)
@@ -296,10 +370,10 @@ def test_bad_davis_and_static_layouts(data: Path) -> None:
     with pytest.raises(InputError, match="one annotation per frame") as error:
         open_vos_set("davis2017", data, num_frames=3)
     assert error.value.path == data / "DAVIS" / "Annotations" / "480p" / "v0"
-    (data / "static" / "Annotations" / "ECSSD" / "v1.png").unlink()
+    (data / "ECSSD" / "ground_truth_mask" / "v1.png").unlink()
     with pytest.raises(InputError, match="missing") as error:
         open_vos_set("static", data, num_frames=3)
-    assert error.value.path == data / "static" / "Annotations" / "ECSSD" / "v1.png"
+    assert error.value.path == data / "ECSSD" / "ground_truth_mask" / "v1.png"
 
 
 def test_annotation_of_another_size(data: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from rvos_core.errors import ConfigError
 from rvos_train.data import concat
-from rvos_train.data.vos import layouts
+from rvos_train.data.vos import layouts, static_sets
 from rvos_train.data.vos.dataset import (
     CommonOptions,
     StaticOptions,
@@ -61,7 +61,10 @@ def open_vos_set(name: str, data: Path, *, num_frames: int, **options: Any) -> V
     data = Path(data)
     if name == "static":
         return StaticSet(
-            name, layouts.static_images(data), num_frames, _options(StaticOptions, name, options)
+            name,
+            static_sets.static_images(data),
+            num_frames,
+            _options(StaticOptions, name, options),
         )
     settings = _options(VideoOptions, name, {**VIDEO_DEFAULTS[name], **options})
     videos = layouts.youtubevos_videos(data) if name == "youtubevos" else layouts.davis_videos(data)

@@ -29,10 +29,11 @@ from rvos_train.data.vos.augment import (
     random_scale,
     strong_colour_clip,
 )
-from rvos_train.data.vos.layouts import ImageEntry, VideoEntry
+from rvos_train.data.vos.layouts import VideoEntry
 from rvos_train.data.vos.merge import merge
 from rvos_train.data.vos.sequence import load_sequence
 from rvos_train.data.vos.static import static_sequence
+from rvos_train.data.vos.static_sets import ImageEntry
 from rvos_vos.views import normalize
 
 AUGMENTATIONS = ("v1", "v2")

@@ -9,18 +9,16 @@ Layouts (each found under DATA in one of the folders named below, or DATA itself
     davis2017    <folder>/ImageSets/2017/train.txt, JPEGImages/480p/<video>/*.jpg,
                  Annotations/480p/<video>/*.png
                  folders: DAVIS, davis, DAVIS2017, davis2017, DAVIS-2017
-    static       <folder>/JPEGImages/<set>/*.jpg|*.png, Annotations/<set>/<same stem>.png for the
-                 sets COCO, ECSSD, MSRA10K, PASCAL-S, PASCALVOC2012 (any subset)
-                 folders: static, Static
+
+The static image sets are found by static_sets.py.
 
 Upstream: github:yoxu515/aot-benchmark @ 601c138435a1764eb01404f3495b914e6e2e8eca,
-dataloaders/train_datasets.py (YOUTUBEVOS_Train, DAVIS2017_Train, StaticTrain) and
-configs/default.py (DIR_YTB = datasets/YTB, read at YTB/2019/train; DIR_DAVIS; DIR_STATIC).
+dataloaders/train_datasets.py (YOUTUBEVOS_Train, DAVIS2017_Train) and configs/default.py
+(DIR_YTB = datasets/YTB, read at YTB/2019/train; DIR_DAVIS).
 Known differences: videos are sorted by id (upstream: meta.json's order); a DAVIS video's frames
-and annotations are paired by file stem and must match one to one, and a static image needs the
-annotation of its stem (upstream pairs sorted lists by position, and skips a whole static set
-whose counts differ); only DAVIS's 480p frames are read (upstream's default,
-TRAIN_DATASET_FULL_RESOLUTION False).
+and annotations are paired by file stem and must match one to one (upstream pairs sorted lists by
+position); only DAVIS's 480p frames are read (upstream's default, TRAIN_DATASET_FULL_RESOLUTION
+False).
 """
 
 from __future__ import annotations
@@ -37,8 +35,6 @@ from rvos_core.names import check_name
 
 YOUTUBEVOS_FOLDERS = ("youtube_vos", "youtube-vos", "YouTube-VOS", "ytvos", "YTB/2019")
 DAVIS_FOLDERS = ("DAVIS", "davis", "DAVIS2017", "davis2017", "DAVIS-2017")
-STATIC_FOLDERS = ("static", "Static")
-STATIC_SETS = ("COCO", "ECSSD", "MSRA10K", "PASCAL-S", "PASCALVOC2012")
 
 
 @dataclass(frozen=True)
@@ -48,15 +44,6 @@ class VideoEntry:
     source: str
     frames: tuple[Path, ...]
     labels: tuple[Path, ...]
-
-
-@dataclass(frozen=True)
-class ImageEntry:
-    """One static image and its annotation PNG (pixel value = object id)."""
-
-    source: str
-    image: Path
-    label: Path
 
 
 def _first(candidates: Sequence[Path], holds: str, what: str, data: Path) -> Path:
@@ -153,33 +140,3 @@ def _stems(folder: Path, suffix: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise InputError(folder, "folder is missing")
     return {p.stem: p for p in folder.iterdir() if p.suffix == suffix}
-
-
-def static_root(data: Path) -> Path:
-    """The static-image folder (holding JPEGImages/ and Annotations/)."""
-    candidates = [data, *(data / f for f in STATIC_FOLDERS)]
-    return _first(candidates, "Annotations", "static image sets", data)
-
-
-def static_images(data: Path) -> list[ImageEntry]:
-    """Every image of the sets present, set by set in STATIC_SETS order, .jpg then .png, sorted."""
-    root = static_root(data)
-    found = []
-    for name in STATIC_SETS:
-        images = root / "JPEGImages" / name
-        if images.is_dir():
-            found += _static_set(images, root / "Annotations" / name, name)
-    if not found:
-        raise InputError(root, f"holds none of the sets {', '.join(STATIC_SETS)} in JPEGImages/")
-    return found
-
-
-def _static_set(images: Path, labels: Path, name: str) -> list[ImageEntry]:
-    files = sorted(images.glob("*.jpg")) + sorted(images.glob("*.png"))
-    found = []
-    for image in files:
-        label = labels / f"{image.stem}.png"
-        if not label.is_file():
-            raise InputError(label, f"annotation of {image.name} ({name}) is missing")
-        found.append(ImageEntry(f"static/{name}/{image.stem}", image, label))
-    return found

@@ -18,7 +18,6 @@ import numpy as np
 from PIL import Image
 
 from rvos_core.data import open_image
-from rvos_train.data.referrals import check_size, read_label_png
 from rvos_train.data.vos.augment import (
     STATIC_JITTER,
     Affine,
@@ -28,7 +27,7 @@ from rvos_train.data.vos.augment import (
     resized_crop_box,
     strong_jitter,
 )
-from rvos_train.data.vos.layouts import ImageEntry
+from rvos_train.data.vos.static_sets import ImageEntry
 
 AFFINE = Affine()
 
@@ -37,9 +36,7 @@ def load_image(entry: ImageEntry) -> tuple[Image.Image, Image.Image]:
     """The RGB image (Pillow-decoded, as upstream) and its label mask (mode L, pixel = object id),
     checked to be one size."""
     image = open_image(entry.image)
-    labels = read_label_png(entry.label)
-    check_size(entry.label, labels.shape, (image.height, image.width), "annotation")
-    return image, Image.fromarray(labels, "L")
+    return image, Image.fromarray(entry.labels.read((image.height, image.width)), "L")
 
 
 def static_sequence(
