@@ -50,6 +50,10 @@ def test_overrides_are_parsed_as_toml(tmp_path: Path) -> None:
         ('model = "soc"\n[init]\nsource = "web"\n', "init.source must be one of"),
         ('model = "soc"\n[optim]\nbatch = 1\n', "unknown key(s) in [optim]: batch"),
         ("model = \n", "not a valid TOML file"),
+        ('model = "aot"\n[optim]\nwarmup_factor = 0.0\n', "warmup_factor must lie in (0, 1]"),
+        ('model = "aot"\n[optim]\nlr_drop_unit = "week"\n', "lr_drop_unit must be one of"),
+        ('model = "aot"\nschedule = 3\n', "[schedule] must be a table"),
+        ('extends = "mine.toml"\nmodel = "aot"\n', "'extends' forms a cycle"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path: Path, text: str, problem: str) -> None:
@@ -63,3 +67,18 @@ def test_bad_config_names_file_and_key(tmp_path: Path, text: str, problem: str) 
 def test_unknown_config_name_lists_the_shipped_ones() -> None:
     with pytest.raises(ConfigError, match="shipped: " + ", ".join(shipped_configs("soc"))):
         config_path("soc", "nope")
+
+
+def test_extends_merges_table_by_table() -> None:
+    """DeAOT's stage configs are AOT's with DeAOT's augmentation (upstream shares the stages)."""
+    aot, deaot = (load_config(config_path(m, "pre")) for m in ("aot", "deaot"))
+    assert (deaot.model, deaot.name, deaot.data.options) == ("deaot", "pre", {"aug": "v2"})
+    assert deaot.optim == aot.optim and deaot.schedule == aot.schedule
+    assert deaot.data.sets == aot.data.sets == ("static",)
+
+
+def test_extends_a_relative_file(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text('model = "soc"\n[optim]\nepochs = 3\nlr = 1e-3\n')
+    (tmp_path / "child.toml").write_text('extends = "base.toml"\n[optim]\nlr = 2e-3\n')
+    config = load_config(tmp_path / "child.toml")
+    assert (config.model, config.optim.epochs, config.optim.lr) == ("soc", 3, 2e-3)

@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from rvos_core.palette import write_label_png
+
 COLOURS = ("red", "green", "blue", "yellow", "white", "purple")
 
 
@@ -146,12 +148,6 @@ def _train_caption(e: int, labels: np.ndarray) -> str:
     return f"the {colour} object on the {side}"
 
 
-def _save_palette_png(path: Path, labels: np.ndarray) -> None:
-    image = Image.fromarray(labels, mode="P")
-    image.putpalette([0, 0, 0, *(c for k in range(1, 256) for c in ((k * 97) % 256, 255 - k, 128))])
-    image.save(path)
-
-
 def write_refytvos_train(root: Path, specs: list[VideoSpec], seed: int = 0) -> Path:
     """Write a Ref-YouTube-VOS-style train split under ``root``: JPEG frames, palette
     ``Annotations`` (pixel = object id, 1-based), ``train/meta.json`` (objects -> category and the
@@ -167,7 +163,7 @@ def write_refytvos_train(root: Path, specs: list[VideoSpec], seed: int = 0) -> P
         folder = bench / "train" / "Annotations" / spec.id
         folder.mkdir(parents=True, exist_ok=True)
         for name, frame_labels in zip(spec.frame_names, labels, strict=True):
-            _save_palette_png(folder / f"{name}.png", frame_labels)
+            write_label_png(folder / f"{name}.png", frame_labels)
         objects[spec.id] = {"objects": _object_entries(spec, labels)}
         exps = {
             str(e): {"exp": _train_caption(e, labels), "obj_id": str(e // 2 + 1)}
@@ -313,3 +309,29 @@ def write_training_data(root: Path, specs: list[VideoSpec], seed: int = 0) -> Pa
     for name in ("refcoco", "refcoco+", "refcocog"):
         write_refcoco(root, name, specs, seed)
     return root
+
+
+def write_davis(root: Path, splits: dict[str, list[VideoSpec]], seed: int = 0) -> Path:
+    """Write a DAVIS-2017-style semi-supervised set under ``root/DAVIS``: ``JPEGImages/480p`` and
+    palette ``Annotations/480p`` (pixel = object id) per sequence, frames 00000, 00001, ..., and
+    ``ImageSets/2017/<split>.txt`` for each split of ``splits`` (split -> its videos). Returns
+    the DAVIS folder."""
+    davis = root / "DAVIS"
+    lists = davis / "ImageSets" / "2017"
+    lists.mkdir(parents=True, exist_ok=True)
+    for split, specs in splits.items():
+        for spec in specs:
+            _write_davis_sequence(davis, spec, seed)
+        (lists / f"{split}.txt").write_text("".join(f"{s.id}\n" for s in specs))
+    return davis
+
+
+def _write_davis_sequence(davis: Path, spec: VideoSpec, seed: int) -> None:
+    images = davis / "JPEGImages" / "480p" / spec.id
+    annotations = davis / "Annotations" / "480p" / spec.id
+    images.mkdir(parents=True, exist_ok=True)
+    annotations.mkdir(parents=True, exist_ok=True)
+    frames, labels = _render_frames(spec, seed), label_maps(spec, seed)
+    for t, (frame, frame_labels) in enumerate(zip(frames, labels, strict=True)):
+        Image.fromarray(frame).save(images / f"{t:05d}.jpg", quality=90)
+        write_label_png(annotations / f"{t:05d}.png", frame_labels)

@@ -1,7 +1,8 @@
 """Training configurations: one TOML file per recipe (``configs/<model>/<name>.toml``, or any
 file), resolved once into a frozen ``TrainConfig``.
 
-A file holds a flat ``model``/``variant`` pair and four tables::
+A file holds a flat ``model``/``variant`` pair and these tables (``extends = "<model>/<name>"``
+takes another file's values first, this file's keys replacing them table by table)::
 
     model = "soc"
     variant = "full"
@@ -128,6 +129,7 @@ SECTIONS = {
 }
 TOP_LEVEL = {"model": str, "variant": str, "seed": int}
 FREE_TABLES = ("loss", "schedule")
+EXTENDS = "extends"
 """Tables checked by the model family that reads them (the criterion, the propagator schedule)."""
 
 
@@ -149,16 +151,44 @@ def shipped_configs(model: str) -> list[str]:
 
 
 def load_config(path: Path, overrides: dict[str, str] | None = None) -> TrainConfig:
-    """Read, override and check one configuration file."""
+    """Read (with the files it extends), override and check one configuration file."""
+    raw = _read_extended(path, [])
+    for key, text in (overrides or {}).items():
+        _override(raw, key, text, path)
+    return _build(raw, path)
+
+
+def _read_extended(path: Path, chain: list[Path]) -> dict[str, Any]:
+    """The file's tables merged over those of the file its ``extends`` names (a shipped
+    "<model>/<name>" or a .toml path relative to the file), key by key."""
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: 'extends' forms a cycle")
+    raw = _read(path)
+    base = raw.pop(EXTENDS, None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: {EXTENDS} must be a string")
+    model, _, name = base.partition("/")
+    parent = path.parent / base if base.endswith(".toml") else config_path(model, name)
+    return _merged(_read_extended(parent, [*chain, path.resolve()]), raw)
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such training config") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a valid TOML file ({exc})") from None
-    for key, text in (overrides or {}).items():
-        _override(raw, key, text, path)
-    return _build(raw, path)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if both else value
+    return merged
 
 
 def _override(raw: dict[str, Any], key: str, text: str, path: Path) -> None:

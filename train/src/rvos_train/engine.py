@@ -1,13 +1,19 @@
-"""The training engine: one loop for every trainable model (``ModelEntry.training``).
+"""The training engine: one loop for every trainable model family (rvos_train.task).
 
-A step takes one global batch (rvos_train.sampling): each process runs its micro-batches (clips
--> the model's training forward -> its criterion), the losses are normalised by the number of
-targets of the whole global batch exactly as upstream's DDP normalises them (each process divides
-by the all-reduced count over the processes; here a step's count is summed over all micro-batches
-of all processes and divided by processes x micro-batches), gradients are averaged (DDP), clipped
-to ``clip_max_norm`` and AdamW steps at the epoch's learning rate. AMP: bf16 autocast on CPU or
-GPU, fp16 autocast with a gradient scaler on GPU. Checkpoints every ``checkpoint_every`` steps and
-at each epoch's end (rvos_train.rundir); the validation hook after the epochs that ask for it.
+A step takes one global batch (rvos_train.sampling): each process runs its micro-batches (samples
+-> the task's training forward -> its weighted loss terms), the losses are normalised by the
+number of targets of the whole global batch exactly as upstream's DDP normalises them (each
+process divides by the all-reduced count over the processes; here a step's count is summed over
+all micro-batches of all processes and divided by processes x micro-batches), gradients are
+averaged (DDP), clipped to the task's ``clip_max_norm`` and the optimizer steps at the task's
+learning rates for that step. AMP: bf16 autocast on CPU or GPU, fp16 autocast with a gradient
+scaler on GPU. Checkpoints every ``checkpoint_every`` steps and at each epoch's end
+(rvos_train.rundir); the validation hook after the epochs that ask for it.
+
+The run's length: ``optim.epochs`` passes over the data, or ``optim.steps`` steps when set (the
+data order still goes epoch by epoch; the last epoch may end early). Where the task asks for it
+(``Task.average_ratio``: AOT/DeAOT), a moving average of the weights is kept (rvos_train.ema),
+checkpointed, validated and written as the final weights.
 """
 
 from __future__ import annotations
@@ -16,9 +22,8 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,51 +32,30 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rvos_core.errors import ConfigError, RvosError
 from rvos_core.progress import progress_bar
-from rvos_nn.checkpoint import load_checkpoint
 from rvos_nn.precision import check_precision
-from rvos_nn.predictor import ModelEntry, load_model_entry
-from rvos_nn.text import Tokenizer
-from rvos_nn.training import Clip, TrainingHooks
 from rvos_train import distributed, sampling
 from rvos_train.config import TrainConfig
-from rvos_train.data import ClipDataset, concat, open_training_set
-from rvos_train.initialise import initialise, training_tokenizer
-from rvos_train.losses import Criterion, criterion, settings_for
+from rvos_train.ema import WeightAverage
 from rvos_train.metrics import MetricsLog
-from rvos_train.optim import build_optimizer, freeze_text_encoder, set_learning_rates
 from rvos_train.rundir import Resume, RunDir, file_sha256
-from rvos_train.validation import ValidationJob, validate
+from rvos_train.task import EngineSettings, SampleSet, Task, to_device
+from rvos_train.tasks import task_for
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+__all__ = [
+    "EngineSettings",
+    "Job",
+    "TrainingError",
+    "epoch_batches",
+    "prepare_job",
+    "train",
+    "train_step",
+]
 
 
 class TrainingError(RvosError):
     """Training cannot go on (a loss that is not finite)."""
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """Where and how one run trains (not part of the configuration: changing them does not change
-    what is learnt, except precision, which the run records).
-
-    Attributes:
-        run: the run folder. data / pretrained: paths.env's DATA and PRETRAINED. init: the
-        checkpoint of ``init.source = "checkpoint"``. device: cpu or cuda. precision: fp32, bf16,
-        fp16 (cuda). workers: data-loading processes per training process. checkpoint_every:
-        steps between checkpoints (0: at epoch ends only). log_every: steps between metric lines.
-        stop_after: end this invocation after that many steps in total (the run stays resumable).
-    """
-
-    run: Path
-    data: Path
-    pretrained: Path
-    init: Path | None = None
-    device: str = "cpu"
-    precision: str = "fp32"
-    workers: int = 2
-    checkpoint_every: int = 0
-    log_every: int = 10
-    stop_after: int | None = None
 
 
 @dataclass
@@ -81,35 +65,21 @@ class Job:
     config: TrainConfig
     settings: EngineSettings
     world: distributed.World
-    entry: ModelEntry
-    hooks: TrainingHooks
-    dataset: ClipDataset
+    task: Task
+    dataset: SampleSet
     layout: sampling.Layout
     steps_per_epoch: int
+    total_steps: int
     model: nn.Module
     step_module: nn.Module
-    tokenizer: Tokenizer
-    criterion: Criterion
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     rundir: RunDir
+    average: WeightAverage | None
 
     @property
-    def total_steps(self) -> int:
-        return self.steps_per_epoch * self.config.optim.epochs
-
-
-class TrainStep(nn.Module):
-    """The model's training forward as a module (what DDP wraps): clips -> outputs."""
-
-    def __init__(self, model: nn.Module, hooks: TrainingHooks, tokenizer: Tokenizer):
-        super().__init__()
-        self.model = model
-        self.hooks = hooks
-        self.tokenizer = tokenizer
-
-    def forward(self, clips: Sequence[Clip]) -> dict[str, Any]:
-        return self.hooks.forward(self.model, self.tokenizer, clips)
+    def epochs(self) -> int:
+        return -(-self.total_steps // self.steps_per_epoch)
 
 
 def train(config: TrainConfig, settings: EngineSettings) -> dict[str, Any]:
@@ -129,13 +99,8 @@ def prepare_job(config: TrainConfig, settings: EngineSettings, world: distribute
     """Everything one process trains with (checks the model, the loss and the data before the run
     folder is written)."""
     precision = check_precision(settings.precision, world.device)
-    entry = load_model_entry(config.model)
-    if entry.training is None:
-        raise ConfigError(
-            f"model {config.model} cannot be trained (its entry declares no training)"
-        )
-    hooks = entry.training
-    dataset = _open_data(config, settings.data)
+    task = task_for(config, settings)
+    dataset = task.open_data()
     layout = _layout(config, world.size)
     per_epoch = sampling.steps_per_epoch(len(dataset), layout.global_batch)
     if per_epoch == 0:
@@ -143,46 +108,37 @@ def prepare_job(config: TrainConfig, settings: EngineSettings, world: distribute
             f"the training set has {len(dataset)} samples, fewer than one global batch "
             f"({layout.global_batch})"
         )
-    model = _initial_model(config, settings, entry, hooks, world)
-    tokenizer = training_tokenizer(model, hooks, settings.pretrained)
-    loss = criterion(
-        hooks.criterion, settings_for(hooks.criterion, config.loss, hooks.decoder_layers(model))
-    )
+    total = config.optim.steps or per_epoch * config.optim.epochs
+    torch.manual_seed(config.seed)  # the random parts of the model: the same on every process
+    model = task.build_model(verbose=world.main)
+    task.plan(total)
     rundir = RunDir(settings.run)  # written only once everything above is known to work
     if world.main:
         rundir.claim()
-        rundir.check_settings(_recorded_settings(config, settings, precision))
+        rundir.check_settings(_recorded_settings(task, precision))
     distributed.barrier()
-    step_module = TrainStep(model, hooks, tokenizer).to(world.device)
-    optimizer = build_optimizer(model, hooks.param_group, config.optim, hooks.no_weight_decay)
+    step_module = task.step_module(model).to(world.device)
+    optimizer = task.build_optimizer(model)
+    ratio = task.average_ratio
+    average = WeightAverage.for_run(model, total, ratio) if ratio else None
     if world.size > 1:
         step_module = DistributedDataParallel(step_module, find_unused_parameters=True)
     return Job(
         config=config,
         settings=settings,
         world=world,
-        entry=entry,
-        hooks=hooks,
+        task=task,
         dataset=dataset,
         layout=layout,
         steps_per_epoch=per_epoch,
+        total_steps=total,
         model=model,
         step_module=step_module,
-        tokenizer=tokenizer,
-        criterion=loss,
         optimizer=optimizer,
         scaler=torch.amp.GradScaler(world.device.type, enabled=precision == "fp16"),
         rundir=rundir,
+        average=average,
     )
-
-
-def _open_data(config: TrainConfig, data: Path) -> ClipDataset:
-    d = config.data
-    sets = [
-        open_training_set(name, data, recipe=d.recipe, num_frames=d.num_frames, **d.options)
-        for name in d.sets
-    ]
-    return sets[0] if len(sets) == 1 else concat(sets)
 
 
 def _layout(config: TrainConfig, world: int) -> sampling.Layout:
@@ -194,37 +150,17 @@ def _layout(config: TrainConfig, world: int) -> sampling.Layout:
     return sampling.Layout(batch_size=o.batch_size, world=world, accumulation=accumulation)
 
 
-def _recorded_settings(
-    config: TrainConfig, settings: EngineSettings, precision: str
-) -> dict[str, Any]:
-    init = settings.init
+def _recorded_settings(task: Task, precision: str) -> dict[str, Any]:
+    init, settings = task.settings.init, task.settings
     return {
-        "config": config.to_json(),
+        "config": task.config.to_json(),
         "precision": precision,
         "init_checkpoint": None
         if init is None
         else {"path": str(init.resolve()), "sha256": file_sha256(init)},
         "data": str(settings.data.resolve()),
+        **task.recorded(),
     }
-
-
-def _initial_model(
-    config: TrainConfig,
-    settings: EngineSettings,
-    entry: ModelEntry,
-    hooks: TrainingHooks,
-    world: distributed.World,
-) -> nn.Module:
-    """The model with its starting weights (random parts seeded by the config's seed, the same
-    on every process), text encoder frozen if asked, in train mode."""
-    torch.manual_seed(config.seed)
-    model = entry.build(config.variant)
-    initialise(
-        model, config.init.source, entry, settings.pretrained, settings.init, verbose=world.main
-    )
-    if config.optim.freeze_text_encoder:
-        freeze_text_encoder(model, hooks.param_group)
-    return model.train()
 
 
 def _run(job: Job) -> dict[str, Any]:
@@ -242,9 +178,9 @@ def _run(job: Job) -> dict[str, Any]:
             log.close()
     if end < job.total_steps:
         return {"steps": end, "stopped_early": True}
-    summary = {"steps": job.total_steps, "epochs": job.config.optim.epochs}
+    summary = {"steps": job.total_steps, "epochs": job.epochs}
     if job.world.main:
-        job.rundir.finish(_model_state(job), summary)
+        job.rundir.finish(_model_state(job, averaged=job.average is not None), summary)
     distributed.barrier()
     return summary
 
@@ -256,10 +192,12 @@ def _broadcast_start(job: Job, resume: Resume | None) -> int:
         return 0
     if resume is None:  # another rank: read the same folder
         resume = job.rundir.latest()
-    load_checkpoint(job.model, resume.model, job.entry.checkpoint_rules)
+    job.task.load_weights(job.model, resume.model)
     state = torch.load(resume.trainer, map_location="cpu", weights_only=True)
     job.optimizer.load_state_dict(state["optimizer"])
     job.scaler.load_state_dict(state["scaler"])
+    if job.average is not None:
+        job.average.load(state["average"])
     if job.world.main:
         job.rundir.cut_metrics(state["step"])
     return int(state["step"])
@@ -312,7 +250,7 @@ def _after_step(
     quiet: bool,
 ) -> None:
     """Log (and print when no bar shows), checkpoint and validate after ``step``."""
-    epoch_end = step % job.steps_per_epoch == 0
+    epoch_end = step % job.steps_per_epoch == 0 or step == job.total_steps
     if log is not None and (step % job.settings.log_every == 0 or epoch_end or step == end):
         record["clips_per_s"] = clock.clips_per_s(step)
         log.log(step, record)
@@ -326,7 +264,7 @@ def _after_step(
     if epoch_end or (every and step % every == 0) or step == end:
         _checkpoint(job, step)
     if epoch_end:
-        _maybe_validate(job, step // job.steps_per_epoch, log)
+        _maybe_validate(job, -(-step // job.steps_per_epoch), log)
 
 
 class _EpochClips(torch.utils.data.Dataset):
@@ -349,12 +287,12 @@ class _EpochClips(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getitem__(self, i: int) -> Clip:
+    def __getitem__(self, i: int) -> Any:
         p = self.positions[i]
         return self.dataset.clip(int(self.order[p]), sampling.clip_rng(self.seed, self.epoch, p))
 
 
-def epoch_batches(job: Job, epoch: int, first: int, last: int) -> Iterator[list[Clip]]:
+def epoch_batches(job: Job, epoch: int, first: int, last: int) -> Iterator[list[Any]]:
     """Micro-batches of steps [first, last) of ``epoch``, loaded ahead by the worker pool."""
     workers = job.settings.workers
     loader = torch.utils.data.DataLoader(
@@ -367,31 +305,31 @@ def epoch_batches(job: Job, epoch: int, first: int, last: int) -> Iterator[list[
         pin_memory=job.world.device.type == "cuda",
     )
     for clips in loader:
-        yield [_to(clip, job.world.device) for clip in clips]
+        yield [to_device(clip, job.world.device) for clip in clips]
 
 
-def train_step(job: Job, step: int, micro: list[list[Clip]]) -> dict[str, Any]:
+def train_step(job: Job, step: int, micro: list[list[Any]]) -> dict[str, Any]:
     """One optimizer step over the global batch (``micro``: this process's micro-batches);
     returns the logged values averaged over all processes and micro-batches."""
     epoch = step // job.steps_per_epoch
-    set_learning_rates(job.optimizer, job.config.optim, epoch, step)
-    targets = [job.criterion.targets(clips) for clips in micro]
+    rates = job.task.set_learning_rates(job.optimizer, step, epoch)
+    targets = [job.task.targets(samples) for samples in micro]
     norm = _normaliser(job, targets)
     sums: dict[str, torch.Tensor] = {}
-    for m, clips in enumerate(micro):
+    for m, samples in enumerate(micro):
         sampling.seed_model_rng(job.config.seed, step, job.layout.slot(m, job.world.rank))
         last = m == job.layout.accumulation - 1
         with _sync_unless(job, last), _autocast(job):
-            outputs = job.step_module(clips)
-            losses, _ = job.criterion(outputs, targets[m], normaliser=norm)
-            total = job.criterion.total(losses) / job.layout.accumulation
+            outputs = job.step_module(samples, step)
+            terms = job.task.loss_terms(outputs, targets[m], norm, step)
+            total = torch.stack(list(terms.values())).sum() / job.layout.accumulation
         job.scaler.scale(total).backward()
-        for key, value in losses.items():
-            sums[key] = sums.get(key, 0) + value.detach().float() * job.criterion.weight_dict[key]
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0) + value.detach().float()
     record = _averaged(job, sums, epoch)
     _check_finite(record, step)
     record["grad_norm"] = _apply(job)
-    record.update({f"lr_{g['name']}": g["lr"] for g in job.optimizer.param_groups})
+    record.update(rates)
     return record
 
 
@@ -408,23 +346,10 @@ def _check_finite(record: dict[str, Any], step: int) -> None:
     )
 
 
-def _to(clip: Clip, device: torch.device) -> Clip:
-    if device.type == "cpu":
-        return clip
-    return replace(
-        clip,
-        frames=clip.frames.to(device, non_blocking=True),
-        masks=clip.masks.to(device),
-        boxes=clip.boxes.to(device),
-        valid=clip.valid.to(device),
-        frame_ids=clip.frame_ids.to(device),
-    )
-
-
 def _normaliser(job: Job, targets: list[Any]) -> float:
     """Upstream's per-process target count: the global batch's count (``targets``: this
     process's micro-batches) / its number of micro-batches (processes x accumulation), >= 1."""
-    local = sum(job.criterion.count(t) for t in targets)
+    local = sum(job.task.count(t) for t in targets)
     total = distributed.sum_all(torch.tensor([float(local)], device=job.world.device))
     return max(float(total.item()) / (job.layout.world * job.layout.accumulation), 1.0)
 
@@ -450,11 +375,13 @@ def _apply(job: Job) -> float:
     """Unscale, clip and step; returns the gradient norm before clipping."""
     job.scaler.unscale_(job.optimizer)
     params = [p for p in job.model.parameters() if p.requires_grad]
-    max_norm = job.config.optim.clip_max_norm
+    max_norm = job.task.clip_max_norm
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
     job.scaler.step(job.optimizer)
     job.scaler.update()
     job.optimizer.zero_grad(set_to_none=True)
+    if job.average is not None:
+        job.average.update(job.model)
     return float(norm)
 
 
@@ -468,9 +395,11 @@ def _averaged(job: Job, sums: dict[str, torch.Tensor], epoch: int) -> dict[str, 
     return record
 
 
-def _model_state(job: Job) -> dict[str, Any]:
-    """The weights in the model's upstream checkpoint layout."""
-    return {job.hooks.checkpoint_container: job.model.state_dict()}
+def _model_state(job: Job, averaged: bool = False) -> dict[str, Any]:
+    """The weights (``averaged``: the weight average's) in the model's upstream checkpoint
+    layout."""
+    state = job.average.state_dict_of(job.model) if averaged else job.model.state_dict()
+    return {job.task.checkpoint_container: state}
 
 
 def _checkpoint(job: Job, step: int) -> None:
@@ -480,29 +409,22 @@ def _checkpoint(job: Job, step: int) -> None:
             "optimizer": job.optimizer.state_dict(),
             "scaler": job.scaler.state_dict(),
         }
-        job.rundir.save(step, _model_state(job), trainer)
+        average = None
+        if job.average is not None:
+            trainer["average"] = job.average.state()
+            average = _model_state(job, averaged=True)
+        job.rundir.save(step, _model_state(job), trainer, average)
     distributed.barrier()
 
 
 def _maybe_validate(job: Job, epoch: int, log: MetricsLog | None) -> None:
-    v = job.config.validate
-    if not v.every_epochs or epoch % v.every_epochs:
+    every = job.config.validate.every_epochs
+    if not every or epoch % every:
         return
     if job.world.main:
         resume = job.rundir.latest()
-        scores = validate(
-            ValidationJob(
-                model=job.config.model,
-                variant=job.config.variant,
-                checkpoint=resume.model,
-                pretrained=job.settings.pretrained,
-                data=job.settings.data,
-                dataset=v.dataset,
-                split=v.split,
-                device=job.settings.device,
-                out=job.rundir.root / "valid" / f"epoch-{epoch:03d}",
-            )
-        )
+        out = job.rundir.root / "valid" / f"epoch-{epoch:03d}"
+        scores = job.task.validate(resume.evaluated, out)
         if log is not None:
             log.log(resume.step, {f"valid_{k}": value for k, value in scores.items()})
     distributed.barrier()

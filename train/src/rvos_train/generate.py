@@ -1,7 +1,8 @@
 """``python -m rvos_train.generate --out DIR``: the generated training world of the tiny models.
 
 Writes ``DIR/data`` (a DATA folder: Ref-YouTube-VOS train, MeViS train and valid_u with ground
-truth, RefCOCO/+/g; rvos_core.synthetic) and ``DIR/pretrained/roberta-base`` (a byte-level BPE
+truth, RefCOCO/+/g, and a DAVIS-2017-style set whose train split holds the training videos and
+whose val split the valid_u videos, for the propagators; rvos_core.synthetic) and ``DIR/pretrained/roberta-base`` (a byte-level BPE
 tokenizer trained on the world's own expressions, within the tiny text encoder's vocabulary).
 Everything is a function of the options; ``DIR/generated.json`` records them, and a second call
 with the same options does nothing (other options: a ConfigError, nothing overwritten).
@@ -20,7 +21,7 @@ from rvos_core.atomic import write_json
 from rvos_core.cli import path_arg, run_main
 from rvos_core.command import Parser
 from rvos_core.errors import ConfigError
-from rvos_core.synthetic import VideoSpec, write_mevis_train, write_training_data
+from rvos_core.synthetic import VideoSpec, write_davis, write_mevis_train, write_training_data
 from rvos_nn.text import ROBERTA_TOKENIZER, TEXT_ENCODERS, train_roberta_tokenizer
 
 RECORD = "generated.json"
@@ -51,9 +52,14 @@ def generate(
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     data = staging / "data"
-    write_training_data(data, video_specs("t", videos, frames, size), seed)
-    if valid_videos:
-        write_mevis_train(data, video_specs("v", valid_videos, frames, size), seed + 1, VALID_SPLIT)
+    train, valid = (
+        video_specs(p, n, frames, size) for p, n in (("t", videos), ("v", valid_videos))
+    )
+    write_training_data(data, train, seed)
+    write_davis(data, {"train": train}, seed)
+    if valid:
+        write_mevis_train(data, valid, seed + 1, VALID_SPLIT)
+        write_davis(data, {"val": valid}, seed + 1)
     captions = [e["exp"] for v in _expressions(data) for e in v["expressions"].values()]
     tokenizer = staging / "pretrained" / ROBERTA_TOKENIZER.folder
     train_roberta_tokenizer(tokenizer, captions, TEXT_ENCODERS["tiny-roberta"].vocab_size)

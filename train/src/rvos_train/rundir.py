@@ -8,13 +8,17 @@
                                    same folder with other settings is refused, both values named
       checkpoints/step-NNNNNNNN/   model.pth (the model's upstream checkpoint layout, strict-
                                    loadable by ``make infer-<model>``) + trainer.pt (step,
-                                   optimizer, grad scaler), written to a staging folder and renamed
+                                   optimizer, grad scaler, weight average) + ema.pth (the
+                                   averaged weights, where the recipe keeps an average: AOT and
+                                   DeAOT), written to a staging folder and renamed
       checkpoints/latest           the name of the newest complete checkpoint (written last)
       metrics.jsonl                one JSON object per logged step (rank 0), cut back to the
                                    checkpoint's step on resume
       tensorboard/                 the same scalars as TensorBoard events
       valid/epoch-NNN/             the validation hook's model run and J&F
-      model.pth                    the final weights, when every step is done
+      model.pth                    the final weights (the average where there is one, as
+                                   upstream's next stage and evaluation use it), when every
+                                   step is done
       done.json                    written last: the run is finished
 
 A killed run resumes from ``checkpoints/latest`` with the same command; the random state of
@@ -40,6 +44,7 @@ from rvos_core.atomic import write_bytes, write_json
 from rvos_core.errors import ConfigError, InputError
 
 KEEP_CHECKPOINTS = 2
+AVERAGE_FILE = "ema.pth"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,15 @@ class Resume:
     step: int
     model: Path
     trainer: Path
+
+    @property
+    def average(self) -> Path:
+        return self.model.with_name(AVERAGE_FILE)
+
+    @property
+    def evaluated(self) -> Path:
+        """The weights validation scores: the average where the run keeps one."""
+        return self.average if self.average.is_file() else self.model
 
 
 class RunDir:
@@ -123,15 +137,23 @@ class RunDir:
                 )
         return resume
 
-    def save(self, step: int, model_state: dict[str, Any], trainer_state: dict[str, Any]) -> Path:
+    def save(
+        self,
+        step: int,
+        model_state: dict[str, Any],
+        trainer_state: dict[str, Any],
+        average_state: dict[str, Any] | None = None,
+    ) -> Path:
         """Write checkpoint ``step`` (staged, renamed, then named in ``latest``); keep the
-        newest KEEP_CHECKPOINTS."""
+        newest KEEP_CHECKPOINTS. ``average_state``: the averaged weights (ema.pth)."""
         name = f"step-{step:08d}"
         staged = self.checkpoints / f".staging-{name}"
         shutil.rmtree(staged, ignore_errors=True)
         staged.mkdir(parents=True)
         torch.save(model_state, staged / "model.pth")
         torch.save(trainer_state, staged / "trainer.pt")
+        if average_state is not None:
+            torch.save(average_state, staged / AVERAGE_FILE)
         final = self.checkpoints / name
         shutil.rmtree(final, ignore_errors=True)
         staged.rename(final)

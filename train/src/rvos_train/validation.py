@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rvos_core.errors import ConfigError
 
@@ -38,7 +39,7 @@ def validate(job: ValidationJob) -> dict[str, float]:
         raise ConfigError(f"validation needs ground truth: dataset must be one of {EVALUATED}")
     run = job.out / "run"
     data = {"--data": str(job.data), "--dataset": job.dataset, "--split": job.split}
-    _call(
+    run_module(
         ["rvos_nn.infer", job.model],
         {
             "--variant": job.variant,
@@ -50,13 +51,16 @@ def validate(job: ValidationJob) -> dict[str, float]:
         },
     )
     scores = job.out / "eval"
-    _call(["rvos_eval", str(run)], {**data, "--out": str(scores), "--workers": "1"})
-    summary = json.loads((scores / "summary.json").read_text())
+    options = {**data, "--out": str(scores), "--workers": "1"}
+    summary = run_module(["rvos_eval", str(run)], options, scores / "summary.json")
     return {key: float(summary[key]) for key in ("J", "F", "J&F")}
 
 
-def _call(arguments: list[str], options: dict[str, str]) -> None:
-    """``python -m <arguments> <options>``; a failure is a ConfigError with its last line."""
+def run_module(
+    arguments: list[str], options: dict[str, str], result: Path | None = None
+) -> dict[str, Any]:
+    """``python -m <arguments> <options>``, then the JSON file ``result`` it wrote (if given); a
+    failure is a ConfigError with its last line."""
     flat = [item for pair in options.items() for item in pair]
     done = subprocess.run(
         [sys.executable, "-m", *arguments, *flat], capture_output=True, text=True, check=False
@@ -64,3 +68,4 @@ def _call(arguments: list[str], options: dict[str, str]) -> None:
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise ConfigError(f"validation step {arguments[0]} failed: {last}")
+    return {} if result is None else json.loads(result.read_text())
