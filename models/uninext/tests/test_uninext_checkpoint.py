@@ -61,7 +61,6 @@ def test_full_model_accounts_for_every_stored_key(name):
         "template-backbone",
         "sot-fuser",
         "adjust-layer",
-        "dn-label-encoder",
         "criterion-buffer",
     }
     # The RVOS model's unique numbers plus the dropped ones are the file's unique numbers.

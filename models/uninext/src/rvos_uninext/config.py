@@ -38,6 +38,8 @@ _UPSTREAM_FIELDS = {
     "MODEL.LANGUAGE_BACKBONE.LANG_DIM": "lang_dim",
     "MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN": "max_query_len",
     "N_LAYER_DEFORMABLE_REID": "reid_layers",
+    "MODEL.DDETRS.DN_NUMBER": "dn_number",
+    "MODEL.DDETRS.BOX_NOISE_SCALE": "box_noise_scale",
     "INPUT.MIN_SIZE_TEST": "min_size_test",
     "INPUT.MAX_SIZE_TEST": "max_size_test",
 }
@@ -74,7 +76,8 @@ class UninextConfig:
 
     ``num_proposals`` is the number of decoder queries (upstream ``TWO_STAGE_NUM_PROPOSALS``);
     ``mask_stride`` the output stride of the mask logits; ``reid_layers`` the decoder layers of
-    the (output-neutral) deformable reid head.
+    the (output-neutral) deformable reid head; ``dn_number`` / ``box_noise_scale`` the training's
+    denoising queries (DINO's contrastive denoising, rvos_uninext.training).
     """
 
     backbone: ViTConfig | ConvNeXtConfig
@@ -97,6 +100,8 @@ class UninextConfig:
     reid_layers: int = 2
     min_size_test: int = 480
     max_size_test: int = 1333
+    dn_number: int = 100
+    box_noise_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.dec_layers < 2:

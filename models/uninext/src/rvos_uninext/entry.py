@@ -1,6 +1,7 @@
 """Registration of UNINEXT ViT-H and ConvNeXt-L with the inference driver (``rvos.models``).
 
-Both are run from the UNINEXT environment (.venv-uninext): ``make infer-uninext-vith``.
+Both are run, and trained (``rvos_uninext.training``), from the UNINEXT environment
+(.venv-uninext): ``make infer-uninext-vith``, ``make train MODEL=uninext_vith CONFIG=...``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from rvos_nn.predictor import ModelEntry
 from rvos_uninext.config import UninextConfig
 from rvos_uninext.model import UNUSED_KEYS, build
 from rvos_uninext.predictor import UninextOptions, create_predictor
+from rvos_uninext.training import HOOKS
 
 # A released UNINEXT file stores, besides the RVOS model: the SOT/VOS template backbone and the
 # other tracking-only modules (UNUSED_KEYS, dropped by name), BERT's position_ids buffer of
@@ -38,6 +40,7 @@ def _entry(name: str, variants: dict[str, UninextConfig]) -> ModelEntry:
         checkpoint_rules=CHECKPOINT_RULES,
         checkpoint_file=f"{name}.pth",
         options=UninextOptions,
+        training=HOOKS,
     )
 
 

@@ -17,7 +17,10 @@ text tokens, boxes, IoU, reid embedding) -> dynamic mask head on the encoder mem
 text-independent part (``encode_frames``) is computed once per video and reused for every
 expression.
 
-Differences: no training, de-noising, SOT/VOS template branch or tracker; heads other than the last
+Training (``rvos_uninext.training``) runs the same modules on (key, reference) frame pairs, with
+the denoising queries of ``detr.resizer`` (the dynamic label encoder) and every decoder layer's heads.
+
+Differences: no SOT/VOS template branch or tracker; at inference the heads other than the last
 decoder layer's are loaded but not run (upstream computes only the last layer at inference too).
 """
 
@@ -36,7 +39,7 @@ from rvos_nn.layers.box import inverse_sigmoid
 from rvos_nn.layers.deformable_transformer import input_projections
 from rvos_nn.layers.mlp import MLP
 from rvos_nn.layers.position import PositionEmbeddingSine2D
-from rvos_nn.text import build_text_encoder
+from rvos_nn.text import FeatureResizer, build_text_encoder
 from rvos_uninext.config import UninextConfig
 from rvos_uninext.convnext import ConvNeXt
 from rvos_uninext.heads import DynamicMaskConv, MaskHeadSmallConv, StillClassifier, VLAlign
@@ -45,6 +48,7 @@ from rvos_uninext.transformer import (
     DinoVLTransformer,
     Levels,
     ReidHead,
+    TransformerOutput,
     average_text,
     decoder_layer,
 )
@@ -60,11 +64,6 @@ UNUSED_KEYS = (
     KeyRule(name="sot-fuser", pattern=r"detr\.sot_fuser\..+", reason="SOT feature fuser"),
     KeyRule(
         name="adjust-layer", pattern=r"detr\.adjust_layer\..+", reason="SOT template projection"
-    ),
-    KeyRule(
-        name="dn-label-encoder",
-        pattern=r"detr\.resizer\..+",
-        reason="de-noising label encoder (training)",
     ),
     KeyRule(
         name="criterion-buffer", pattern=r"criterion\._iter", reason="loss-module iteration counter"
@@ -183,12 +182,14 @@ class Detector(nn.Module):
 
 
 class SegmentationDetector(nn.Module):
-    """Upstream ``DDETRSegmUniVIDDN`` (keys ``detr.*``): detector + CondInst mask branch + reid head."""
+    """Upstream ``DDETRSegmUniVIDDN`` (keys ``detr.*``): detector + CondInst mask branch + reid
+    head + ``resizer``, the denoising queries' label encoder (pooled text -> content; training)."""
 
     def __init__(self, config: UninextConfig) -> None:
         super().__init__()
         d = config.hidden_dim
         self.detr = Detector(config)
+        self.resizer = FeatureResizer(in_features=config.lang_dim, out_features=d, dropout=0.0)
         self.dynamic = DynamicMaskConv(
             in_channels=d // 32,
             channels=8,
@@ -267,7 +268,7 @@ class Uninext(nn.Module):
         ).sigmoid()
         ious = det.iou_head[last](hs)
         embed = (
-            self._reid(out.hs[-1], out.inter_references[-1], out.memory, out.levels)
+            self.reid_embeddings(out.hs[-1], out.inter_references[-1], out.memory, out.levels)
             if with_reid
             else None
         )
@@ -276,11 +277,12 @@ class Uninext(nn.Module):
             logits, boxes, ious, reference, embed, hs, out.memory, out.levels, visual.image_sizes
         )
 
-    def _reid(self, hs: Tensor, boxes: Tensor, memory: Tensor, levels: Levels) -> Tensor:
+    def reid_embeddings(self, hs: Tensor, boxes: Tensor, memory: Tensor, levels: Levels) -> Tensor:
+        """Decoder states [N, Q, C] and boxes [N, Q, 4] -> reid embeddings [N, Q, C]."""
         head, mlp = self.detr.reid_embed_head
         return mlp(head(hs, boxes, memory, levels))
 
-    def mask_features(self, out: FrameOutputs) -> Tensor:
+    def mask_features(self, out: FrameOutputs | TransformerOutput) -> Tensor:
         """Stride-8 mask features [N, hidden / 32, h/8, w/8] from the encoder memory (/8, /16, /32)."""
         n, _, c = out.memory.shape
         maps, start = [], 0

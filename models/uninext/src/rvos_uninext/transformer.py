@@ -13,7 +13,11 @@ content is the learned ``tgt_embed`` (``DECOUPLE_TGT`` + ``STILL_TGT_FOR_BOTH``)
 come from a 512-d sine embedding of the (valid-ratio scaled) boxes through ``ref_point_head``;
 box refinement with look-forward-twice. Deformable layers are rvos_core's (same keys as upstream).
 
-Differences: no de-noising queries, no attention masks (training only); upstream adds
+In training (``denoising`` given) DINO's contrastive denoising queries (rvos_uninext.training)
+precede the proposals, with their self-attention mask; each layer's refined boxes reach the next
+layer detached, as upstream's decoder does (inference is unchanged by the detach).
+
+Differences: upstream adds
 ``0.0 * resizer(text)`` to the decoder content, which changes nothing numerically, so ``resizer``
 is kept for its keys but not run; upstream runs this module in float32 under autocast
 (``custom_fwd(cast_inputs=float32)``): the model calls it with autocast disabled.
@@ -82,6 +86,16 @@ class Levels(NamedTuple):
     mask: Tensor
     shapes: list[tuple[int, int]]
     ratios: Tensor
+
+
+class DenoisingQueries(NamedTuple):
+    """DINO's denoising queries of a batch: content [N, P, C], boxes [N, P, 4] (inverse-sigmoid
+    cxcywh), self_attn_mask bool [P + Q, P + Q] (True = blocked) over the P denoising slots and
+    the Q proposals."""
+
+    content: Tensor
+    boxes: Tensor
+    self_attn_mask: Tensor
 
 
 class TransformerOutput(NamedTuple):
@@ -157,19 +171,22 @@ class BoxQueryDecoder(nn.Module):
         levels: Levels,
         padding_mask: Tensor | None,
         bbox_embed: nn.ModuleList | None,
+        self_attn_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Returns (states [L, N, Q, C], refined boxes [L, N, Q, 4]; the input boxes when
-        ``bbox_embed`` is None)."""
+        ``bbox_embed`` is None). The next layer reads the refined boxes detached."""
         scale = torch.cat([levels.ratios, levels.ratios], -1)[:, None]  # [N, 1, L, 4]
         states, references = [], []
         for index, layer in enumerate(self.layers):
             scaled = boxes[:, :, None] * scale
             query_pos = self.query_positions(scaled[:, :, 0, :])
-            tgt = layer(tgt, query_pos, scaled, memory, levels.shapes, padding_mask)
+            tgt = layer(tgt, query_pos, scaled, memory, levels.shapes, padding_mask, self_attn_mask)
+            refined = boxes
             if bbox_embed is not None:
-                boxes = (bbox_embed[index](tgt) + inverse_sigmoid(boxes)).sigmoid()
+                refined = (bbox_embed[index](tgt) + inverse_sigmoid(boxes)).sigmoid()
+                boxes = refined.detach()
             states.append(tgt)
-            references.append(boxes)
+            references.append(refined)
         return torch.stack(states), torch.stack(references)
 
 
@@ -264,9 +281,11 @@ class DinoVLTransformer(nn.Module):
         poses: Sequence[Tensor],
         text: Tensor,
         text_mask: Tensor,
+        denoising: DenoisingQueries | None = None,
     ) -> TransformerOutput:
         """srcs / poses: per level [N, C, h, w]; masks: [N, h, w] bool (True = padding);
-        text: [N, L, C_text]; text_mask: [N, L] (1 valid)."""
+        text: [N, L, C_text]; text_mask: [N, L] (1 valid); ``denoising``: queries put before
+        the proposals (training), whose slots then lead every per-query output."""
         levels = self.flatten(srcs, masks, poses)
         memory, text = self.encoder(levels, text, text_mask)
         pooled = average_text(text, text_mask)
@@ -277,8 +296,13 @@ class DinoVLTransformer(nn.Module):
         top = torch.topk(enc_class[..., 0], self.num_proposals, dim=1)[1]
         boxes = torch.gather(enc_coord, 1, top.unsqueeze(-1).repeat(1, 1, 4)).sigmoid()
         tgt = self.tgt_embed.weight[None].repeat(memory.shape[0], 1, 1)
+        attn_mask = None
+        if denoising is not None:
+            boxes = torch.cat([denoising.boxes.sigmoid(), boxes], 1)
+            tgt = torch.cat([denoising.content, tgt], 1)
+            attn_mask = denoising.self_attn_mask
         hs, references = self.decoder.run_layers(
-            tgt, boxes, memory, levels, levels.mask, self.decoder.bbox_embed
+            tgt, boxes, memory, levels, levels.mask, self.decoder.bbox_embed, attn_mask
         )
         return TransformerOutput(hs, memory, boxes, references, enc_class, enc_coord, text, levels)
 

@@ -161,12 +161,16 @@ class DeformableTransformerDecoderLayer(nn.Module):
         src: Tensor,
         spatial_shapes: SpatialShapes,
         padding_mask: Tensor | None,
+        self_attn_mask: Tensor | None = None,
     ) -> Tensor:
-        """tgt, query_pos: [N, Q, C]; reference_points: [N, Q, L, 2 or 4]; src: [N, S, C]."""
+        """tgt, query_pos: [N, Q, C]; reference_points: [N, Q, L, 2 or 4]; src: [N, S, C];
+        self_attn_mask: bool [Q, Q], True where query i may not attend to query j (DINO's
+        denoising groups), or None."""
         q = (tgt + query_pos).transpose(0, 1)
         # need_weights=True (the default upstream calls): the explicit matmul-softmax path, whose
         # rounding the parity fixtures hold (the fused kernel differs by ~1e-6 per layer)
-        attended = self.self_attn(q, q, tgt.transpose(0, 1))[0].transpose(0, 1)
+        attended = self.self_attn(q, q, tgt.transpose(0, 1), attn_mask=self_attn_mask)[0]
+        attended = attended.transpose(0, 1)
         tgt = self.norm2(tgt + self.dropout2(attended))
         attended = self.cross_attn(
             tgt + query_pos, reference_points, src, spatial_shapes, padding_mask

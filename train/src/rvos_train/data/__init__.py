@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from rvos_core.errors import ConfigError
-from rvos_train.data import mevis, refcoco, refytvos
+from rvos_train.data import mevis, refcoco, refytvos, uninext
 from rvos_train.data.clips import ClipDataset, ClipSet, ConcatClips, ImageSample, video_samples
 from rvos_train.data.pseudo_video import SeqAugmenter
 from rvos_train.data.recipes import RECIPES, ReferFormerAugment, SocAugment
 from rvos_train.data.referrals import Referral
 from rvos_train.data.transforms import mask_boxes, swap_left_right
+from rvos_train.data.uninext import UninextAugment
 
 DATASETS = ("refytvos", "mevis", *refcoco.NAMES)
 JOINT = (*refcoco.NAMES, "refytvos")
@@ -37,13 +38,14 @@ def open_training_set(
     name: str, data: Path, *, recipe: str, num_frames: int, **options: Any
 ) -> ClipDataset:
     """The train split of ``name`` (one of DATASETS) found under ``data`` (DATA of paths.env, or
-    the dataset's own folder), sampled and augmented by ``recipe`` ("referformer" or "soc") in
-    clips of ``num_frames`` frames.
+    the dataset's own folder), sampled and augmented by ``recipe`` ("referformer", "soc" or
+    "uninext") in clips of ``num_frames`` frames (2 with "uninext": key and reference frame).
 
     Options: ``strict`` (default True: an expression whose target the annotations show nowhere, or
     whose target every augmentation draw loses, is an InputError; False leaves the first out and
     returns the second with valid all 0), the fields of the recipe's augmentation
-    (ReferFormerAugment, SocAugment) and, for "referformer", ``max_skip`` (3).
+    (ReferFormerAugment, SocAugment, UninextAugment), for "referformer" ``max_skip`` (3), for
+    "uninext" ``frame_range`` (10).
     """
     if name not in DATASETS:
         raise ConfigError(f"unknown training set {name!r}; known: {', '.join(DATASETS)}")
@@ -56,6 +58,10 @@ def open_training_set(
     draw_options = {k: options.pop(k) for k in spec.draw_options if k in options}
     augment = _augment(spec.augment, recipe, options)
     referrals = _referrals(name, Path(data), strict)
+    if isinstance(augment, UninextAugment):
+        draws = spec.draws(num_frames, **draw_options)
+        images = name in refcoco.NAMES
+        return uninext.training_set(name, referrals, draws, augment, images=images, strict=strict)
     if name in refcoco.NAMES:
         samples = [ImageSample(r, num_frames, SeqAugmenter()) for r in referrals]
     else:
@@ -64,8 +70,10 @@ def open_training_set(
 
 
 def _augment(
-    kind: type[ReferFormerAugment] | type[SocAugment], recipe: str, options: dict[str, Any]
-) -> ReferFormerAugment | SocAugment:
+    kind: type[ReferFormerAugment] | type[SocAugment] | type[UninextAugment],
+    recipe: str,
+    options: dict[str, Any],
+) -> ReferFormerAugment | SocAugment | UninextAugment:
     known = {f.name for f in dataclasses.fields(kind)}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -108,6 +116,7 @@ __all__ = [
     "ReferFormerAugment",
     "SeqAugmenter",
     "SocAugment",
+    "UninextAugment",
     "concat",
     "mask_boxes",
     "open_joint",

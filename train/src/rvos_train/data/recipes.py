@@ -12,7 +12,11 @@ object (sampling.soc_windows); then flip with probability P(N(0, 1) > 0.5) = 0.3
 ``random_color`` (off in configs/joint.yaml and refer_youtube_vos.yaml), and a resize of the short
 side to 360 with the long side <= 640. No crop.
 
-Images (RefCOCO sets) become pseudo-videos of ``num_frames`` frames (pseudo_video) and then go
+``uninext``: per expression one (key, reference) pair of frames at most 10 apart, crop (p 0.5), a
+short side of 320..640 (videos) or 480..800 (images), flip (p 0.5); images become the pair (image,
+image) (rvos_train.data.uninext).
+
+Images (RefCOCO sets) with ``referformer`` and ``soc`` become pseudo-videos of ``num_frames`` frames (pseudo_video) and then go
 through the recipe's augmentation: SOC's ref2seq.py with ``soc``, MUTR's refexp2seq.py with
 ``referformer``.
 
@@ -47,6 +51,7 @@ from rvos_train.data.transforms import (
     random_size_crop,
     resize,
 )
+from rvos_train.data.uninext import PairDraw, UninextAugment, pair_draws
 
 
 @dataclass(frozen=True)
@@ -132,8 +137,8 @@ class Recipe:
     """A recipe: its augmentation type, the options of its frame draws, how many augmentation
     draws a clip gets before a lost target is given up (only a crop can lose it)."""
 
-    augment: type[ReferFormerAugment] | type[SocAugment]
-    draws: Callable[..., Callable[[int], Sequence[LocalGlobal | Window]]]
+    augment: type[ReferFormerAugment] | type[SocAugment] | type[UninextAugment]
+    draws: Callable[..., Callable[[int], Sequence[LocalGlobal | Window | PairDraw]]]
     draw_options: tuple[str, ...] = ()
     redraws: int = 1
 
@@ -141,4 +146,5 @@ class Recipe:
 RECIPES = {
     "referformer": Recipe(ReferFormerAugment, referformer_draws, ("max_skip",), redraws=50),
     "soc": Recipe(SocAugment, soc_draws),
+    "uninext": Recipe(UninextAugment, pair_draws, ("frame_range",)),
 }
