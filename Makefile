@@ -50,11 +50,11 @@ SUBMAKE_ARGS = --no-print-directory -f $(ROOT)/Makefile
 # Extra propagation options (vos/README.md), e.g. PROPAGATE_OPTS="--expression-group 8".
 PROPAGATE_OPTS ?=
 
-PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr train report
+PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr train
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
 .PHONY: help env env-uninext test lint format demo submission recipe vote import-pth validate train finetune train-tiny \
-        evaluate report bench bench-full clean-work paths
+        evaluate bench bench-full clean-work paths
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%+-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -149,7 +149,6 @@ demo: $(VENV)/.stamp ## run the whole chain on generated data (simulated model o
 	$(MAKE) $(SUBMAKE_ARGS) submission DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid \
 	    PROPAGATE="$(PY) $(ROOT)/demo/run.py propagate"
 	$(PY) $(ROOT)/demo/run.py report --out $(DEMO)
-	$(MAKE) $(SUBMAKE_ARGS) report DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid TRUTH=$(DEMO)/truth
 	@echo "demo submission: $(DEMO)/work/valid/submission.zip"
 
 # ---------------------------------------------------------------------------------------------
@@ -167,16 +166,10 @@ TRAIN = $(if $(filter uninext_%,$(MODEL)),$(PY_UNINEXT),$(PY)) $(if $(filter-out
 TRAIN_ARGS = --device $(DEVICE) --precision $(PRECISION) $(TRAIN_OPTS)
 GENERATED := $(WORK)/generated
 
-# AOT / DeAOT: STAGE=pre|video names the configuration (upstream's PRE and PRE_YTB_DAV stages);
-# the video stage starts from the PRE stage's run folder unless INIT says otherwise.
-STAGE ?=
-TRAIN_CONFIG = $(or $(CONFIG),$(STAGE))
-TRAIN_INIT = $(or $(INIT),$(if $(filter video,$(TRAIN_CONFIG)),$(call TRAIN_RUN,pre)/model.pth))
-
-train: ## MODEL=soc|referformer|mutr|uninext_vith|uninext_convnext CONFIG=<name> | MODEL=aot|deaot STAGE=pre|video [INIT=<checkpoint>] [GPUS=n]: train (or resume) one configuration
-	@test -n "$(MODEL)" -a -n "$(TRAIN_CONFIG)" || { echo "usage: make train MODEL=soc CONFIG=joint [INIT=...] [GPUS=n], make train MODEL=aot STAGE=pre (configs: python -m rvos_train MODEL --list)" >&2; exit 2; }
-	$(TRAIN) $(MODEL) --config $(TRAIN_CONFIG) --out $(call TRAIN_RUN,$(notdir $(basename $(TRAIN_CONFIG)))) \
-	    $(if $(TRAIN_INIT),--init $(TRAIN_INIT)) $(TRAIN_ARGS)
+train: ## MODEL=soc|referformer|mutr|uninext_vith|uninext_convnext CONFIG=<name> [INIT=<checkpoint>] [GPUS=n]: train (or resume) one configuration
+	@test -n "$(MODEL)" -a -n "$(CONFIG)" || { echo "usage: make train MODEL=soc CONFIG=joint [INIT=...] [GPUS=n] (configs: python -m rvos_train MODEL --list)" >&2; exit 2; }
+	$(TRAIN) $(MODEL) --config $(CONFIG) --out $(call TRAIN_RUN,$(notdir $(basename $(CONFIG)))) \
+	    $(if $(INIT),--init $(INIT)) $(TRAIN_ARGS)
 
 finetune: ## MODEL=... DATASET=refytvos|mevis INIT=<checkpoint> [GPUS=n]: fine-tune a checkpoint on one dataset
 	@test -n "$(MODEL)" -a -n "$(INIT)" || { echo "usage: make finetune MODEL=soc|referformer|mutr DATASET=refytvos|mevis INIT=<checkpoint>" >&2; exit 2; }
@@ -184,7 +177,7 @@ finetune: ## MODEL=... DATASET=refytvos|mevis INIT=<checkpoint> [GPUS=n]: fine-t
 	    --init $(INIT) --set 'data.sets=["$(DATASET)"]' $(TRAIN_ARGS)
 
 train-tiny: ## MODEL=...: generate the training world and train the tiny MODEL on it (CPU minutes)
-	@test -n "$(MODEL)" || { echo "usage: make train-tiny MODEL=soc|referformer|mutr|aot|deaot|uninext_..." >&2; exit 2; }
+	@test -n "$(MODEL)" || { echo "usage: make train-tiny MODEL=soc|referformer|mutr" >&2; exit 2; }
 	$(PY) -m rvos_train.generate --out $(GENERATED)
 	$(TRAIN) $(MODEL) --config tiny --out $(call TRAIN_RUN,tiny) --data $(GENERATED)/data \
 	    --pretrained $(GENERATED)/pretrained $(TRAIN_ARGS)
@@ -207,17 +200,6 @@ validate: ## NODE=<node>: check a run against the dataset (every video, expressi
 evaluate: ## NODE=<node>: J&F of a run against the split's ground truth (MeViS valid_u, Ref-DAVIS, DAVIS)
 	@test -n "$(NODE)" || { echo "usage: make evaluate NODE=<node> DATASET=mevis SPLIT=valid_u" >&2; exit 2; }
 	$(PY) -m rvos_eval $(W)/$(NODE) $(DATA_OPTS) --out $(W)/$(NODE)/eval
-	$(MAKE) $(SUBMAKE_ARGS) report NODES="$(NODE)" REPORT=$(W)/$(NODE)/eval/report
-
-# The HTML report (report/README.md): NODES (default: the recipe's submitted node and its inputs)
-# against TRUTH (a folder of <video>/<exp_id>/<frame>.png) and their `make evaluate` results.
-NODES ?=
-TRUTH ?=
-REPORT ?= $(W)/report
-REPORT_OPTS ?=
-report: $(VENV)/.stamp ## [NODES="soc en2 final"] [TRUTH=<masks folder>]: HTML report of runs -> $(W)/report/index.html
-	$(PY) -m rvos_report $(NODES) --work $(W) --out $(REPORT) --recipe $(RECIPE_FILE) $(DATA_OPTS) \
-	    $(if $(TRUTH),--truth $(TRUTH)) $(REPORT_OPTS)
 
 bench: $(VENV)/.stamp ## quick benchmarks (minutes on a CPU): eval, fusion, the driver with tiny models
 	$(PY) $(ROOT)/bench/eval/run.py
