@@ -50,11 +50,11 @@ SUBMAKE_ARGS = --no-print-directory -f $(ROOT)/Makefile
 # Extra propagation options (vos/README.md), e.g. PROPAGATE_OPTS="--expression-group 8".
 PROPAGATE_OPTS ?=
 
-PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr train
+PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr train report
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
 .PHONY: help env env-uninext test lint format demo submission recipe vote import-pth validate train finetune train-tiny \
-        evaluate bench bench-full clean-work paths
+        evaluate report bench bench-full clean-work paths
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%+-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -149,6 +149,7 @@ demo: $(VENV)/.stamp ## run the whole chain on generated data (simulated model o
 	$(MAKE) $(SUBMAKE_ARGS) submission DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid \
 	    PROPAGATE="$(PY) $(ROOT)/demo/run.py propagate"
 	$(PY) $(ROOT)/demo/run.py report --out $(DEMO)
+	$(MAKE) $(SUBMAKE_ARGS) report DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid TRUTH=$(DEMO)/truth
 	@echo "demo submission: $(DEMO)/work/valid/submission.zip"
 
 # ---------------------------------------------------------------------------------------------
@@ -200,6 +201,17 @@ validate: ## NODE=<node>: check a run against the dataset (every video, expressi
 evaluate: ## NODE=<node>: J&F of a run against the split's ground truth (MeViS valid_u, Ref-DAVIS, DAVIS)
 	@test -n "$(NODE)" || { echo "usage: make evaluate NODE=<node> DATASET=mevis SPLIT=valid_u" >&2; exit 2; }
 	$(PY) -m rvos_eval $(W)/$(NODE) $(DATA_OPTS) --out $(W)/$(NODE)/eval
+	$(MAKE) $(SUBMAKE_ARGS) report NODES="$(NODE)" REPORT=$(W)/$(NODE)/eval/report
+
+# The HTML report (README.md, "Looking at the results"): NODES (default: the recipe's submitted node and its inputs)
+# against TRUTH (a folder of <video>/<exp_id>/<frame>.png) and their `make evaluate` results.
+NODES ?=
+TRUTH ?=
+REPORT ?= $(W)/report
+REPORT_OPTS ?=
+report: $(VENV)/.stamp ## [NODES="soc en2 final"] [TRUTH=<masks folder>]: HTML report of runs -> $(W)/report/index.html
+	$(PY) -m rvos_report $(NODES) --work $(W) --out $(REPORT) --recipe $(RECIPE_FILE) $(DATA_OPTS) \
+	    $(if $(TRUTH),--truth $(TRUTH)) $(REPORT_OPTS)
 
 bench: $(VENV)/.stamp ## quick benchmarks (minutes on a CPU): eval, fusion, the driver with tiny models
 	$(PY) $(ROOT)/bench/eval/run.py

@@ -1,7 +1,7 @@
 """The laptop demo: a recipe's Make chain on generated data, in a minute, with no weights.
 
 ``python demo/run.py prepare --out DIR [--recipe NAME]`` writes a small Ref-YouTube-VOS-style split
-(``DIR/data``) with ground truth (``DIR/truth``), and the model and propagated runs the recipe starts
+(``DIR/data``) with ground truth (``DIR/truth.npz`` and masks ``DIR/truth/<video>/<exp_id>/<frame>.png``), and the model and propagated runs the recipe starts
 from (``DIR/work/valid/<node>``). They are SIMULATED: each "model" is the ground truth with its own
 kind of error (a shift, missed frames, a wrong object, speckle), so that the votes have something to
 correct. ``python demo/run.py propagate ...`` is the stand-in propagator the demo hands to
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rvos_core.atomic import write_json
+from rvos_core.atomic import write_bytes, write_json
 from rvos_core.cli import add_dataset_args, dataset_from_args, run_main, shard_from_args
 from rvos_core.command import Parser
 from rvos_core.data import Dataset, open_dataset
-from rvos_core.masks import quantize_probs
+from rvos_core.masks import encode_mask_png, quantize_probs
 from rvos_core.recipe import DEFAULT, Recipe, load_recipe
 from rvos_core.runfolder import Run, RunRecord, RunWriter, VideoResult, VideoWriter
 from rvos_core.runner import Stage, Target, run_stage
@@ -120,6 +120,17 @@ def _write(
     writer.finalize()
 
 
+def write_truth_pngs(
+    folder: Path, dataset: Dataset, truth: dict[str, dict[str, np.ndarray]]
+) -> None:
+    """The ground truth as ``<video>/<exp_id>/<frame>.png`` (0 / 255), what the HTML report
+    (``make report TRUTH=...``) reads."""
+    for video in dataset:
+        for exp_id, masks in truth[video.id].items():
+            for frame, mask in zip(video.frames, masks, strict=True):
+                write_bytes(folder / video.id / exp_id / f"{frame}.png", encode_mask_png(mask))
+
+
 def prepare(out: Path, recipe: Recipe) -> None:
     """Write the demo dataset, its ground truth and the simulated given runs under ``out``."""
     models, propagated = given_runs(recipe)
@@ -129,6 +140,7 @@ def prepare(out: Path, recipe: Recipe) -> None:
     np.savez_compressed(
         out / "truth.npz", **{f"{v}/{e}": m for v, t in truth.items() for e, m in t.items()}
     )
+    write_truth_pngs(out / "truth", dataset, truth)
     work = out / "work" / "valid"
     simulated = {}
     for k, (node, model) in enumerate(models.items()):

@@ -24,10 +24,11 @@ PACKAGES = {  # import name -> source folder
     "rvos_soc": ROOT / "models" / "soc" / "src" / "rvos_soc",
     "rvos_uninext": ROOT / "models" / "uninext" / "src" / "rvos_uninext",
     "rvos_train": ROOT / "train" / "src" / "rvos_train",
+    "rvos_report": ROOT / "report" / "src" / "rvos_report",
 }
 TORCH = {"torch", "transformers", "tokenizers", "safetensors", "timm", "torchvision"}
 MODELS = {"rvos_referformer", "rvos_mutr", "rvos_soc", "rvos_uninext"}
-TORCH_FREE = {"rvos_core", "rvos_eval", "rvos_fusion"}
+TORCH_FREE = {"rvos_core", "rvos_eval", "rvos_fusion", "rvos_report"}
 # package -> the packages of ours it may import (besides itself)
 OURS = {
     "rvos_core": set(),
@@ -38,6 +39,7 @@ OURS = {
     **{m: {"rvos_core", "rvos_nn"} for m in MODELS},
     "rvos_mutr": {"rvos_core", "rvos_nn", "rvos_referformer"},  # MUTR extends ReferFormer's modules
     "rvos_train": {"rvos_core", "rvos_nn"},  # finds the models through their ModelEntry
+    "rvos_report": {"rvos_core", "rvos_eval"},  # runs models as processes (make segment)
 }
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from rvos_report.cli import main
+
+sys.exit(main())
