@@ -21,7 +21,7 @@ from rvos_train.data.vos.layouts import youtubevos_videos
 from rvos_train.data.vos.merge import merge
 from rvos_train.data.vos.sequence import reflect, sample_indices
 from rvos_train.generate import generate
-from rvos_vos.views import MEAN, STD
+from rvos_vos.views import MEAN, STD, normalize, read_frame
 
 # three objects per video (six expressions), frames 64x96; clips cropped to 48x48
 SPECS = [VideoSpec(f"v{i}", 6, 6, (64, 96)) for i in range(3)]
@@ -155,6 +155,43 @@ def test_clip_shapes_dtypes_and_ids(stored: Path, name: str) -> None:
         check_clip(dataset.clip(index, rng(index)), 4, size, 10)
 
 
+def test_video_clip_as_stored_without_augmentation(stored: Path) -> None:
+    """Scale 1, a crop the frame's size, no flip, no merge: the clip is the stored frames, read
+    and normalised as the propagators read frames at inference, and their labels."""
+    options = {"scale": (1.0, 1.0), "short_edge": 64, "crop_size": (64, 96), "flip": 0.0}
+    dataset = open_vos_set("davis2017", stored, num_frames=3, merge_prob=0.0, **options)
+    video = dataset.entries[0]
+    stored_frames = [normalize(read_frame(p)) for p in video.frames]
+    stored_labels = [np.asarray(Image.open(p)) for p in video.labels]
+    for seed in range(3):
+        clip = dataset.clip(0, rng(seed))
+        for frame, labels in zip(clip.frames, clip.labels.numpy(), strict=True):
+            same = [t for t, f in enumerate(stored_frames) if f.equal(frame)]
+            assert len(same) == 1 and (stored_labels[same[0]] == labels).all()
+
+
+def test_flip_mirrors_frames_and_labels(stored: Path) -> None:
+    kept, mirrored = (
+        open_vos_set("youtubevos", stored, num_frames=3, flip=p, merge_prob=0.0, **SMALL)
+        for p in (0.0, 1.0)
+    )
+    for seed in range(3):
+        plain, flipped = kept.clip(1, rng(seed)), mirrored.clip(1, rng(seed))
+        assert flipped.frames.equal(plain.frames.flip(-1))
+        assert flipped.labels.equal(plain.labels.flip(-1))
+
+
+def test_padding_colour(stored: Path) -> None:
+    options = {"scale": (1.0, 1.0), "short_edge": 48, "crop_size": (80, 80), "flip": 0.0}
+    clip = open_vos_set("youtubevos", stored, num_frames=2, merge_prob=0.0, **options).clip(
+        0, rng()
+    )
+    pad = normalize(np.broadcast_to(np.float32([124, 116, 104]), (1, 1, 3)).copy())[:, 0, 0]
+    padded = (clip.frames == pad[None, :, None, None]).all(dim=1)
+    assert padded.sum(dim=(1, 2)).min() >= 80 * 80 - 48 * 72
+    assert (clip.labels[padded] == 0).all()
+
+
 def test_index_meaning_and_lengths(stored: Path) -> None:
     youtube = open_vos_set("youtubevos", stored, num_frames=3)
     davis = open_vos_set("davis2017", stored, num_frames=3)
@@ -243,6 +280,17 @@ def test_merge_path_reached_and_switched_off(stored: Path) -> None:
             assert "+" not in plain.clip(0, rng(seed)).source
     static = open_vos_set("static", stored, num_frames=3)  # PRE stage: always merged
     assert "+" in static.clip(0, rng()).source
+
+
+def test_clip_without_objects_is_always_merged(tmp_path: Path) -> None:
+    folder = tmp_path / "static"
+    for spec, keep in zip(SPECS[:2], (False, True), strict=True):
+        labels = _image_and_labels(folder / "JPEGImages" / "ECSSD", spec, spec.id)
+        _palette_png(folder / "Annotations" / "ECSSD" / f"{spec.id}.png", labels * keep)
+    static = open_vos_set("static", tmp_path, num_frames=2, merge_prob=0.0, crop_size=(48, 48))
+    assert static.clip(1, rng()).source == "static/ECSSD/v1"
+    merged = static.clip(0, rng())
+    assert merged.source == "static/ECSSD/v0+static/ECSSD/v1" and merged.obj_num > 0
 
 
 def test_reflect_and_reverse() -> None:
