@@ -71,7 +71,8 @@ class CommonOptions:
     def __post_init__(self) -> None:
         if self.aug not in AUGMENTATIONS:
             raise ConfigError(f"aug must be one of {', '.join(AUGMENTATIONS)}, not {self.aug!r}")
-        if len(self.crop_size) != 2 or min(self.crop_size) < 1:
+        sides = self.crop_size
+        if not isinstance(sides, tuple) or len(sides) != 2 or min(sides) < 1:
             raise ConfigError(f"crop_size must be (H, W) of positive sides, not {self.crop_size}")
         if not 1 <= self.max_obj_num <= 127:
             raise ConfigError(f"max_obj_num must be in 1..127, not {self.max_obj_num}")
