@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from rvos_core.errors import ConfigError, InputError
-from rvos_core.synthetic import VideoSpec, label_maps, rle_encode
+from rvos_core.synthetic import VideoSpec, label_maps, rle_encode, write_davis
 from rvos_train.data.vos import VOS_DATASETS, VOSClip, concat, open_vos_set
 from rvos_train.data.vos.augment import balanced_crop
 from rvos_train.data.vos.layouts import youtubevos_videos
@@ -69,18 +69,6 @@ def write_youtubevos(root: Path) -> Path:
     return root
 
 
-def write_davis(root: Path) -> Path:
-    """DAVIS-2017 train (480p layout) of the first two specs under ``root/DAVIS``."""
-    davis = root / "DAVIS"
-    for spec in SPECS[:2]:
-        names = _write_frames(davis / "JPEGImages" / "480p" / spec.id, spec)
-        for name, frame_labels in zip(names, label_maps(spec), strict=True):
-            _palette_png(davis / "Annotations" / "480p" / spec.id / f"{name}.png", frame_labels)
-    (davis / "ImageSets" / "2017").mkdir(parents=True)
-    (davis / "ImageSets" / "2017" / "train.txt").write_text("v0\nv1\n")
-    return root
-
-
 def _image_and_labels(folder: Path, spec: VideoSpec, stem: str) -> np.ndarray:
     """Frame 0 of ``spec`` written as ``folder/<stem>.jpg``; returns its labels."""
     _write_frames(folder, spec, 1)
@@ -121,7 +109,8 @@ def write_static(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("vosdata")
-    return write_static(write_davis(write_youtubevos(root)))
+    write_davis(root, {"train": SPECS[:2]})  # DAVIS-2017 train (480p) of v0, v1
+    return write_static(write_youtubevos(root))
 
 
 @pytest.fixture
@@ -313,11 +302,14 @@ def test_sequence_frames_and_reverse_path(stored: Path) -> None:
     assert forward == {0}
 
 
-def test_generated_world_opens_as_youtubevos(tmp_path: Path) -> None:
+def test_generated_world_opens_as_youtubevos_and_davis2017(tmp_path: Path) -> None:
     out = generate(tmp_path / "world", videos=2, valid_videos=0, frames=4, size=(64, 96), seed=0)
     dataset = open_vos_set("youtubevos", out / "data", num_frames=3, **SMALL)
     assert len(dataset) == 2
     check_clip(dataset.clip(1, rng()), 3, (48, 48), 10)
+    davis = open_vos_set("davis2017", out / "data", num_frames=3, repeat=1, **SMALL)
+    assert len(davis) == 2
+    check_clip(davis.clip(0, rng()), 3, (48, 48), 10)
 
 
 def test_static_downloads_read_as_the_preparation_does(stored: Path) -> None:
@@ -414,7 +406,7 @@ def test_corrupt_annotation_and_frame_name_the_file(data: Path) -> None:
 
 
 def test_bad_davis_and_static_layouts(data: Path) -> None:
-    (data / "DAVIS" / "Annotations" / "480p" / "v0" / "00010.png").unlink()
+    (data / "DAVIS" / "Annotations" / "480p" / "v0" / "00002.png").unlink()
     with pytest.raises(InputError, match="one annotation per frame") as error:
         open_vos_set("davis2017", data, num_frames=3)
     assert error.value.path == data / "DAVIS" / "Annotations" / "480p" / "v0"
