@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from rvos_core.errors import ConfigError, InputError
+from rvos_core.palette import write_label_png
 from rvos_core.synthetic import VideoSpec, label_maps, rle_encode, write_davis
 from rvos_train.data.vos import VOS_DATASETS, VOSClip, concat, open_vos_set
 from rvos_train.data.vos.augment import balanced_crop
@@ -30,9 +31,7 @@ SMALL = {"crop_size": (48, 48), "short_edge": 64}
 
 def _palette_png(path: Path, labels: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(labels, mode="P")
-    image.putpalette([v for k in range(256) for v in (k, 255 - k, (7 * k) % 256)])
-    image.save(path)
+    write_label_png(path, labels)
 
 
 def _write_frames(folder: Path, spec: VideoSpec, count: int | None = None) -> list[str]:
