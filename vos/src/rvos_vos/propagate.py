@@ -359,6 +359,15 @@ def propagate(run: Path, dataset: Dataset, out: Path, settings: PropagateSetting
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-"):
+        # A library tracker (SAM 2.1, SAM 3 tracker, EdgeTAM) has its own options; its command
+        # uses this module's input checks, hence the import here.
+        from rvos_vos.propagate_trackers import main_body, tracker_family
+
+        family = tracker_family(argv[0])
+        if family is not None:
+            return main_body(family, argv)
     args = _parser().parse_args(argv)
     settings = settings_from_args(args)
     propagate(args.run, dataset_from_args(args), args.out, settings)

@@ -98,7 +98,11 @@ class Propagator:
         _, state = extract_state_dict(read_checkpoint(path), path, CONTAINERS)
         names = {k.removeprefix(MODULE_PREFIX) for k in state}
         if self.signature not in names:
-            others = (load_propagator(n) for n in registry.names(registry.PROPAGATORS))
+            found = (
+                registry.load(registry.PROPAGATORS, n, "propagator")
+                for n in registry.names(registry.PROPAGATORS)
+            )
+            others = (p for p in found if isinstance(p, Propagator))
             other = next((p for p in others if p.signature in names), None)
             if other is not None and other is not self:
                 raise InputError(
