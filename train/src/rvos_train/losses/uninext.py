@@ -30,7 +30,6 @@ query construction itself (noise, attention mask) is the model's; only the RVOS 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,8 +102,10 @@ NegativeSampler = Callable[[int, int], Sequence[int]]
 
 
 def random_negatives(population: int, count: int) -> list[int]:
-    """Upstream's draw: ``random.sample`` of Python's global generator."""
-    return random.sample(range(population), count)
+    """``count`` distinct positions of ``range(population)`` from torch's generator, which the
+    engine seeds for every micro-batch (upstream: ``random.sample`` of Python's global generator;
+    nothing seeds that one per step, so a resumed run would draw other negatives)."""
+    return torch.randperm(population)[:count].tolist()
 
 
 @dataclass(frozen=True)
