@@ -110,6 +110,7 @@ class RunDir:
     def check_settings(self, settings: dict[str, Any]) -> bool:
         """Record ``settings`` on a new run; on an existing one, refuse any difference (both
         values named). True when the run existed."""
+        settings = json.loads(json.dumps(settings))  # as the file holds them (tuples as lists)
         if not self.config_file.is_file():
             write_json(self.config_file, settings)
             return False

@@ -5,7 +5,9 @@ procedure (rvos_vos.procedure, one pass forward from key frame 0).
 This is how a propagator's training is validated (rvos_train's PropagationTask): the J&F of these
 predictions on a held-out split, by the DAVIS-2017 semi-supervised evaluation (rvos_eval). The
 views default to one plain scale (the competition's multi-view test-time settings are a
-``ViewConfig`` away).
+``ViewConfig`` away). Only the first frame's ids are decoded (as aot-benchmark's evaluator passes
+the object count, and as training masks absent ids), for AOT too: the competition's key-frame
+procedure, which keeps every id live for AOT, is rvos_vos.propagate's.
 """
 
 from __future__ import annotations
@@ -36,8 +38,7 @@ def propagate_from_first(
     """Propagate ``first`` over the sequence.
 
     Args:
-        net: the network (put in eval mode here). propagator: its conventions (memory policy,
-            live ids).
+        net: the network (put in eval mode here). propagator: its memory policy.
         images: T frames, float32 [H, W, 3] RGB 0..255 (rvos_vos.views.read_frame).
         first: uint8 [H, W] labels of frame 0 (0 background, 1..N objects).
 
@@ -50,7 +51,7 @@ def propagate_from_first(
     tracker = MultiViewTracker(
         net=net,
         policy=propagator.policy(net.config),
-        live_ids=propagator.live_ids(net.config, int(first.max())),
+        live_ids=int(first.max()),
         views=views,
         size=(height, width),
     )

@@ -9,10 +9,10 @@ Segmentation" (NeurIPS 2022). Upstream: ``networks/models/{aot,deaot}.py`` of yo
 The networks are stateless: a ``Session`` (``rvos_vos.session``) owns the memory and calls
 ``encode`` / ``id_embedding`` / ``propagate`` / ``memorize`` / ``decode``. Memory entries are
 per-layer tuples of sequence-first tensors whose layout is private to each model.
-Differences from upstream: only ``MODEL_ALIGN_CORNERS = False`` (every Swin model); no dropout
-or drop-path (the training forward and its id shuffling are in ``rvos_vos.training``, through
-``embed_ids``); upstream's weight initialisation is not reproduced
-(weights come from checkpoints).
+Differences from upstream: only ``MODEL_ALIGN_CORNERS = False`` (every Swin model); dropout and
+drop-path rates are 0 until ``rvos_vos.training`` sets them (the training forward and its id
+shuffling are there too, through ``embed_ids``); upstream's weight initialisation is
+``rvos_vos.training.init``, not the constructors'.
 """
 
 from __future__ import annotations

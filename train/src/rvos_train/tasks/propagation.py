@@ -107,6 +107,12 @@ class PropagationTask(Task):
         self.schedule: TrainSchedule | None = None
         if config.data.recipe != "aot":
             raise ConfigError(f"{config.model} trains with data.recipe = 'aot'")
+        v = config.validate
+        if v.every_epochs and v.dataset != VALIDATION_DATASET:
+            raise ConfigError(
+                f"{config.model} validates on a DAVIS-layout split: validate.dataset must be "
+                f"{VALIDATION_DATASET!r}, not {v.dataset!r}"
+            )
 
     def open_data(self) -> SampleSet:
         d = self.config.data
@@ -176,11 +182,6 @@ class PropagationTask(Task):
 
     def validate(self, checkpoint: Path, out: Path) -> dict[str, float]:
         v = self.config.validate
-        if v.dataset != VALIDATION_DATASET:
-            raise ConfigError(
-                f"{self.config.model} validates on a DAVIS-layout split: validate.dataset must be "
-                f"{VALIDATION_DATASET!r}, not {v.dataset!r}"
-            )
         net = self.propagator.build(self.net_config)
         self.propagator.load(net, checkpoint)
         predictions = out / "predictions"
