@@ -167,10 +167,16 @@ TRAIN = $(if $(filter uninext_%,$(MODEL)),$(PY_UNINEXT),$(PY)) $(if $(filter-out
 TRAIN_ARGS = --device $(DEVICE) --precision $(PRECISION) $(TRAIN_OPTS)
 GENERATED := $(WORK)/generated
 
-train: ## MODEL=soc|referformer|mutr|uninext_vith|uninext_convnext CONFIG=<name> [INIT=<checkpoint>] [GPUS=n]: train (or resume) one configuration
-	@test -n "$(MODEL)" -a -n "$(CONFIG)" || { echo "usage: make train MODEL=soc CONFIG=joint [INIT=...] [GPUS=n] (configs: python -m rvos_train MODEL --list)" >&2; exit 2; }
-	$(TRAIN) $(MODEL) --config $(CONFIG) --out $(call TRAIN_RUN,$(notdir $(basename $(CONFIG)))) \
-	    $(if $(INIT),--init $(INIT)) $(TRAIN_ARGS)
+# AOT / DeAOT: STAGE=pre|video names the configuration (upstream's PRE and PRE_YTB_DAV stages);
+# the video stage starts from the PRE stage's run folder unless INIT says otherwise.
+STAGE ?=
+TRAIN_CONFIG = $(or $(CONFIG),$(STAGE))
+TRAIN_INIT = $(or $(INIT),$(if $(filter video,$(TRAIN_CONFIG)),$(call TRAIN_RUN,pre)/model.pth))
+
+train: ## MODEL=soc|referformer|mutr|uninext_vith|uninext_convnext CONFIG=<name> | MODEL=aot|deaot STAGE=pre|video [INIT=<checkpoint>] [GPUS=n]: train (or resume) one configuration
+	@test -n "$(MODEL)" -a -n "$(TRAIN_CONFIG)" || { echo "usage: make train MODEL=soc CONFIG=joint [INIT=...] [GPUS=n], make train MODEL=aot STAGE=pre (configs: python -m rvos_train MODEL --list)" >&2; exit 2; }
+	$(TRAIN) $(MODEL) --config $(TRAIN_CONFIG) --out $(call TRAIN_RUN,$(notdir $(basename $(TRAIN_CONFIG)))) \
+	    $(if $(TRAIN_INIT),--init $(TRAIN_INIT)) $(TRAIN_ARGS)
 
 finetune: ## MODEL=... DATASET=refytvos|mevis INIT=<checkpoint> [GPUS=n]: fine-tune a checkpoint on one dataset
 	@test -n "$(MODEL)" -a -n "$(INIT)" || { echo "usage: make finetune MODEL=soc|referformer|mutr DATASET=refytvos|mevis INIT=<checkpoint>" >&2; exit 2; }
@@ -178,7 +184,7 @@ finetune: ## MODEL=... DATASET=refytvos|mevis INIT=<checkpoint> [GPUS=n]: fine-t
 	    --init $(INIT) --set 'data.sets=["$(DATASET)"]' $(TRAIN_ARGS)
 
 train-tiny: ## MODEL=...: generate the training world and train the tiny MODEL on it (CPU minutes)
-	@test -n "$(MODEL)" || { echo "usage: make train-tiny MODEL=soc|referformer|mutr" >&2; exit 2; }
+	@test -n "$(MODEL)" || { echo "usage: make train-tiny MODEL=soc|referformer|mutr|aot|deaot|uninext_..." >&2; exit 2; }
 	$(PY) -m rvos_train.generate --out $(GENERATED)
 	$(TRAIN) $(MODEL) --config tiny --out $(call TRAIN_RUN,tiny) --data $(GENERATED)/data \
 	    --pretrained $(GENERATED)/pretrained $(TRAIN_ARGS)
