@@ -54,7 +54,7 @@ PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr tr
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
 .PHONY: help env env-uninext test lint format demo submission recipe vote import-pth validate train finetune train-tiny \
-        evaluate report bench bench-full clean-work paths
+        evaluate report segment bench bench-full clean-work paths
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%+-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -218,6 +218,19 @@ REPORT_OPTS ?=
 report: $(VENV)/.stamp ## [NODES="soc en2 final"] [TRUTH=<masks folder>]: HTML report of runs -> $(W)/report/index.html
 	$(PY) -m rvos_report $(NODES) --work $(W) --out $(REPORT) --recipe $(RECIPE_FILE) $(DATA_OPTS) \
 	    $(if $(TRUTH),--truth $(TRUTH)) $(REPORT_OPTS)
+
+# Your own video (README.md, "Your own video"): VIDEO with TEXT (and TEXT2) through the recipe or
+# one MODEL, with the checkpoints of CHECKPOINTS; ZOO= a folder of small trained weights that stand
+# in for a missing model checkpoint. The texts reach the command through the environment (quotes
+# and apostrophes stay as typed).
+SEGMENT_OUT ?= $(WORK)/segment/$(basename $(notdir $(VIDEO)))
+ZOO ?=
+export TEXT TEXT2
+segment: $(VENV)/.stamp ## VIDEO=clip.mp4 TEXT="..." [TEXT2=...] [RECIPE=...|MODEL=...] [EVERY_FRAME=1] [ZOO=...]: segment your own video
+	@test -n "$(VIDEO)" -a -n "$$TEXT" || { echo 'usage: make segment VIDEO=clip.mp4 TEXT="the dog on the left" [TEXT2=...] [RECIPE=...|MODEL=soc]' >&2; exit 2; }
+	$(PY) -m rvos_report.segment $(VIDEO) --text "$$TEXT" $${TEXT2:+--text "$$TEXT2"} --out $(SEGMENT_OUT) \
+	    $(if $(MODEL),--model $(MODEL),--recipe $(RECIPE_FILE)) $(if $(ZOO),--zoo $(ZOO)) \
+	    $(if $(EVERY_FRAME),--every-frame) --make "$(MAKE) $(SUBMAKE_ARGS) PY=$(PY) DEVICE=$(DEVICE) PRECISION=$(PRECISION)"
 
 bench: $(VENV)/.stamp ## quick benchmarks (minutes on a CPU): eval, fusion, the driver with tiny models
 	$(PY) $(ROOT)/bench/eval/run.py

@@ -6,11 +6,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rvos_core.atomic import atomic_path
 from rvos_core.errors import InputError
+
+if TYPE_CHECKING:
+    import av.container
 
 
 def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
@@ -37,16 +41,14 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
 
 @dataclass(frozen=True)
 class DecodedFrame:
-    """One decoded frame: its index in the file, its time in seconds, uint8 RGB [H, W, 3]."""
+    """One decoded frame: its index in the file, uint8 RGB [H, W, 3]."""
 
     index: int
-    time: float
     rgb: np.ndarray
 
 
-def decode_video(path: Path) -> Iterator[DecodedFrame]:
-    """Every frame of the first video stream of ``path``, in order; an unreadable file or one
-    without a video stream is an InputError naming it."""
+def _open(path: Path) -> av.container.InputContainer:
+    """The file opened for reading; a missing or unreadable file is an InputError naming it."""
     import av
 
     if not path.is_file():
@@ -55,13 +57,28 @@ def decode_video(path: Path) -> Iterator[DecodedFrame]:
         container = av.open(str(path))
     except av.FFmpegError as exc:
         raise InputError(path, f"not a readable video: {exc}") from None
-    with container:
-        if not container.streams.video:
-            raise InputError(path, "has no video stream")
+    if not container.streams.video:
+        container.close()
+        raise InputError(path, "has no video stream")
+    return container
+
+
+def frame_rate(path: Path) -> float | None:
+    """Frames a second of the first video stream of ``path`` (None when the file does not say)."""
+    with _open(path) as container:
+        rate = container.streams.video[0].average_rate
+    return float(rate) if rate else None
+
+
+def decode_video(path: Path) -> Iterator[DecodedFrame]:
+    """Every frame of the first video stream of ``path``, in order; an unreadable file or one
+    without a video stream is an InputError naming it."""
+    import av
+
+    with _open(path) as container:
         stream = container.streams.video[0]
         try:
             for index, frame in enumerate(container.decode(stream)):
-                time = float(frame.time) if frame.time is not None else 0.0
-                yield DecodedFrame(index, time, frame.to_ndarray(format="rgb24"))
+                yield DecodedFrame(index, frame.to_ndarray(format="rgb24"))
         except av.FFmpegError as exc:
             raise InputError(path, f"video cannot be decoded: {exc}") from None
