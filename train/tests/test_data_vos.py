@@ -169,6 +169,20 @@ def test_flip_mirrors_frames_and_labels(stored: Path) -> None:
         assert flipped.labels.equal(plain.labels.flip(-1))
 
 
+@pytest.mark.parametrize("name", VOS_DATASETS)
+def test_frames_and_labels_stay_aligned(stored: Path, name: str) -> None:
+    """The written objects are brighter than their background: after every warp, crop, flip and
+    merge the pixels labelled as objects still are bright."""
+    options = {"crop_size": (48, 48)} if name == "static" else {**SMALL, "flip": 1.0}
+    dataset = open_vos_set(name, stored, num_frames=3, **options)
+    for seed in range(4):
+        clip = dataset.clip(seed % len(dataset), rng(seed))
+        grey = (clip.frames.numpy().transpose(0, 2, 3, 1) * STD + MEAN).mean(axis=-1)
+        for frame, labels in zip(grey, clip.labels.numpy(), strict=True):
+            if labels.any():  # objects: grey >= 60 / 255 as written; the background below
+                assert (frame[labels > 0] > 0.2).mean() > 0.9
+
+
 def test_padding_colour(stored: Path) -> None:
     options = {"scale": (1.0, 1.0), "short_edge": 48, "crop_size": (80, 80), "flip": 0.0}
     clip = open_vos_set("youtubevos", stored, num_frames=2, merge_prob=0.0, **options).clip(
