@@ -183,6 +183,24 @@ def test_frames_and_labels_stay_aligned(stored: Path, name: str) -> None:
                 assert (frame[labels > 0] > 0.2).mean() > 0.9
 
 
+@pytest.mark.parametrize("name", ["youtubevos", "static"])
+def test_deaot_colour_steps(stored: Path, name: str) -> None:
+    """aug="v2" makes some frames grey (p 0.2 each); "v1" never does (the frames are coloured)."""
+    options = {"crop_size": (48, 48)} if name == "static" else SMALL
+
+    def grey_frames(aug: str) -> int:
+        dataset = open_vos_set(name, stored, num_frames=3, aug=aug, merge_prob=0.0, **options)
+        grey = 0
+        for seed in range(6):
+            pixels = dataset.clip(seed % len(dataset), rng(seed)).frames.numpy()
+            rgb = pixels * np.float32(STD)[:, None, None] + np.float32(MEAN)[:, None, None]
+            grey += int((np.ptp(rgb, axis=1).max(axis=(1, 2)) < 0.01).sum())
+        return grey
+
+    assert grey_frames("v1") == 0
+    assert 0 < grey_frames("v2") < 18
+
+
 def test_padding_colour(stored: Path) -> None:
     options = {"scale": (1.0, 1.0), "short_edge": 48, "crop_size": (80, 80), "flip": 0.0}
     clip = open_vos_set("youtubevos", stored, num_frames=2, merge_prob=0.0, **options).clip(
