@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import platform
 import resource
@@ -213,6 +214,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--official", type=Path, help="davis2017-evaluation davis2017/metrics.py")
     parser.add_argument("--steps", action="store_true", help="our time per step as well")
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench/charts.py)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     measures: dict[str, Measure] = {"reference": reference_jf}
@@ -223,6 +225,7 @@ def main() -> None:
     columns = " ".join(f"{name + ' ms':>12}" for name in measures)
     gains = " ".join(f"{'/' + name:>11}" for name in measures if name != "ours")
     print(f"{'masks':6} {'size':>9} {'frames':>6} {columns} {gains}  identical")
+    rows = []
     for model in ("mix", "large"):
         for shape in SIZES:
             rng = np.random.default_rng([args.seed, shape[0], len(model)])
@@ -233,6 +236,7 @@ def main() -> None:
             columns = " ".join(f"{v:12.3f}" for v in ms.values())
             gains = " ".join(f"{v / ms['ours']:10.1f}x" for k, v in ms.items() if k != "ours")
             print(f"{model:6} {size:>9} {len(pairs):>6} {columns} {gains}  {same}")
+            rows.append({"masks": model, "size": size, "frames": len(pairs), "ms_per_frame": ms})
             assert same, "J or F differ from the official algorithm"
             if args.steps:
                 print_steps(pairs, args.repeat)
@@ -240,6 +244,8 @@ def main() -> None:
         print(f"fixed cost per frame (40x60, two 4x4 squares): {fixed_cost(args.repeat):.3f} ms")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (max RSS): {peak:.0f} MiB")
+    if args.json:
+        args.json.write_text(json.dumps({"benchmark": "eval", "cpu": cpu_name(), "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -199,6 +199,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/rvos-bench-fusion"))
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench/charts.py)")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = "1"
     root = args.workdir / f"{args.videos}x{args.frames}"
@@ -227,16 +228,15 @@ def main() -> int:
     )
     keys = ("wall_s", "floor_wall_s", "cpu_s", "floor_cpu_s", "peak_mib")
     summary = {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
-    print(
-        json.dumps(
-            {
-                "videos": args.videos,
-                "frames": args.frames,
-                "masks_per_node": masks,
-                "nodes": summary,
-            }
-        )
-    )
+    result = {
+        "videos": args.videos,
+        "frames": args.frames,
+        "masks_per_node": masks,
+        "nodes": summary,
+    }
+    print(json.dumps(result))
+    if args.json:
+        args.json.write_text(json.dumps({"benchmark": "fusion", **result}))
     return 0
 
 
