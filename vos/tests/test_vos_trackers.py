@@ -113,7 +113,7 @@ def tiny_sam2(memory: int, pointers: int) -> torch.nn.Module:
     config = SAM2.variants["tiny"]()
     config.num_maskmem, config.max_object_pointers_in_encoder = memory, pointers
     torch.manual_seed(0)
-    return SAM2.model_class(config).eval()
+    return SAM2.weights.model_class(config).eval()
 
 
 def test_pruning_keeps_every_result_and_bounds_the_state() -> None:

@@ -28,12 +28,12 @@ from rvos_core.data import Dataset, Video
 from rvos_core.masks import decode_mask_png
 from rvos_core.paths import load_paths
 from rvos_core.registry import PROPAGATORS, load
-from rvos_core.runfolder import Run, RunRecord, VideoWriter, file_record
+from rvos_core.runfolder import Run, RunRecord, VideoWriter
 from rvos_core.runner import Stage, Target, run_stage
 from rvos_core.shard import parse_shard
 from rvos_nn.precision import check_precision, inference_context, resolve_device
 from rvos_vos.propagate import PRODUCER, Job, check_inputs, copy_masks
-from rvos_vos.trackers import CONFIG_FILE, TrackerFamily
+from rvos_vos.trackers import TrackerFamily
 from rvos_vos.tracking import KeyGroup, VideoTracker, track
 from rvos_vos.views import read_frame
 
@@ -84,7 +84,8 @@ def _parser(family: TrackerFamily) -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint",
         type=path_arg,
-        help=f"weights folder (default: CHECKPOINTS/{family.folder}, a copy of {family.hub})",
+        help=f"weights folder (default: CHECKPOINTS/{family.weights.folder}, "
+        f"a copy of {family.weights.hub})",
     )
     parser.add_argument("--run", type=path_arg, required=True, help="the input run folder")
     parser.add_argument("--out", type=path_arg, required=True, help="the run folder to write")
@@ -108,7 +109,7 @@ def _parser(family: TrackerFamily) -> argparse.ArgumentParser:
 def settings_from_args(family: TrackerFamily, args: argparse.Namespace) -> TrackerSettings:
     device = resolve_device(args.device)
     checkpoint = load_paths().checkpoint(
-        args.checkpoint, family.folder, f"propagator {family.name}"
+        args.checkpoint, family.weights.folder, f"propagator {family.name}"
     )
     return TrackerSettings(
         family=family,
@@ -119,14 +120,6 @@ def settings_from_args(family: TrackerFamily, args: argparse.Namespace) -> Track
         precision=check_precision(args.precision, device),
         shard=parse_shard(args.shard),
     )
-
-
-def checkpoint_record(family: TrackerFamily, folder: Path) -> dict[str, Any]:
-    """The weights folder's name and its config and weight files (name, size, sha256); a
-    missing or incomplete folder is an InputError naming it (``TrackerFamily.check_folder``)."""
-    family.check_folder(folder)
-    files = [folder / CONFIG_FILE, *sorted(folder.glob("model.safetensors*"))]
-    return {"folder": folder.name, "files": [file_record(path) for path in files]}
 
 
 def track_video(
@@ -201,7 +194,7 @@ class TrackerStage(Stage):
             has_scores=self.run.has_scores,
             has_probs=False,
             inputs=(self.run.input_record(),),
-            checkpoint=checkpoint_record(self.settings.family, self.settings.checkpoint),
+            checkpoint=self.settings.family.weights.record(self.settings.checkpoint),
             config={**self.settings.record(), "key_frames": "input run's key_frame.json"},
         )
 
@@ -209,7 +202,9 @@ class TrackerStage(Stage):
         self.jobs = check_inputs(self.run, dataset, videos)
 
     def prepare(self, videos: Sequence[Video]) -> None:
-        self.model = self.settings.family.load(self.settings.checkpoint).to(self.settings.device)
+        self.model = self.settings.family.weights.load(self.settings.checkpoint).to(
+            self.settings.device
+        )
 
     def write_video(self, out: VideoWriter) -> None:
         assert self.model is not None, "prepare() loads the model"

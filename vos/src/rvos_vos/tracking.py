@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from rvos_vos.trackers import TrackerFamily, frame_pixels, mask_input, mask_logits
+from rvos_vos.trackers import TrackerFamily, mask_input, mask_logits
 
 # One frame as the model reads it, per view: float32 [3, side, side].
 ViewPixels = list[Tensor]
@@ -100,7 +100,7 @@ class VideoTracker:
 
     def pixels(self, image: Tensor) -> ViewPixels:
         """A frame float32 [H, W, 3] RGB 0..255 -> its views as the model reads them."""
-        plain = frame_pixels(image, self.side, self.family).to(self.device)
+        plain = self.family.pixels(image, self.side).to(self.device)
         return [plain, plain.flip(-1)][: self.views]
 
     def start(self, group: KeyGroup, t: int, pixels: ViewPixels) -> None:
