@@ -170,3 +170,18 @@ def test_upstream_trajectory_ends_at_the_first_differing_label() -> None:
     ours[3] = ours[3].clone()
     ours[3][1, 2] = 1  # one pixel decided the other way: later frames saw another memory
     assert upstream_trajectory(ours, upstream) == [2, 3]
+
+
+def test_local_attention_training_path_equals_inference_path() -> None:
+    """With autograd (training) the windows are unfolded; without (inference) each window position
+    is one shifted product: the same attention and output to float32 rounding."""
+    g = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(2, 2, 4, 9, 11, generator=g) for _ in range(2))
+    v = torch.randn(2, 2, 3, 9, 11, generator=g)
+    bias = torch.randn(2, 2, 225, 9, 11, generator=g)
+    with torch.no_grad():
+        out_loop, attn_loop = local_attention(q, k, v, bias)
+    out, attn = local_attention(q.requires_grad_(), k, v, bias)
+    assert torch.allclose(out, out_loop, atol=1e-6) and torch.allclose(attn, attn_loop, atol=1e-6)
+    out.sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
