@@ -5,16 +5,15 @@ with the same global batch."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from trainlib import (
     environment,
+    kill_after_first_checkpoint,
     metric_lines,
     run,
     text_blind_j,
@@ -71,7 +70,7 @@ def test_killed_run_resumes_bit_identically(world: tuple[Path, Path, Path]) -> N
     resumed = root / "resumed"
     command = train_command("referformer", resumed, data, pretrained, *extra)
     process = subprocess.Popen(command, env=environment(), stderr=subprocess.DEVNULL)
-    _kill_after_first_checkpoint(process, resumed)
+    kill_after_first_checkpoint(process, resumed)
     assert not (resumed / "done.json").exists(), "the run ended before it could be killed"
     again = run(command)
     assert again.returncode == 0, again.stderr
@@ -80,15 +79,6 @@ def test_killed_run_resumes_bit_identically(world: tuple[Path, Path, Path]) -> N
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert metric_lines(straight) == metric_lines(resumed)
-
-
-def _kill_after_first_checkpoint(process: subprocess.Popen, run_dir: Path) -> None:
-    latest = run_dir / "checkpoints" / "latest"
-    deadline = time.monotonic() + 120
-    while not latest.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
 
 
 def test_stop_and_resume_equals_straight(world: tuple[Path, Path, Path]) -> None:

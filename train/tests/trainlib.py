@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -23,7 +25,12 @@ NO_AUGMENTATION = {
         "data.options.resize_only_p=1.0",
     ],
     "soc": ["data.options.hflip=false"],
+    "uninext": ["data.options.flip_p=0", "data.options.crop_p=0"],
 }
+RECIPE_OF = {"soc": "soc", "uninext_vith": "uninext", "uninext_convnext": "uninext"}
+"""Each model's recipe (the others': referformer)."""
+CLIP_FRAMES = {"uninext": 2}
+"""Frames per clip of a recipe on the world (the others': 4)."""
 
 
 def write_world(root: Path) -> tuple[Path, Path]:
@@ -62,11 +69,8 @@ def text_blind_j(root: Path) -> float:
 def train_command(model: str, run: Path, data: Path, pretrained: Path, *extra: str) -> list[str]:
     """The training command on the world, as a user types it (no augmentation draws that could
     hide a regression: flips and crops off)."""
-    sets = [
-        s
-        for item in NO_AUGMENTATION["soc" if model == "soc" else "referformer"]
-        for s in ("--set", item)
-    ]
+    recipe = RECIPE_OF.get(model, "referformer")
+    sets = [s for item in NO_AUGMENTATION[recipe] for s in ("--set", item)]
     return [
         sys.executable,
         "-m",
@@ -85,7 +89,7 @@ def train_command(model: str, run: Path, data: Path, pretrained: Path, *extra: s
         "--set",
         'data.sets=["mevis"]',
         "--set",
-        "data.num_frames=4",
+        f"data.num_frames={CLIP_FRAMES.get(recipe, 4)}",
         *sets,
         *extra,
     ]
@@ -110,3 +114,13 @@ def metric_lines(run_dir: Path) -> list[dict]:
     """metrics.jsonl without the timing field."""
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in line.items() if k != "clips_per_s"} for line in lines]
+
+
+def kill_after_first_checkpoint(process: subprocess.Popen, run_dir: Path) -> None:
+    """SIGKILL ``process`` as soon as its run folder holds a checkpoint (or after 120 s)."""
+    latest = run_dir / "checkpoints" / "latest"
+    deadline = time.monotonic() + 120
+    while not latest.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
