@@ -207,7 +207,7 @@ validate: ## NODE=<node>: check a run against the dataset (every video, expressi
 evaluate: ## NODE=<node>: J&F of a run against the split's ground truth (MeViS valid_u, Ref-DAVIS, DAVIS)
 	@test -n "$(NODE)" || { echo "usage: make evaluate NODE=<node> DATASET=mevis SPLIT=valid_u" >&2; exit 2; }
 	$(PY) -m rvos_eval $(W)/$(NODE) $(DATA_OPTS) --out $(W)/$(NODE)/eval
-	$(MAKE) $(SUBMAKE_ARGS) report NODES="$(NODE)" REPORT=$(W)/$(NODE)/eval/report
+	$(if $(filter davis,$(DATASET)),,$(MAKE) $(SUBMAKE_ARGS) report NODES="$(NODE)" REPORT=$(W)/$(NODE)/eval/report)
 
 # The HTML report (README.md, "Looking at the results"): NODES (default: the recipe's submitted node and its inputs)
 # against TRUTH (a folder of <video>/<exp_id>/<frame>.png) and their `make evaluate` results.
