@@ -50,7 +50,7 @@ SUBMAKE_ARGS = --no-print-directory -f $(ROOT)/Makefile
 # Extra propagation options (vos/README.md), e.g. PROPAGATE_OPTS="--expression-group 8".
 PROPAGATE_OPTS ?=
 
-PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr train report
+PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr models/sam3 train report
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
 .PHONY: help env env-uninext test lint format demo submission recipe vote import-pth validate train finetune train-tiny \

@@ -23,11 +23,12 @@ PACKAGES = {  # import name -> source folder
     "rvos_mutr": ROOT / "models" / "mutr" / "src" / "rvos_mutr",
     "rvos_soc": ROOT / "models" / "soc" / "src" / "rvos_soc",
     "rvos_uninext": ROOT / "models" / "uninext" / "src" / "rvos_uninext",
+    "rvos_sam3": ROOT / "models" / "sam3" / "src" / "rvos_sam3",
     "rvos_train": ROOT / "train" / "src" / "rvos_train",
     "rvos_report": ROOT / "report" / "src" / "rvos_report",
 }
 TORCH = {"torch", "transformers", "tokenizers", "safetensors", "timm", "torchvision"}
-MODELS = {"rvos_referformer", "rvos_mutr", "rvos_soc", "rvos_uninext"}
+MODELS = {"rvos_referformer", "rvos_mutr", "rvos_soc", "rvos_uninext", "rvos_sam3"}
 TORCH_FREE = {"rvos_core", "rvos_eval", "rvos_fusion", "rvos_report"}
 # package -> the packages of ours it may import (besides itself)
 OURS = {

@@ -77,9 +77,12 @@ def create_predictor(entry: ModelEntry, settings: InferSettings) -> Predictor:
     variant = entry.check_variant(settings.variant)
     options = entry.check_options(settings.options)
     check_precision(settings.precision, settings.device)
-    model = entry.build(variant)
-    if settings.checkpoint is not None:
-        load_checkpoint(model, settings.checkpoint, entry.checkpoint_rules)
+    if settings.checkpoint is not None and entry.folder_weights is not None:
+        model = entry.folder_weights.load(settings.checkpoint)
+    else:
+        model = entry.build(variant)
+        if settings.checkpoint is not None:
+            load_checkpoint(model, settings.checkpoint, entry.checkpoint_rules)
     model.to(settings.device).eval()
     context = PredictorContext(
         variant=variant,
@@ -93,7 +96,11 @@ def create_predictor(entry: ModelEntry, settings: InferSettings) -> Predictor:
 
 def run_record(entry: ModelEntry, settings: InferSettings) -> RunRecord:
     """The provenance of a model run (run.json); every shard of one run must agree on it."""
-    checkpoint = None if settings.checkpoint is None else file_record(settings.checkpoint)
+    checkpoint = None
+    if settings.checkpoint is not None and entry.folder_weights is not None:
+        checkpoint = entry.folder_weights.record(settings.checkpoint)
+    elif settings.checkpoint is not None:
+        checkpoint = file_record(settings.checkpoint)
     config = {
         "model": entry.name,
         "variant": entry.check_variant(settings.variant),

@@ -92,6 +92,19 @@ class PredictorContext:
     options: Any = field(default_factory=dict)
 
 
+class FolderWeights(Protocol):
+    """Weights kept as a folder in the Hugging Face layout (``rvos_nn.hf_video.HubWeights``): the
+    model comes from the folder, not from a module and a checkpoint file."""
+
+    def load(self, folder: Path) -> nn.Module:
+        """The model of ``folder`` in eval mode, strictly loaded (InputError naming it if not)."""
+        ...
+
+    def record(self, folder: Path) -> dict[str, Any]:
+        """What run.json records of the folder (its files with their sha256)."""
+        ...
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """What a model package registers under ``rvos.models``: a declaration, no code of its own.
@@ -112,6 +125,9 @@ class ModelEntry:
         options: the frozen dataclass of the model's options (rvos_nn.options); the driver's
             ``--option key=value`` strings are parsed into it once, here.
         training: how the model trains (rvos_nn.training), None for inference-only models.
+        folder_weights: for a model whose checkpoint is a Hugging Face folder (SAM 3): the
+            driver loads the model from it instead of ``module`` + ``checkpoint_rules``
+            (``module`` still builds the random-weight model of a variant).
     """
 
     name: str
@@ -124,6 +140,7 @@ class ModelEntry:
     default_variant: str = "full"
     options: type = NoOptions
     training: TrainingHooks | None = None
+    folder_weights: FolderWeights | None = None
 
     def check_variant(self, variant: str | None) -> str:
         """``variant`` (or the default) if this model has it; ConfigError otherwise."""
