@@ -146,7 +146,7 @@ def _frames(layout: Layout, result: ExpressionResult) -> str:
         blocks.append(
             f'<figure class="frame"><figcaption>frame {esc(result.frames[t])} (t={t}){note}</figcaption>'
             f'<div class="labels" style="--tiles:{len(labels)}">{head}</div>'
-            f'<img loading="lazy" src="{src}" alt="frame {t}: {esc(", ".join(labels))}"></figure>'
+            f'<img loading="lazy" src="{esc(src)}" alt="frame {t}: {esc(", ".join(labels))}"></figure>'
         )
     return "".join(blocks)
 
@@ -155,7 +155,7 @@ def write_expression_page(layout: Layout, result: ExpressionResult, has_video: b
     """Write ``e/<video>/<exp_id>.html``."""
     title = f"{result.video} / {result.exp_id}"
     movie = (
-        f'<video controls loop src="../../{video_path(result.video, result.exp_id)}"></video>'
+        f'<video controls loop src="../../{esc(video_path(result.video, result.exp_id))}"></video>'
         if has_video
         else ""
     )

@@ -30,8 +30,12 @@ function cell(text) {
 function expressionRow(rank, row, nodes) {
   const tr = document.createElement("tr");
   tr.appendChild(cell(String(rank)));
-  const image = document.createElement("td");
-  image.innerHTML = `<a href="${row.page}"><img class="thumb" loading="lazy" alt="" src="${row.thumb}"></a>`;
+  const image = document.createElement("td"), thumb = document.createElement("a");
+  thumb.href = row.page;
+  const img = document.createElement("img");
+  Object.assign(img, { className: "thumb", loading: "lazy", alt: "", src: row.thumb });
+  thumb.appendChild(img);
+  image.appendChild(thumb);
   tr.appendChild(image);
   const link = document.createElement("td");
   const a = document.createElement("a");
