@@ -6,16 +6,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import pytest
 import torch
 from uninext_testlib import BUILDERS
 
+from rvos_core.errors import ConfigError
 from rvos_core.testing import parity_dir
 from rvos_nn import testing
+from rvos_nn.checkpoint import CheckpointMismatch
 from rvos_nn.text import UNINEXT_BERT_TOKENIZER
 from rvos_nn.training import Clip
 from rvos_train.losses import criterion, settings_for
+from rvos_uninext.pretrained_init import (
+    BACKBONE_FILES,
+    BACKBONE_MODULE,
+    BERT_FOLDER,
+    TEXT_MODULE,
+    write_backbone_file,
+    write_bert_folder,
+)
 from rvos_uninext.training import (
     HOOKS,
     NoiseDraws,
@@ -27,6 +38,8 @@ from rvos_uninext.training import (
 )
 
 CASES = ("case_main", "case_empty")
+NO_FILE = re.compile(r"norm\d\..+|fpn\d\..+|blocks\.\d+\.attn\.rel_pos_[hw]")
+"""Backbone keys no pretrained file holds (ConvNeXt's output norms, ViTDet's pyramid and tables)."""
 
 
 def fixture_case(name: str) -> dict:
@@ -169,3 +182,36 @@ def test_upstream_init_sets_the_priors_and_zero_box_deltas() -> None:
     assert det.class_embed[-1].body.bias.item() == pytest.approx(prior)
     assert all(not box.layers[-1].weight.any() for box in det.bbox_embed)
     assert not model.detr.controller.layers[0].bias.any()
+
+
+@pytest.mark.parametrize("kind", ["vit", "convnext"])
+def test_pretrained_files_load_strictly_as_upstream_converts_them(kind: str, tmp_path) -> None:
+    """Upstream's backbone download and bert-base-uncased written from one tiny model load
+    strictly into another: every backbone and text tensor is the source's (the output norms,
+    feature pyramid and relative positions, which no file holds, keep their initialisation)."""
+    torch.manual_seed(1)
+    source, model = BUILDERS[kind]("tiny"), BUILDERS[kind]("tiny")
+    body = source.get_submodule(BACKBONE_MODULE)
+    write_backbone_file(body, tmp_path / BACKBONE_FILES[kind])
+    write_bert_folder(source.get_submodule(TEXT_MODULE), tmp_path / BERT_FOLDER)
+    report = HOOKS.pretrained_init(model, tmp_path)
+    assert report.backbone.ok and report.text.ok
+    assert "pooler" in report.text.ignored and "pretraining-heads" in report.text.ignored
+    loaded, filled = model.state_dict(), 0
+    for key, value in source.state_dict().items():
+        inside = key.removeprefix(f"{BACKBONE_MODULE}.")
+        if key.startswith(f"{TEXT_MODULE}.") or (inside != key and not NO_FILE.fullmatch(inside)):
+            assert torch.equal(loaded[key], value), key
+            filled += 1
+    assert filled > 50
+
+
+def test_a_foreign_backbone_file_is_refused_with_the_report(tmp_path) -> None:
+    model = BUILDERS["convnext"]("tiny")
+    vit = BUILDERS["vit"]("tiny").get_submodule(BACKBONE_MODULE)
+    write_backbone_file(vit, tmp_path / BACKBONE_FILES["convnext"])
+    write_bert_folder(model.get_submodule(TEXT_MODULE), tmp_path / BERT_FOLDER)
+    with pytest.raises(CheckpointMismatch, match="blocks"):
+        HOOKS.pretrained_init(model, tmp_path)
+    with pytest.raises(ConfigError, match="backbone checkpoint is missing"):
+        HOOKS.pretrained_init(model, tmp_path / "nothing")

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from rvos_nn.pretrained_init import init_like_upstream
+from rvos_nn.pretrained_init import init_from_pretrained, init_like_upstream
 from rvos_nn.text import ROBERTA_TOKENIZER, Tokenizer, TokenizerSpec, Tokens
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ class TrainingHooks:
         tokenizer: where the model's tokenizer lives under PRETRAINED and how it is called.
         no_weight_decay: (parameter name, ndim) -> True for parameters upstream trains without
             weight decay (detectron2's norm / embedding rules); None: all decay.
+        pretrained_init: (model, PRETRAINED folder) -> its report: loads the public pretrained
+            files into the model (``init.source = "pretrained"``; default: the Video-Swin models'
+            Kinetics backbone + roberta-base).
     """
 
     criterion: str
@@ -103,6 +107,7 @@ class TrainingHooks:
     upstream_init: Callable[[nn.Module], object]
     tokenizer: TokenizerSpec = ROBERTA_TOKENIZER
     no_weight_decay: Callable[[str, int], bool] | None = None
+    pretrained_init: Callable[[nn.Module, Path], Any] = init_from_pretrained
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Where a training run's weights and tokenizer come from: the PRETRAINED folder (upstream's
-Kinetics Video-Swin checkpoint and roberta-base, through rvos_nn.pretrained_init, strictly, with
-its report), a checkpoint (fine-tuning: the model's own strict loader, so a checkpoint of another
+"""Where a training run's weights and tokenizer come from: the PRETRAINED folder (the model's
+``TrainingHooks.pretrained_init``: upstream's Kinetics Video-Swin checkpoint and roberta-base through
+rvos_nn.pretrained_init, UNINEXT's backbone file and bert-base-uncased; strictly, with its report), a checkpoint (fine-tuning: the model's own strict loader, so a checkpoint of another
 model is refused with its report), or nothing (random, the tiny models). The parts no file covers
 get upstream's initialisation first (``TrainingHooks.upstream_init``)."""
 
@@ -14,7 +14,6 @@ from torch import nn
 from rvos_core.errors import ConfigError
 from rvos_nn.checkpoint import load_checkpoint
 from rvos_nn.predictor import ModelEntry
-from rvos_nn.pretrained_init import init_from_pretrained
 from rvos_nn.text import Tokenizer, load_tokenizer
 from rvos_nn.training import TrainingHooks
 
@@ -35,7 +34,7 @@ def initialise(
             raise ConfigError("init.source = checkpoint needs INIT=<checkpoint file> (--init)")
         report = load_checkpoint(model, init, entry.checkpoint_rules)
     elif source == "pretrained":
-        report = init_from_pretrained(model, pretrained)
+        report = entry.training.pretrained_init(model, pretrained)
     else:
         return
     if verbose:

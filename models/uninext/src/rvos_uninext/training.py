@@ -44,6 +44,7 @@ from rvos_nn.text import UNINEXT_BERT_TOKENIZER, Tokenizer, Tokens
 from rvos_nn.training import Clip, ParamGroup, TrainingHooks
 from rvos_uninext.model import Uninext
 from rvos_uninext.preprocess import FrameBatch, clean_expression, pad_batch
+from rvos_uninext.pretrained_init import init_from_pretrained
 from rvos_uninext.transformer import DenoisingQueries, TransformerOutput, average_text
 from rvos_uninext.vl_fusion import BiMultiHeadAttention
 
@@ -410,6 +411,7 @@ HOOKS = TrainingHooks(
     checkpoint_container="model",
     upstream_init=init_like_upstream,
     tokenizer=UNINEXT_BERT_TOKENIZER,
+    pretrained_init=init_from_pretrained,
 )
 """UNINEXT's hooks; its checkpoints are detectron2's ``{'model': ...}`` (the released files' layout).
 Upstream decays every parameter (``build_optimizer`` ignores WEIGHT_DECAY_NORM): no exemptions."""
