@@ -72,11 +72,11 @@ def _masks(truth: dict[str, np.ndarray], node: str) -> dict[str, np.ndarray]:
     return {e: m & shifted[e] for e, m in truth.items()}
 
 
-def write_run(root: Path, dataset: Dataset, node: str) -> None:
+def write_run(root: Path, dataset: Dataset, node: str, specs: list[VideoSpec] = SPECS) -> None:
     scored = node != "vote"
     meta = {"producer": f"test {node}", "value_domain": "binary", "has_scores": scored, "has_probs": False}  # fmt: skip
     writer = RunWriter(root, dataset, meta)
-    for spec, video in zip(SPECS, dataset, strict=True):
+    for spec, video in zip(specs, dataset, strict=True):
         masks = _masks(expression_masks(spec), node)
         scores = {e: [float(t == 3) for t in range(spec.frames)] for e in masks}
         writer.write_video(video, VideoResult(masks=masks, scores=scores if scored else None))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from report_testlib import NODES, report_data
+from report_testlib import NODES, report_data, write_run
 
 from rvos_core.atomic import write_json
+from rvos_core.data import open_dataset
+from rvos_core.synthetic import VideoSpec, object_masks, rle_encode, write_mevis
 from rvos_report import render
 from rvos_report.cli import main
 from rvos_report.mp4 import decode_video
@@ -89,6 +92,22 @@ def test_official_evaluations_get_a_column_per_benchmark(world, tmp_path: Path) 
     table = node_table(tmp_path / "r")
     assert "mevis valid_u J&amp;F" in (tmp_path / "r" / "index.html").read_text()
     assert table["shifted"][-1] == "0.6000" and table["exact"][-1] == "-"
+
+
+def test_mevis_ground_truth_comes_from_its_mask_dict(world, tmp_path: Path) -> None:
+    spec = VideoSpec("m0", expressions=3, frames=4, size=(48, 64))
+    write_mevis(tmp_path / "data", "valid_u", [spec])
+    objects = object_masks(spec)  # expression e describes object e // 2 (anno_id e // 2)
+    rles = {str(k): [rle_encode(objects[k, t]) for t in range(spec.frames)] for k in range(2)}
+    (tmp_path / "data" / "mevis" / "valid_u" / "mask_dict.json").write_text(json.dumps(rles))
+    dataset = open_dataset("mevis", tmp_path / "data", "valid_u")
+    for node in ("exact", "empty"):
+        write_run(tmp_path / "work" / node, dataset, node, [spec])
+    args = ["exact", "empty", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "r")]
+    args += ["--data", str(tmp_path / "data"), "--dataset", "mevis", "--split", "valid_u"]
+    assert main([*args, "--recipe", str(world.recipe), "--videos", "0", "--workers", "1"]) == 0
+    table = node_table(tmp_path / "r")
+    assert table["exact"][-1] == "1.0000" and table["empty"][-1] == "0.0000"
 
 
 @pytest.mark.parametrize(

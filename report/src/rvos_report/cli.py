@@ -3,7 +3,8 @@
 NODE names run folders under ``--work`` (``$(WORK)/$(SPLIT)``); without any, the recipe's submitted
 node and its inputs. The report is one folder that opens from disk (``index.html``): the J&F
 table of the nodes against the ground truth (``--truth``, a folder of
-``<video>/<exp_id>/<frame>.png``) and their official evaluations (``make evaluate``), the
+``<video>/<exp_id>/<frame>.png``, or MeViS's mask_dict.json) and their official evaluations
+(``make evaluate``), the
 expressions worst first (paginated), and a page per expression with its frames and every node's
 mask side by side, the key frames, where the runs of each vote disagree and which way the vote
 went (the vote's inputs from the recipe), J&F curves over frames, and for the worst
@@ -27,7 +28,7 @@ from rvos_core.errors import ConfigError, InputError
 from rvos_core.parallel import default_workers, map_videos
 from rvos_core.recipe import DEFAULT, load_recipe
 from rvos_report import pages
-from rvos_report.sources import Truth, default_nodes, evaluation, key_frames, open_nodes
+from rvos_report.sources import default_nodes, evaluation, ground_truth, key_frames, open_nodes
 from rvos_report.video import (
     ExpressionResult,
     Layout,
@@ -123,13 +124,19 @@ def build_report(args: argparse.Namespace, staged: Path) -> int:
     dataset = dataset_from_args(args)
     recipe = load_recipe(args.recipe)
     nodes = open_nodes(args.work, args.nodes or default_nodes(recipe), recipe, dataset)
-    truth = None if args.truth is None else Truth(args.truth)
-    if truth is not None:
-        truth.check(dataset)
+    truth = ground_truth(dataset, args.truth)
     chosen = chosen_expressions(dataset, args.expression)
-    layout = Layout(staged, tuple(nodes), truth, args.frames, args.tile_width, args.fps)
+    layout = Layout(staged, tuple(nodes), args.frames, args.tile_width, args.fps)
     tables = [key_frames(node.root) for node in nodes]
-    jobs = {v.id: VideoJob(layout, v, tuple(t.get(v.id, {}) for t in tables)) for v in dataset}
+    jobs = {
+        v.id: VideoJob(
+            layout,
+            v,
+            tuple(t.get(v.id, {}) for t in tables),
+            None if truth is None else truth[v.id],
+        )
+        for v in dataset
+    }
     workers = min(args.workers or default_workers(), max(len(jobs), 1))
     per_video = map_videos(report_video, list(jobs.values()), workers, desc="report")
     results = [r for rows in per_video for r in rows]

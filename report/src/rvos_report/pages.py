@@ -134,7 +134,7 @@ def _curves(nodes: Sequence[Node], result: ExpressionResult) -> str:
 
 
 def _frames(layout: Layout, result: ExpressionResult) -> str:
-    labels = tile_labels(layout.nodes, layout.truth is not None, list(result.disputed))
+    labels = tile_labels(layout.nodes, result.j is not None, list(result.disputed))
     head = "".join(f"<span>{esc(label)}</span>" for label in labels)
     blocks = []
     for t in result.shown:
@@ -162,7 +162,7 @@ def write_expression_page(layout: Layout, result: ExpressionResult, has_video: b
     body = (
         f'<p><a href="../../index.html">&larr; all expressions</a></p>'
         f"<h1>{esc(title)}: &ldquo;{esc(result.text)}&rdquo;</h1>"
-        + legend(layout.nodes, layout.truth is not None, bool(result.disputed))
+        + legend(layout.nodes, result.j is not None, bool(result.disputed))
         + _score_table(layout.nodes, result)
         + _curves(layout.nodes, result)
         + movie

@@ -15,7 +15,8 @@ from rvos_core.data.base import load_json
 from rvos_core.errors import InputError
 from rvos_core.recipe import Recipe
 from rvos_core.runfolder import Run
-from rvos_eval.readers import read_gray_mask
+from rvos_eval.mevis import VideoTask, build_tasks
+from rvos_eval.readers import decode_rles, read_gray_mask
 from rvos_report.render import RGB, colour
 
 
@@ -107,9 +108,9 @@ def evaluation(root: Path) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
-class Truth:
+class FolderTruth:
     """Ground truth as a folder of masks ``<video>/<exp_id>/<frame>.png`` (non-zero =
-    foreground), e.g. the Annotations/ of a run folder or MeViS-style exported masks."""
+    foreground), e.g. the Annotations/ of a run folder or exported MeViS masks."""
 
     root: Path
 
@@ -125,3 +126,40 @@ class Truth:
         """bool [T, H, W] of one expression."""
         folder = self.root / video.id / exp_id
         return np.stack([read_gray_mask(folder / f"{frame}.png", shape) for frame in video.frames])
+
+
+@dataclass(frozen=True)
+class MevisTruth:
+    """MeViS ground truth of one video (its entries of mask_dict.json): per frame the union of
+    the expression's anno_id masks, as the official script scores them."""
+
+    task: VideoTask
+
+    def masks(self, video: Video, exp_id: str, shape: tuple[int, int]) -> np.ndarray:
+        """bool [T, H, W] of one expression."""
+        anno_ids = dict(self.task.expressions)[exp_id]
+        frames = np.zeros((len(video.frames), *shape), bool)
+        for t in range(len(video.frames)):
+            present = [a for a in anno_ids if self.task.rles[a][t] is not None]
+            where = [f"anno_id {a}, frame {t}" for a in present]
+            rles = [self.task.rles[a][t] for a in present]
+            for mask in decode_rles(rles, shape, self.task.mask_dict, where):
+                frames[t] |= mask
+        return frames
+
+
+Truth = FolderTruth | MevisTruth
+
+
+def ground_truth(dataset: Dataset, folder: Path | None) -> dict[str, Truth] | None:
+    """Each video's ground truth: the masks of ``folder`` when given, else MeViS's mask_dict.json
+    when the split has one; None without either."""
+    if folder is not None:
+        truth = FolderTruth(folder)
+        truth.check(dataset)
+        return {video.id: truth for video in dataset}
+    mask_dict = dataset.extra.get("mask_dict")
+    if dataset.name != "mevis" or mask_dict is None or not Path(mask_dict).is_file():
+        return None
+    tasks = build_tasks(dataset, Path(mask_dict), Path(mask_dict).parent)
+    return {task.video: MevisTruth(task) for task in tasks}

@@ -36,7 +36,6 @@ class Layout:
 
     out: Path
     nodes: tuple[Node, ...]
-    truth: Truth | None
     frames: int
     tile_width: int
     fps: float
@@ -44,11 +43,13 @@ class Layout:
 
 @dataclass(frozen=True)
 class VideoJob:
-    """One video; ``key_frames[i]``: exp_id -> key frame of node i (empty without scores)."""
+    """One video; ``key_frames[i]``: exp_id -> key frame of node i (empty without scores);
+    ``truth``: the video's ground truth, if any."""
 
     layout: Layout
     video: Video
     key_frames: tuple[dict[str, int], ...]
+    truth: Truth | None = None
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,13 @@ class ExpressionMasks:
     votes: dict[int, tuple[np.ndarray, int]]
 
 
-def load_masks(layout: Layout, video: Video, exp_id: str) -> ExpressionMasks:
-    nodes = tuple(Run(node.root).masks(video, exp_id) for node in layout.nodes)
+def load_masks(job: VideoJob, exp_id: str) -> ExpressionMasks:
+    video = job.video
+    nodes = tuple(Run(node.root).masks(video, exp_id) for node in job.layout.nodes)
     shape = nodes[0].shape[1:]
-    truth = None if layout.truth is None else layout.truth.masks(video, exp_id, shape)
+    truth = None if job.truth is None else job.truth.masks(video, exp_id, shape)
     votes = {}
-    for i, node in enumerate(layout.nodes):
+    for i, node in enumerate(job.layout.nodes):
         if node.vote_inputs:
             inputs = [Run(root).masks(video, exp_id, shape) for root in node.vote_inputs]
             votes[i] = (np.sum(inputs, axis=0, dtype=np.uint8), len(inputs))
@@ -167,7 +169,7 @@ def _frame(video: Video, t: int) -> np.ndarray:
 def expression(job: VideoJob, exp_id: str, text: str) -> ExpressionResult:
     """Score one expression, draw its shown frames and write its page."""
     layout, video = job.layout, job.video
-    masks = load_masks(layout, video, exp_id)
+    masks = load_masks(job, exp_id)
     keys = tuple(table.get(exp_id) for table in job.key_frames)
     shown = shown_frames(len(video.frames), layout.frames, keys)
     for t in shown:
@@ -211,7 +213,7 @@ def overlay_video(movie: MovieJob) -> None:
     """Write the expression's overlay mp4 (every frame, tiles as on its page) and its page again,
     now with the video."""
     layout, video, result = movie.job.layout, movie.job.video, movie.result
-    masks = load_masks(layout, video, result.exp_id)
+    masks = load_masks(movie.job, result.exp_id)
     frames = (
         composite(layout, masks, _frame(video, t), t, result.key_frames)
         for t in range(len(video.frames))
