@@ -18,9 +18,11 @@ import torch
 from vos_testlib import write_input_run
 
 from rvos_core.data import Dataset, open_dataset
+from rvos_core.errors import ConfigError
 from rvos_core.runfolder import Run
 from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
 from rvos_vos.propagate import main
+from rvos_vos.propagate_trackers import _parser, settings_from_args
 from rvos_vos.trackers import EDGETAM, SAM2, SAM3_TRACKER, TrackerFamily
 from rvos_vos.tracking import KeyGroup, VideoTracker, track
 
@@ -190,6 +192,19 @@ def test_command_writes_a_complete_run(name: str, tmp_path: Path) -> None:
     assert meta["config"]["propagator"] == name
     assert [f["file"] for f in meta["checkpoint"]["files"]] == ["config.json", "model.safetensors"]
     assert meta["counts"]["masks"] == sum(len(v.frames) * len(v.exp_ids) for v in dataset)
+
+
+def test_settings_of_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weights folder defaults to CHECKPOINTS/<the family's folder>; precision follows the
+    drivers' rule (bf16 on the CPU, fp16 and its alias amp need CUDA)."""
+    monkeypatch.setenv("CHECKPOINTS", str(tmp_path))
+    base = ["sam2", "--run", "r", "--out", "o"]
+    settings = settings_from_args(SAM2, _parser(SAM2).parse_args([*base, "--precision", "bf16"]))
+    assert settings.checkpoint == tmp_path / "sam2.1-hiera-large"
+    assert (settings.precision, settings.flip, settings.offload_state) == ("bf16", False, False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="--device cuda"):
+            settings_from_args(SAM2, _parser(SAM2).parse_args([*base, "--precision", "amp"]))
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:

@@ -32,7 +32,7 @@ from rvos_core.runfolder import Run, RunRecord, VideoWriter
 from rvos_core.runner import Stage, Target, run_stage
 from rvos_core.shard import parse_shard
 from rvos_nn.precision import check_precision, inference_context, resolve_device
-from rvos_vos.propagate import PRODUCER, Job, check_inputs, copy_masks
+from rvos_vos.propagate import PRECISION_ALIASES, PRODUCER, Job, check_inputs, copy_masks
 from rvos_vos.trackers import TrackerFamily
 from rvos_vos.tracking import KeyGroup, VideoTracker, track
 from rvos_vos.views import read_frame
@@ -101,7 +101,9 @@ def _parser(family: TrackerFamily) -> argparse.ArgumentParser:
     )
     compute.add_argument("--device", default="cpu", help="cpu or cuda")
     compute.add_argument(
-        "--precision", default="fp32", help="fp32 (default), bf16 or fp16 (cuda) autocast"
+        "--precision",
+        default="fp32",
+        help="fp32 (default), bf16 or fp16 (cuda) autocast; amp = fp16 (as for AOT)",
     )
     return parser
 
@@ -117,7 +119,7 @@ def settings_from_args(family: TrackerFamily, args: argparse.Namespace) -> Track
         flip=args.flip,
         offload_state=args.offload_state,
         device=device,
-        precision=check_precision(args.precision, device),
+        precision=check_precision(PRECISION_ALIASES.get(args.precision, args.precision), device),
         shard=parse_shard(args.shard),
     )
 
