@@ -112,14 +112,17 @@ def model_file(model: str) -> str | None:
     return getattr(registry.load(registry.MODELS, model, "model"), "checkpoint_file", None)
 
 
-def propagator_file(propagator: str) -> str:
-    return str(registry.load(registry.PROPAGATORS, propagator, "propagator").checkpoint_name)
+def propagator_file(propagator: str) -> str | None:
+    """The checkpoint file of a registered propagator (None for a weights folder: SAM trackers)."""
+    found = registry.load(registry.PROPAGATORS, propagator, "propagator")
+    return getattr(found, "checkpoint_name", None)
 
 
 def needed(recipe: Recipe) -> dict[str, tuple[str, str | None]]:
     """node or propagator -> (what it is, its checkpoint file under CHECKPOINTS) for every model
-    of the main environment and every propagator of the recipe (a model of another environment
-    checks its own checkpoint when it runs)."""
+    of the main environment and every propagator of the recipe; a model of another environment
+    (UNINEXT) and weights that are a folder (SAM 3, the SAM trackers) are checked by their own
+    command when it starts (file None)."""
     table = {
         node.name: (f"model {node.producer}", model_file(node.producer))
         for node in recipe.of_kind("model")
