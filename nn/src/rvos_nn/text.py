@@ -242,6 +242,26 @@ def train_roberta_tokenizer(folder: Path, texts: Sequence[str], vocab_size: int)
     return folder
 
 
+def train_bert_tokenizer(folder: Path, texts: Sequence[str], vocab_size: int) -> Path:
+    """Write a lower-casing WordPiece vocabulary trained on ``texts`` in bert-base-uncased's file
+    layout (vocab.txt; ids 0-4 are [PAD] [UNK] [CLS] [SEP] [MASK]), for the tiny UNINEXT on a small
+    world of its own: every id stays below ``vocab_size``."""
+    from tokenizers import BertWordPieceTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(
+        list(texts),
+        vocab_size=vocab_size,
+        min_frequency=1,
+        limit_alphabet=vocab_size // 4,
+        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+        show_progress=False,
+    )
+    wordpiece.save_model(str(folder))
+    return folder
+
+
 def load_tokenizer_folder(folder: Path, spec: TokenizerSpec, max_tokens: int | None) -> Tokenizer:
     """The tokenizer stored in ``folder`` (local files only); missing files are a ConfigError."""
     from transformers import BertTokenizerFast, RobertaTokenizerFast

@@ -3,7 +3,8 @@
 Writes ``DIR/data`` (a DATA folder: Ref-YouTube-VOS train, MeViS train and valid_u with ground
 truth, RefCOCO/+/g, and a DAVIS-2017-style set whose train split holds the training videos and
 whose val split the valid_u videos, for the propagators; rvos_core.synthetic) and ``DIR/pretrained/roberta-base`` (a byte-level BPE
-tokenizer trained on the world's own expressions, within the tiny text encoder's vocabulary).
+tokenizer trained on the world's own expressions, within the tiny text encoder's vocabulary; and
+``DIR/pretrained/bert-base-uncased``, a WordPiece vocabulary for the tiny UNINEXT).
 Everything is a function of the options; ``DIR/generated.json`` records them, and a second call
 with the same options does nothing (other options: a ConfigError, nothing overwritten).
 """
@@ -22,7 +23,13 @@ from rvos_core.cli import path_arg, run_main
 from rvos_core.command import Parser
 from rvos_core.errors import ConfigError
 from rvos_core.synthetic import VideoSpec, write_davis, write_mevis_train, write_training_data
-from rvos_nn.text import ROBERTA_TOKENIZER, TEXT_ENCODERS, train_roberta_tokenizer
+from rvos_nn.text import (
+    ROBERTA_TOKENIZER,
+    TEXT_ENCODERS,
+    UNINEXT_BERT_TOKENIZER,
+    train_bert_tokenizer,
+    train_roberta_tokenizer,
+)
 
 RECORD = "generated.json"
 VALID_SPLIT = "valid_u"
@@ -63,6 +70,8 @@ def generate(
     captions = [e["exp"] for v in _expressions(data) for e in v["expressions"].values()]
     tokenizer = staging / "pretrained" / ROBERTA_TOKENIZER.folder
     train_roberta_tokenizer(tokenizer, captions, TEXT_ENCODERS["tiny-roberta"].vocab_size)
+    bert = staging / "pretrained" / UNINEXT_BERT_TOKENIZER.folder
+    train_bert_tokenizer(bert, captions, TEXT_ENCODERS["tiny-bert"].vocab_size)
     write_json(staging / RECORD, settings)
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
