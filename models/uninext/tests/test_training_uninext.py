@@ -131,6 +131,11 @@ def test_training_outputs_have_the_criterions_layout(kind: str, tokenizer) -> No
     query = torch.tensor([3, 7])
     masks = outputs["mask_logits"](0, [(query, torch.zeros(2)), (query[:1], torch.zeros(1))])
     assert masks.shape == (3, 16, 24)  # 64 x 96 padded, stride 4
+    # the mask branch's parameters are in the forward's graph (DDP sees them used)
+    assert outputs["mask_features"].grad_fn is not None
+    assert all(
+        p.shape == (2, 20, model.detr.dynamic.num_gen_params) for p in outputs["mask_params"]
+    )
     assert all(torch.isfinite(v) for v in losses.values())
     assert {"loss_ce_dn", "loss_reid", "loss_mask_0", "loss_giou_enc"} <= set(losses)
 

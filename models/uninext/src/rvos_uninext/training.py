@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -187,7 +187,7 @@ def forward(model: nn.Module, tokenizer: Tokenizer, clips: Sequence[Clip]) -> di
     Returns, with L decoder layers, P denoising slots (first) and Q proposals:
     ``pred_logits`` [L] × [B, P + Q, 1], ``pred_boxes`` [L] × [B, P + Q, 4],
     ``pred_ious`` [L] × [B, P + Q, 1], ``mask_logits`` (layer, matched PairIndices) -> [N, Hp/4,
-    Wp/4], ``enc_logits`` [B, E, 1], ``enc_boxes`` [B, E, 4], ``key_embeds`` / ``ref_embeds``
+    Wp/4] (and its inputs ``mask_features``, ``mask_params``), ``enc_logits`` [B, E, 1], ``enc_boxes`` [B, E, 4], ``key_embeds`` / ``ref_embeds``
     [B, Q, C], ``ref_boxes`` [B, Q, 4], ``ref_scores`` [B, Q, 1] (no gradient).
     """
     assert isinstance(model, Uninext)
@@ -230,7 +230,7 @@ def forward(model: nn.Module, tokenizer: Tokenizer, clips: Sequence[Clip]) -> di
         slots = 0 if denoising is None else denoising.content.shape[1]
         return {
             **layer_outputs(model, key_out, mask),
-            "mask_logits": mask_logits(model, key_out, slots, key.image_sizes),
+            **mask_outputs(model, key_out, slots, key.image_sizes),
             "enc_logits": key_out.enc_outputs_class,
             "enc_boxes": key_out.enc_outputs_coord_unact.sigmoid(),
             **reid_outputs(model, key_out, ref_out, mask, slots),
@@ -274,26 +274,30 @@ def layer_references(out: TransformerOutput) -> list[Tensor]:
     return [out.init_reference, *out.inter_references[:-1]]
 
 
-def mask_logits(
+def mask_outputs(
     model: Uninext, out: TransformerOutput, slots: int, image_sizes: Sequence[tuple[int, int]]
-) -> Callable[[int, PairIndices], Tensor]:
-    """The criterion's ``mask_logits``: (decoder layer, matched queries) -> their dynamic-mask
-    logits [N, Hp/4, Wp/4], image by image in the order of the indices (upstream
-    ``forward_mask_head_train``: controller of the layer's states, the layer's input box centres
-    in pixels of the unpadded frame)."""
+) -> dict[str, Any]:
+    """The mask branch's inputs, computed in the forward for every proposal of every layer (as
+    upstream's ``controller(hs[lvl])``), so that DDP sees the mask head and the controller used:
+    ``mask_features`` [B, C/32, Hp/8, Wp/8], ``mask_params`` [L] x [B, Q, P], and the criterion's
+    ``mask_logits``: (decoder layer, matched queries) -> their dynamic-mask logits [N, Hp/4,
+    Wp/4], image by image in the order of the indices (upstream ``forward_mask_head_train``: the
+    layer's input box centres in pixels of the unpadded frame)."""
     features = model.mask_features(out)
-    references = layer_references(out)
+    params = [model.detr.controller(states[:, slots:]) for states in out.hs]
     sizes = torch.tensor([[w, h] for h, w in image_sizes], dtype=torch.float32)
     scale = sizes.to(features.device)[:, None, :]
+    points = [
+        inverse_sigmoid(reference[:, slots:]).sigmoid()[..., :2] * scale
+        for reference in layer_references(out)
+    ]
 
     def logits(layer: int, indices: PairIndices) -> Tensor:
-        states = out.hs[layer][:, slots:]
-        points = inverse_sigmoid(references[layer][:, slots:]).sigmoid()[..., :2] * scale
         per_image = [
             model.detr.dynamic(
                 features[b : b + 1],
-                model.detr.controller(states[b, queries])[None],
-                points[b, queries][None],
+                params[layer][b, queries][None],
+                points[layer][b, queries][None],
             )[0]
             for b, (queries, _) in enumerate(indices)
             if len(queries)
@@ -302,7 +306,7 @@ def mask_logits(
             return features.new_zeros((0, 2 * features.shape[-2], 2 * features.shape[-1]))
         return torch.cat(per_image)
 
-    return logits
+    return {"mask_features": features, "mask_params": params, "mask_logits": logits}
 
 
 def reid_outputs(
