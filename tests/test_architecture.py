@@ -39,7 +39,9 @@ OURS = {
     "rvos_vos": {"rvos_core", "rvos_nn"},
     **{m: {"rvos_core", "rvos_nn"} for m in MODELS},
     "rvos_mutr": {"rvos_core", "rvos_nn", "rvos_referformer"},  # MUTR extends ReferFormer's modules
-    "rvos_train": {"rvos_core", "rvos_nn"},  # finds the models through their ModelEntry
+    # finds the models through their ModelEntry; the propagators' task (its "propagation" extra)
+    # trains rvos_vos networks and validates them with rvos_eval
+    "rvos_train": {"rvos_core", "rvos_nn", "rvos_vos", "rvos_eval"},
     "rvos_report": {"rvos_core", "rvos_eval"},  # runs models as processes (make segment)
 }
 

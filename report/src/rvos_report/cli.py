@@ -28,10 +28,9 @@ from rvos_core.errors import ConfigError, InputError
 from rvos_core.parallel import default_workers, map_videos
 from rvos_core.recipe import DEFAULT, load_recipe
 from rvos_report import pages
+from rvos_report.results import ExpressionResult, Layout
 from rvos_report.sources import default_nodes, evaluation, ground_truth, key_frames, open_nodes
 from rvos_report.video import (
-    ExpressionResult,
-    Layout,
     MovieJob,
     VideoJob,
     overlay_video,

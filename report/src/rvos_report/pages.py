@@ -9,16 +9,14 @@ import json
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from rvos_core.atomic import write_bytes
 from rvos_report.render import KEY_FRAME, TRUTH, VOTED_IN, VOTED_OUT, hex_colour
+from rvos_report.results import ExpressionResult, Layout
 from rvos_report.sources import Node
-
-if TYPE_CHECKING:
-    from rvos_report.video import ExpressionResult, Layout
 
 ASSETS = ("report.css", "report.js")
 CURVE_SIZE = (640, 160)  # width, height of a curve's drawing area in SVG units
