@@ -1,6 +1,7 @@
 """A tiny UNINEXT trains through the command a user runs (``python -m rvos_train uninext_... --config
 tiny``) on the engine tests' generated world: its loss falls clearly, its checkpoint loads strictly
-into the inference model, and a run killed after a checkpoint resumes to the same weights."""
+into the inference model, a run killed after a checkpoint resumes to the same weights, and two
+gloo processes equal one process with the same global batch."""
 
 from __future__ import annotations
 
@@ -76,3 +77,23 @@ def test_killed_run_resumes_to_the_same_weights(world: tuple[Path, Path, Path]) 
     a, b = weights(straight / "model.pth"), weights(resumed / "model.pth")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert metric_lines(straight) == metric_lines(resumed)
+
+
+def test_two_gloo_processes_equal_one_with_the_same_global_batch(
+    world: tuple[Path, Path, Path],
+) -> None:
+    """torchrun with 2 processes x 1 clip against 1 process accumulating 2 micro-batches of 1:
+    each micro-batch has its own denoising layout and draws in both, so after 3 steps the weights
+    agree to float32 rounding (|diff| <= 1e-5, where one step moves them by ~1e-3)."""
+    extra = ["--set", "optim.batch_size=1", "--set", "optim.reference_gpus=2"]
+    extra += ["--set", "optim.epochs=1", "--stop-after", "3", "--checkpoint-every", "1"]
+    single, double = world[0] / "single", world[0] / "double"
+    assert run(command(single, world, *extra)).returncode == 0
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    done = run([*torchrun, "2", *command(double, world, *extra)[1:]])
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = (weights(r / "checkpoints" / "step-00000003" / "model.pth") for r in (single, double))
+    before = weights(single / "checkpoints" / "step-00000002" / "model.pth")
+    worst = max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
+    moved = max((a[k] - before[k]).abs().max().item() for k in a if a[k].is_floating_point())
+    assert worst <= 1e-5 < moved, (worst, moved)
