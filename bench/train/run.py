@@ -1,8 +1,13 @@
-"""One training step of a full-size model (random weights) on a generated clip: time and peak
-memory, fp32 against bf16 (and fp16 on CUDA), beside the forward alone as the reference.
+"""One training step of a full-size model or propagator (random weights) on a generated clip:
+time and peak memory, fp32 against bf16 (and fp16 on CUDA), beside the forward alone as the
+reference.
 
     python bench/train/run.py [MODEL] [--variant full] [--frames 8] [--size 720x1280]
         [--batch 1] [--steps 3] [--device cpu] [--precisions fp32,bf16] [--threads N]
+
+MODEL: soc, referformer, mutr (a clip of ``--frames`` frames and an expression), aot, deaot (a
+sequence of ``--frames`` frames: reference, previous, current ones; upstream's video stage crops
+464x464 after scaling the short side to 480 x [0.7, 1.3]).
 
 Each precision runs in a fresh process (peak RSS on CPU, peak CUDA allocation on GPU): the
 engine's own job (rvos_train.engine.prepare_job: the model's training forward, its criterion,
@@ -35,7 +40,15 @@ from rvos_train import distributed
 from rvos_train.config import config_path, load_config
 from rvos_train.engine import EngineSettings, epoch_batches, prepare_job, train_step
 
-CONFIGS = {"soc": "joint", "referformer": "scratch", "mutr": "joint"}
+CONFIGS = {
+    "soc": "joint",
+    "referformer": "scratch",
+    "mutr": "joint",
+    "aot": "video",
+    "deaot": "video",
+}
+DATA_SETS = {"aot": '["youtubevos"]', "deaot": '["youtubevos"]'}
+"""Each model's training set on the generated video (default: Ref-YouTube-VOS)."""
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -59,7 +72,7 @@ def measure(args: argparse.Namespace, precision: str, root: Path) -> dict[str, A
     overrides = {
         "variant": f'"{args.variant}"',
         "init.source": '"random"',
-        "data.sets": '["refytvos"]',
+        "data.sets": DATA_SETS.get(args.model, '["refytvos"]'),
         "data.num_frames": str(args.frames),
         "optim.batch_size": str(args.batch),
         "optim.reference_gpus": "1",
@@ -77,14 +90,14 @@ def measure(args: argparse.Namespace, precision: str, root: Path) -> dict[str, A
     batches = list(_take(epoch_batches(job, 0, 0, args.steps), args.steps))
     times = [_timed(job, lambda i=i: train_step(job, i, [batches[i]])) for i in range(args.steps)]
     with torch.no_grad():
-        forward = [_timed(job, lambda b=b: job.step_module(b)) for b in batches]
+        forward = [_timed(job, lambda b=b: job.step_module(b, 0)) for b in batches]
     return {
         "precision": precision,
         "cold_s": times[0],
         "warm_s": statistics.median(times[1:] or times),
         "forward_s": statistics.median(forward[1:] or forward),
         "clips_per_s": args.batch / statistics.median(times[1:] or times),
-        "frame_size": list(batches[0][0].size),
+        "frame_size": list(batches[0][0].frames.shape[-2:]),
         "peak_mib": _peak_mib(args.device),
     }
 
