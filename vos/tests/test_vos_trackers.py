@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from transformers import Sam3VideoModel
 from vos_testlib import write_input_run
 
 from rvos_core.data import Dataset, open_dataset
 from rvos_core.errors import ConfigError
 from rvos_core.runfolder import Run
 from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
+from rvos_nn.hf_video import sam3_video_config
 from rvos_vos.propagate import main
 from rvos_vos.propagate_trackers import _parser, settings_from_args
 from rvos_vos.trackers import EDGETAM, SAM2, SAM3_TRACKER, TrackerFamily
@@ -228,6 +230,27 @@ def test_shards_and_resume_give_the_same_bytes(
     assert tree_bytes(sharded) == tree_bytes(whole)
     assert main(argv("sam2", tmp_path, sharded, "--flip")) == 0
     assert "nothing to do" in capsys.readouterr().err
+
+
+def test_sam3_tracker_reads_the_sam3_folder(tmp_path: Path) -> None:
+    """facebook/sam3 holds the whole SAM 3 (detector + tracker): the tracker loads its part, the
+    encoder from the detector's, the neck from ``tracker_neck``, the rest from ``tracker_model``."""
+    torch.manual_seed(0)
+    whole = Sam3VideoModel(sam3_video_config(56, 2, 128, queries=2))
+    whole.save_pretrained(tmp_path)
+    stored = whole.state_dict()
+    tracker = SAM3_TRACKER.weights.load(tmp_path).state_dict()
+    for key, value in tracker.items():
+        assert torch.equal(value, stored[sam3_source(key, stored)]), key
+
+
+def sam3_source(key: str, stored: dict[str, torch.Tensor]) -> str:
+    """The key of a SAM 3 state dict that the tracker's ``key`` is loaded from."""
+    if f"tracker_model.{key}" in stored:
+        return f"tracker_model.{key}"
+    if key.startswith("vision_encoder.neck"):
+        return key.replace("vision_encoder.neck", "tracker_neck")
+    return f"detector_model.{key}"
 
 
 def break_config(folder: Path) -> Path:
