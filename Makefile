@@ -236,6 +236,7 @@ bench: $(VENV)/.stamp ## quick benchmarks (minutes on a CPU): eval, fusion, the 
 	$(PY) $(ROOT)/bench/eval/run.py
 	$(PY) $(ROOT)/bench/fusion/run.py
 	for model in referformer mutr soc; do $(PY) $(ROOT)/bench/infer/run.py $$model --variant tiny || exit 1; done
+	$(PY) $(ROOT)/bench/propagate/trackers.py --variants tiny,small
 bench-full: $(VENV)/.stamp $(VENV_UNINEXT)/.stamp ## full-size models and propagators on DEVICE / PRECISION (hours on a CPU)
 	$(PY) $(ROOT)/bench/infer/referformer.py --device $(DEVICE) --precision $(PRECISION) --videos 3
 	$(PY) $(ROOT)/bench/infer/mutr.py --device $(DEVICE) --precision $(PRECISION) --videos 3
@@ -243,3 +244,4 @@ bench-full: $(VENV)/.stamp $(VENV_UNINEXT)/.stamp ## full-size models and propag
 	$(PY_UNINEXT) $(ROOT)/bench/infer/uninext.py --device $(DEVICE) --precision $(PRECISION)
 	$(PY) $(ROOT)/bench/propagate/run.py --device $(DEVICE) --precision $(PRECISION) --expressions 1
 	$(PY) $(ROOT)/bench/propagate/run.py --device $(DEVICE) --precision $(PRECISION) --expressions 4
+	$(PY) $(ROOT)/bench/propagate/trackers.py --variants full --device $(DEVICE) --precision $(PRECISION)
