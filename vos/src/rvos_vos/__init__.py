@@ -4,6 +4,9 @@ Networks are stateless (``rvos_vos.aot``, ``rvos_vos.deaot``); a ``Session`` own
 ``MultiViewTracker`` + ``bidirectional`` are the competition's procedure (``lockstep``: several
 expressions of a video at once, each frame encoded once per pass); ``Propagator`` holds
 what differs between the two code bases (registered under ``rvos.propagators``); ``python -m rvos_vos.propagate`` runs it on a run folder.
+The transformers trackers (SAM 2.1, SAM 3 tracker, EdgeTAM) are ``rvos_vos.trackers.TrackerFamily``
+entries of the same group, run by ``rvos_vos.tracking`` and ``rvos_vos.propagate_trackers`` (not
+imported here: they load transformers).
 """
 
 from rvos_vos.procedure import MultiViewTracker, Track, bidirectional, lockstep
