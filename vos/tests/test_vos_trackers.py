@@ -293,6 +293,7 @@ def test_bad_weights_folder(
 ) -> None:
     write_setup(tmp_path)
     named = spoil(tmp_path / "sam2")
+    capsys.readouterr()  # what saving the weights printed
     out = tmp_path / "out"
     assert main(argv("sam2", tmp_path, out)) == 2
     err = capsys.readouterr().err

@@ -92,6 +92,7 @@ class HubWeights:
         is an InputError naming it and the files expected."""
         self.check(folder)
         hf_logging.disable_progress_bar()  # the runner prints one line per stage
+        verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the loading report: _check_loading says what matters
         try:
             model, info = self.model_class.from_pretrained(
@@ -104,6 +105,8 @@ class HubWeights:
             raise InputError(folder, f"{self.title} needs a package: {exc}") from None
         except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
             raise InputError(folder, f"cannot load {self.title}: {_first_line(exc)}") from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
         _check_loading(folder, info)
         return model.eval()
 
