@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from rvos_nn.precision import check_precision, inference_context, resolve_device
+from rvos_vos.key_inputs import PRECISION_ALIASES
 from rvos_vos.procedure import MultiViewTracker
-from rvos_vos.propagate import PRECISION_ALIASES
 from rvos_vos.propagators import load_propagator
 from rvos_vos.views import ViewConfig, make_views
 

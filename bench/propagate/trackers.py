@@ -28,7 +28,7 @@ import torch
 from run import _peak_gb, _size, _sync, measure, synthetic_clip
 
 from rvos_nn.precision import check_precision, inference_context, resolve_device
-from rvos_vos.propagate import PRECISION_ALIASES
+from rvos_vos.key_inputs import PRECISION_ALIASES
 from rvos_vos.propagate_trackers import tracker_family
 from rvos_vos.tracking import KeyGroup, VideoTracker, track
 

@@ -8,6 +8,13 @@ input run's masks (upstream's fallback). The input run's scores are carried, so 
 key_frame.json is the input's. A stage of rvos_core.runner: sharded by video, resumable, one
 progress bar with ETA; the network is loaded only when videos are left.
 
+Several runs at once (``--run IN1 --out OUT1 --run IN2 --out OUT2 ...``: the i-th ``--out`` is the
+output of the i-th ``--run``): one network, each video's frames read and their views encoded once
+per pass for the expressions of every run (``procedure.lockstep`` over the tracks of all runs);
+every output run folder is the one the run alone gives, byte for byte, and is resumed and committed
+video by video on its own (a video done in one output and not another is written only where it is
+missing).
+
 Bad input (a run or frame missing, a key frame out of range, frames of another size than the
 masks, a checkpoint of the other propagator) is reported before any video is written.
 """
@@ -16,9 +23,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -29,30 +37,22 @@ from rvos_core import registry
 from rvos_core.cli import add_dataset_args, dataset_from_args, path_arg, run_main
 from rvos_core.command import Parser
 from rvos_core.data import Dataset, Video
-from rvos_core.errors import ConfigError, InputError
+from rvos_core.errors import ConfigError
 from rvos_core.masks import decode_mask_png
+from rvos_core.parallel import for_each_video
 from rvos_core.paths import load_paths
-from rvos_core.runfolder import (
-    Run,
-    RunRecord,
-    VideoWriter,
-    check_key_frames,
-    file_record,
-    key_frame_index,
-)
-from rvos_core.runner import Stage, Target, run_stage
+from rvos_core.runfolder import Run, RunRecord, RunWriter, VideoWriter, check_output, file_record
+from rvos_core.runner import Stage, Target, finish_stage, pending_videos, run_stage
 from rvos_core.shard import parse_shard
 from rvos_nn.precision import check_precision, inference_context, resolve_device
+from rvos_vos.key_inputs import PRECISION_ALIASES, PRODUCER, Job, check_inputs, copy_masks
 from rvos_vos.network import NetConfig, PropagationNet
 from rvos_vos.procedure import MultiViewTracker, Track, lockstep
 from rvos_vos.propagators import Propagator, load_propagator
 from rvos_vos.session import MemoryPolicy
 from rvos_vos.views import ViewConfig, make_views, read_frame
 
-PRODUCER = "rvos_vos.propagate"
-# --precision amp is upstream's --amp: fp16 autocast on the GPU.
-PRECISION_ALIASES = {"amp": "fp16"}
-# Expressions propagated together (--expression-group): their memories are held at once.
+# Expressions of each run propagated together (--expression-group): their memories are held at once.
 DEFAULT_GROUP = 4
 
 
@@ -62,7 +62,8 @@ class PropagateSettings:
 
     Attributes:
         checkpoint: the propagator's weights file.
-        expression_group: expressions propagated together (results do not depend on it).
+        expression_group: expressions of each run propagated together (results do not depend
+            on it); a pass holds up to ``expression_group`` x runs tracks.
         shard: (i, n) of ``--shard i/n``.
     """
 
@@ -97,16 +98,6 @@ class PropagateSettings:
         }
 
 
-@dataclass(frozen=True)
-class Job:
-    """One expression of one video: its key frame and the input run's key mask (file and bytes)."""
-
-    exp_id: str
-    key: int
-    key_path: Path
-    key_png: bytes
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m rvos_vos.propagate", description=__doc__)
     parser.add_argument(
@@ -118,8 +109,20 @@ def _parser() -> argparse.ArgumentParser:
         type=path_arg,
         help="weights file (default: CHECKPOINTS/<the propagator's file>, e.g. aot_swinl.pth)",
     )
-    parser.add_argument("--run", type=path_arg, required=True, help="the input run folder")
-    parser.add_argument("--out", type=path_arg, required=True, help="the run folder to write")
+    parser.add_argument(
+        "--run",
+        type=path_arg,
+        action="append",
+        required=True,
+        help="the input run folder (repeat --run/--out to propagate several runs together)",
+    )
+    parser.add_argument(
+        "--out",
+        type=path_arg,
+        action="append",
+        required=True,
+        help="the run folder to write (the i-th --out is the output of the i-th --run)",
+    )
     add_dataset_args(parser)
     net = parser.add_argument_group("network")
     net.add_argument("--variant", default="full", help="named variant (default: full)")
@@ -151,9 +154,9 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_GROUP,
         metavar="N",
-        help=f"propagate up to N expressions of a video together, each frame encoded once per "
-        f"pass for all of them (memory grows with N; results do not depend on it; default "
-        f"{DEFAULT_GROUP})",
+        help=f"propagate up to N expressions of a video of each run together, each frame encoded "
+        f"once per pass for all of them (memory grows with N x runs; results do not depend on "
+        f"it; default {DEFAULT_GROUP})",
     )
     compute.add_argument("--device", default="cpu", help="cpu or cuda")
     compute.add_argument(
@@ -194,47 +197,6 @@ def load_network(settings: PropagateSettings) -> PropagationNet:
 
 
 # ---------------------------------------------------------------------------------------------
-# Checking the inputs (before anything is written)
-
-
-def read_jobs(run: Run, video: Video, key_frames: dict[str, Any]) -> list[Job]:
-    """The video's expressions with their key frames and key masks; checks sizes and scores."""
-    size = video.checked_frame_size()
-    scores = run.scores(video) if run.has_scores else None
-    jobs = []
-    for exp_id in video.exp_ids:
-        key = key_frames[video.id][exp_id]["index_info"]["class_index"]
-        path = run.mask_path(video.id, exp_id, video.frames[key])
-        data = read_png(path, size, f"the frames of video {video.id}")
-        if scores is not None and key_frame_index(scores[exp_id]) != key:
-            raise InputError(
-                run.root / "key_frame.json",
-                f"{video.id}/{exp_id}: key frame {key} is not the first maximum of its scores",
-            )
-        jobs.append(Job(exp_id, key, path, data))
-    return jobs
-
-
-def read_png(path: Path, size: tuple[int, int], what: str) -> bytes:
-    """The bytes of a run-folder mask PNG, checked (mode 'L', 0/255) and of size ``size``."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, "mask PNG is missing") from None
-    shape = decode_mask_png(data, path).shape
-    if shape != size:
-        raise InputError(path, f"mask is {shape[0]}x{shape[1]} but {what} are {size[0]}x{size[1]}")
-    return data
-
-
-def check_inputs(run: Run, dataset: Dataset, videos: Sequence[Video]) -> dict[str, list[Job]]:
-    """The jobs of ``videos``, after checking the input run against the split."""
-    run.check_dataset(dataset)
-    key_frames = check_key_frames(run.key_frames(), dataset, run.root / "key_frame.json")
-    return {video.id: read_jobs(run, video, key_frames) for video in videos}
-
-
-# ---------------------------------------------------------------------------------------------
 # Propagating one video
 
 
@@ -250,49 +212,83 @@ class FrameSource:
         return [v.to(self.device) for v in make_views(image, self.views)]
 
 
+@dataclass(frozen=True)
+class Tracked:
+    """An expression to propagate: where it is written, its job and its key mask bool [H, W]."""
+
+    out: VideoWriter
+    job: Job
+    key_mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunVideo:
+    """One video of one run to write: the input run, the video's jobs and the output's writer."""
+
+    run: Run
+    jobs: list[Job]
+    out: VideoWriter
+
+
 def propagate_video(
     net: PropagationNet, settings: PropagateSettings, run: Run, jobs: list[Job], out: VideoWriter
 ) -> None:
-    """Write every expression of ``out.video`` (see the module docstring), propagating up to
-    ``settings.expression_group`` expressions together (``procedure.lockstep``)."""
-    video, group = out.video, settings.expression_group
+    """Write every expression of ``out.video`` (see the module docstring)."""
+    propagate_videos(net, settings, [RunVideo(run, jobs, out)])
+
+
+def propagate_videos(
+    net: PropagationNet, settings: PropagateSettings, parts: Sequence[RunVideo]
+) -> None:
+    """Write one video into every run of ``parts``, its frames encoded once per pass for all of
+    them: each pass holds up to ``settings.expression_group`` expressions of each run
+    (``procedure.lockstep``)."""
+    video = parts[0].out.video
     frames = FrameSource(video, settings.views, settings.device)
     size = video.checked_frame_size()
-    tracked = []
-    for job in jobs:
-        key_mask = decode_mask_png(job.key_png, job.key_path, size)
-        out.write_png(job.exp_id, job.key, job.key_png, size)
-        if key_mask.any():
-            tracked.append((job, key_mask))
-        else:
-            copy_masks(run, video, job, out, size)
-    for start in range(0, len(tracked), group):
-        batch = tracked[start : start + group]
+    tracked = [start_expressions(part, size) for part in parts]
+    for batch in passes(tracked, settings.expression_group):
         tracks = [
-            Track(settings.tracker(net, size), job.key, _label(key_mask, settings.device))
-            for job, key_mask in batch
+            Track(settings.tracker(net, size), item.job.key, _label(item.key_mask, settings.device))
+            for item in batch
         ]
         for i, t, predicted in lockstep(tracks, frames, len(video.frames)):
-            out.write_mask(batch[i][0].exp_id, t, (predicted > 0).cpu().numpy())
-    if run.has_scores:
-        scores = run.scores(video)
-        for job in jobs:
-            out.write_scores(job.exp_id, scores[job.exp_id])
+            batch[i].out.write_mask(batch[i].job.exp_id, t, (predicted > 0).cpu().numpy())
+    for part in parts:
+        carry_scores(part)
+
+
+def start_expressions(part: RunVideo, size: tuple[int, int]) -> list[Tracked]:
+    """Write each key mask (and an empty key mask's copied masks); the expressions left to track."""
+    video, tracked = part.out.video, []
+    for job in part.jobs:
+        key_mask = decode_mask_png(job.key_png, job.key_path, size)
+        part.out.write_png(job.exp_id, job.key, job.key_png, size)
+        if key_mask.any():
+            tracked.append(Tracked(part.out, job, key_mask))
+        else:
+            copy_masks(part.run, video, job, part.out, size)
+    return tracked
+
+
+def passes(tracked: Sequence[Sequence[Tracked]], group: int) -> Iterable[list[Tracked]]:
+    """Pass k: the k-th ``group`` expressions of every run (per run in order), while any are left."""
+    longest = max((len(items) for items in tracked), default=0)
+    for start in range(0, longest, group):
+        yield [item for items in tracked for item in items[start : start + group]]
+
+
+def carry_scores(part: RunVideo) -> None:
+    """The input run's scores of the video, when it has scores."""
+    if part.run.has_scores:
+        scores = part.run.scores(part.out.video)
+        for job in part.jobs:
+            part.out.write_scores(job.exp_id, scores[job.exp_id])
 
 
 def _label(mask: np.ndarray, device: torch.device) -> torch.Tensor:
     """A key mask bool [H, W] as the ids int64 [H, W] of one object."""
     return torch.from_numpy(mask.astype(np.int64)).to(device)
-
-
-def copy_masks(run: Run, video: Video, job: Job, out: VideoWriter, size: tuple[int, int]) -> None:
-    """Upstream's fallback for an empty key mask: the input run's masks, byte for byte."""
-    for t, frame in enumerate(video.frames):
-        if t == job.key:
-            continue
-        path = run.mask_path(video.id, job.exp_id, frame)
-        data = read_png(path, size, f"the frames of video {video.id}")
-        out.write_png(job.exp_id, t, data, size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,19 +354,99 @@ def propagate(run: Path, dataset: Dataset, out: Path, settings: PropagateSetting
     return run_stage(stage, Target(out, dataset, settings.shard))
 
 
+@dataclass(frozen=True)
+class Output:
+    """One run of a joint propagation: its stage, the writer of its output run folder and the
+    videos it has still to write."""
+
+    stage: PropagationStage
+    writer: RunWriter
+    todo: list[str]
+
+
+def propagate_runs(
+    pairs: Sequence[tuple[Path, Path]], dataset: Dataset, settings: PropagateSettings
+) -> bool:
+    """Propagate each (input run, output run) of ``pairs`` as ``propagate`` does, all together:
+    one network, each video's frames encoded once per pass for every run that has not written
+    it; True when every output run is complete.
+
+    Refused before anything is written: an output given twice or inside any of the inputs, and
+    what ``propagate`` refuses of each run.
+    """
+    stages = [PropagationStage(settings, Run(run)) for run, _ in pairs]
+    targets = [Target(out, dataset, settings.shard) for _, out in pairs]
+    check_outputs(targets, stages)
+    pending = [pending_videos(stage, target) for stage, target in zip(stages, targets, strict=True)]
+    net = load_network(settings) if any(pending) else None
+    outputs = []
+    for stage, target, videos in zip(stages, targets, pending, strict=True):
+        if videos is not None:
+            writer = RunWriter(target.out, dataset, stage.record)
+            outputs.append(Output(stage, writer, writer.todo(videos)))
+    written = {output.writer.root: 0 for output in outputs}
+    todo = sorted({video for output in outputs for video in output.todo})
+    write = partial(write_together, net, settings, outputs, written)
+    for_each_video(write, todo, 1, desc=f"{settings.propagator.name} x{len(outputs)} runs")
+    complete = [finish_stage(o.stage, o.writer, written[o.writer.root]) for o in outputs]
+    return all(complete)
+
+
+def check_outputs(targets: Sequence[Target], stages: Sequence[PropagationStage]) -> None:
+    """Refuse an output folder given twice or that is (or is inside) any input run."""
+    seen: set[Path] = set()
+    for target in targets:
+        folder = target.out.resolve()
+        if folder in seen:
+            raise ConfigError(f"{target.out}: given twice as --out; each run needs its own output")
+        seen.add(folder)
+        check_output(target.out, [stage.run.root for stage in stages])
+
+
+def write_together(
+    net: PropagationNet | None,
+    settings: PropagateSettings,
+    outputs: Sequence[Output],
+    written: dict[Path, int],
+    video_id: str,
+) -> None:
+    """Claim ``video_id`` in every output that has not written it and write it there at once
+    (``propagate_videos``); each output commits it on its own, none when any fails."""
+    assert net is not None, "propagate_runs loads the network when videos are left"
+    with ExitStack() as claimed:
+        parts = []
+        for output in outputs:
+            out = output.writer.claim_video(output.writer.dataset.video(video_id))
+            if out is not None:
+                claimed.enter_context(out)
+                parts.append(RunVideo(output.stage.run, output.stage.jobs[video_id], out))
+                written[output.writer.root] += 1
+        if parts:
+            with inference_context(settings.device, settings.precision):
+                propagate_videos(net, settings, parts)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-"):
-        # A library tracker (SAM 2.1, SAM 3 tracker, EdgeTAM) has its own options; its command
-        # uses this module's input checks, hence the import here.
+        # A library tracker (SAM 2.1, SAM 3 tracker, EdgeTAM) has its own options and command
+        # (imported only then: it loads transformers).
         from rvos_vos.propagate_trackers import main_body, tracker_family
 
         family = tracker_family(argv[0])
         if family is not None:
             return main_body(family, argv)
     args = _parser().parse_args(argv)
+    if len(args.run) != len(args.out):
+        raise ConfigError(
+            f"{len(args.run)} --run but {len(args.out)} --out: give one --out after each --run"
+        )
     settings = settings_from_args(args)
-    propagate(args.run, dataset_from_args(args), args.out, settings)
+    dataset = dataset_from_args(args)
+    if len(args.run) == 1:
+        propagate(args.run[0], dataset, args.out[0], settings)
+    else:
+        propagate_runs(list(zip(args.run, args.out, strict=True)), dataset, settings)
     return 0
 
 

@@ -32,7 +32,7 @@ from rvos_core.runfolder import Run, RunRecord, VideoWriter
 from rvos_core.runner import Stage, Target, run_stage
 from rvos_core.shard import parse_shard
 from rvos_nn.precision import check_precision, inference_context, resolve_device
-from rvos_vos.propagate import PRECISION_ALIASES, PRODUCER, Job, check_inputs, copy_masks
+from rvos_vos.key_inputs import PRECISION_ALIASES, PRODUCER, Job, check_inputs, copy_masks
 from rvos_vos.trackers import TrackerFamily
 from rvos_vos.tracking import KeyGroup, VideoTracker, track
 from rvos_vos.views import read_frame
