@@ -45,7 +45,8 @@ def write_tokenizer(folder: Path) -> None:
 
 
 class FakeSam3:
-    """Stands in for Sam3VideoModel: records each call; on frame t shows objects 0 and 1 of the
+    """Stands in for Sam3VideoModel: records each call (frame, the session's frame count and the
+    frame's shape, the prompts); on frame t shows objects 0 and 1 of the
     first prompt (scores 0.3 and 0.9; object 1 suppressed on frame 1) and object 2 of the second
     prompt, which hot start removes."""
 
@@ -53,9 +54,10 @@ class FakeSam3:
         self.config = SimpleNamespace(image_size=28)
         self.calls: list[tuple[int, tuple[int, ...], dict[int, str]]] = []
 
-    def __call__(self, inference_session: Any, frame_idx: int, frame: torch.Tensor):
+    def __call__(self, inference_session: Any, frame_idx: int):
         session = inference_session
-        self.calls.append((frame_idx, tuple(frame.shape), dict(session.prompts)))
+        frame = session.get_frame(frame_idx)
+        self.calls.append((frame_idx, (session.num_frames, *frame.shape), dict(session.prompts)))
         session.obj_id_to_prompt_id = {0: 0, 1: 0, 2: 1}
         session.obj_id_to_score = {0: 0.3, 1: 0.9, 2: 0.99}
         session.hotstart_removed_obj_ids = {2}
@@ -67,7 +69,9 @@ class FakeSam3:
         )
 
 
-def test_predictor_streams_the_frames_and_answers_with_the_best_track(tmp_path: Path) -> None:
+def test_predictor_runs_every_frame_and_answers_with_the_best_track(tmp_path: Path) -> None:
+    """The whole video in the session (not streamed: hot-start removal stays on), the model on
+    frames 0, 1, 2 in order, one prompt per distinct text; per text the best kept track."""
     write_tokenizer(tmp_path)
     model = FakeSam3()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(tmp_path)
@@ -75,7 +79,7 @@ def test_predictor_streams_the_frames_and_answers_with_the_best_track(tmp_path: 
     frames = [Image.new("RGB", (10, 6), (t, 0, 0)) for t in range(3)]
     texts = ["the red blob", "the blue blob", "the red blob"]
     first, second, third = predictor.predict(frames, texts)
-    assert [(t, shape) for t, shape, _ in model.calls] == [(t, (3, 28, 28)) for t in range(3)]
+    assert [(t, shape) for t, shape, _ in model.calls] == [(t, (3, 3, 28, 28)) for t in range(3)]
     assert model.calls[0][2] == {0: "the red blob", 1: "the blue blob"}  # one prompt per text
     # the first prompt's best track is object 1 (0.9), hidden on frame 1 where it is suppressed
     assert first.scores.tolist() == [0.5, 0.0, 0.7]

@@ -1,9 +1,12 @@
 """SAM 3 as a referring model: the expression is SAM 3's text prompt, the answer its best track.
 
-Per video, one ``Sam3VideoInferenceSession`` holds every expression as a prompt (the library's
-multi-prompt session; two expressions with the same text share one), and the frames are streamed
-forward once (``model(inference_session=..., frame_idx=t, frame=...)``): SAM 3 detects the prompts'
-objects on each frame and tracks them. Per expression, the answer is the track of that prompt with
+Per video, one ``Sam3VideoInferenceSession`` holds the frames (on the CPU, as the library's own
+``init_video_session(video=...)``) and every expression as a prompt (the library's multi-prompt
+session; two expressions with the same text share one); the model runs on each frame in order
+(``model(inference_session=..., frame_idx=t)``, what ``propagate_in_video_iterator`` calls): SAM 3
+detects the prompts' objects on each frame and tracks them. Not streamed on purpose: the
+library's streaming mode (``frame=``) turns off SAM 3's hot-start removal of duplicate and
+unmatched tracks. Per expression, the answer is the track of that prompt with
 the highest detection score (``obj_id_to_score``), leaving out the tracks SAM 3 itself removed
 (hot-start duplicates and the unmatched); its probabilities are the sigmoid of its mask logits
 (bilinear to the frame size, as the library's ``postprocess_outputs``), 0 on frames where the
@@ -75,10 +78,10 @@ class Sam3Predictor:
         self, frames: Sequence[Image.Image], texts: Sequence[str]
     ) -> Iterator[ExpressionPrediction]:
         size = (frames[0].height, frames[0].width)
-        session = self.session(size, texts)
+        session = self.session(frames, texts)
         tracks = Tracks()
-        for t, frame in enumerate(frames):
-            output = self.model(inference_session=session, frame_idx=t, frame=self.pixels(frame))
+        for t in range(len(frames)):
+            output = self.model(inference_session=session, frame_idx=t)
             hidden = set(output.suppressed_obj_ids or ()) | session.hotstart_removed_obj_ids
             tracks.add(t, output.obj_id_to_mask, output.obj_id_to_tracker_score, hidden)
         removed = set(session.removed_obj_ids) | session.hotstart_removed_obj_ids
@@ -92,11 +95,14 @@ class Sam3Predictor:
             best = max(objects, key=lambda obj: session.obj_id_to_score.get(obj, 0.0), default=None)
             yield answer(tracks, best, len(frames), size)
 
-    def session(self, size: tuple[int, int], texts: Sequence[str]) -> Sam3VideoInferenceSession:
-        """A session of frames of ``size`` with every distinct text as a prompt."""
+    def session(
+        self, frames: Sequence[Image.Image], texts: Sequence[str]
+    ) -> Sam3VideoInferenceSession:
+        """A session holding the video's frames (on the CPU) and every distinct text as a prompt."""
         session = Sam3VideoInferenceSession(
-            video_height=size[0],
-            video_width=size[1],
+            video=torch.stack([self.pixels(frame) for frame in frames]),
+            video_height=frames[0].height,
+            video_width=frames[0].width,
             inference_device=self.device,
             inference_state_device=self.device,
             video_storage_device="cpu",
@@ -113,9 +119,9 @@ class Sam3Predictor:
         return session
 
     def pixels(self, frame: Image.Image) -> Tensor:
-        """A PIL RGB frame -> the model's input float32 [3, side, side] on the device."""
+        """A PIL RGB frame -> the model's input float32 [3, side, side]."""
         image = torch.from_numpy(np.asarray(frame, dtype=np.float32))
-        return frame_pixels(image, self.side, HALF, HALF).to(self.device)
+        return frame_pixels(image, self.side, HALF, HALF)
 
 
 def answer(
