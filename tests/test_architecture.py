@@ -7,6 +7,8 @@ inside a function: a lazy import is still a dependency.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,6 +139,21 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_no_import_cycle() -> None:
     cycle = find_cycle(module_graph())
     assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_ray_is_imported_by_the_ray_pool_only() -> None:
+    """Ray is an optional extra (env/requirements-ray.txt): rvos_core.ray_pool alone imports it,
+    and rvos_core.parallel imports that module only when EXECUTOR=ray."""
+    users = {
+        module
+        for package in PACKAGES
+        for module, path in modules(package)
+        if any(name.split(".")[0] == "ray" for name in imports(path, module))
+    }
+    assert users == {"rvos_core.ray_pool"}
+    check = "import sys, rvos_core.runner; "
+    check += "sys.exit(bool({'ray', 'rvos_core.ray_pool'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", check], check=False).returncode == 0
 
 
 def test_the_rules_catch_a_wrong_import() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import pickle
 from pathlib import Path
 
@@ -25,3 +26,19 @@ def test_errors_pickle() -> None:
     error = pickle.loads(pickle.dumps(InputError(Path("/x.png"), "bad")))
     assert (error.path, error.problem, str(error)) == (Path("/x.png"), "bad", "/x.png: bad")
     assert str(pickle.loads(pickle.dumps(ConfigError("DATA is not set")))) == "DATA is not set"
+
+
+def test_an_unknown_executor_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXECUTOR", "spark")
+    with pytest.raises(ConfigError, match="EXECUTOR=spark: expected one of local, ray"):
+        map_videos(square_or_fail, [1, 2], workers=1, desc="t")
+
+
+def test_ray_without_ray_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec("ray") is not None:
+        pytest.skip(
+            "Ray is installed here (the ray environment runs it: core/tests/test_ray_pool.py)"
+        )
+    monkeypatch.setenv("EXECUTOR", "ray")
+    with pytest.raises(ConfigError, match="EXECUTOR=ray needs Ray, which is not installed"):
+        map_videos(square_or_fail, [1, 2], workers=1, desc="t")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rvos_core.data import Dataset, Video
-from rvos_core.parallel import Work, executor, map_work
+from rvos_core.parallel import map_work
 from rvos_core.runfolder import (
     RunRecord,
     RunWriter,
@@ -29,6 +29,7 @@ from rvos_core.runfolder import (
     videos_to_do,
 )
 from rvos_core.shard import select_shard
+from rvos_core.work import Work, executor
 
 
 class Stage(ABC):

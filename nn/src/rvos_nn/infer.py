@@ -193,6 +193,9 @@ class ModelStage(Stage):
     def prepare(self, videos: Sequence[Video]) -> None:
         self.predictor = create_predictor(self.entry, self.settings)
 
+    def on_gpu(self) -> bool:
+        return self.settings.device.type == "cuda"
+
     def write_video(self, out: VideoWriter) -> None:
         """Read, predict and write one video.
 

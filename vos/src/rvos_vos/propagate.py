@@ -335,6 +335,9 @@ class PropagationStage(Stage):
     def prepare(self, videos: Sequence[Video]) -> None:
         self.net = load_network(self.settings)
 
+    def on_gpu(self) -> bool:
+        return self.settings.device.type == "cuda"
+
     def write_video(self, out: VideoWriter) -> None:
         assert self.net is not None, "prepare() loads the network"
         with inference_context(self.settings.device, self.settings.precision):

@@ -208,6 +208,9 @@ class TrackerStage(Stage):
             self.settings.device
         )
 
+    def on_gpu(self) -> bool:
+        return self.settings.device.type == "cuda"
+
     def write_video(self, out: VideoWriter) -> None:
         assert self.model is not None, "prepare() loads the model"
         with inference_context(self.settings.device, self.settings.precision):
