@@ -39,6 +39,10 @@ endif
 SHARD ?=
 DEVICE ?= cpu
 PRECISION ?= fp32
+# Where a stage's videos run (docs/distributed.md): local, or ray (the Ray cluster at RAY_ADDRESS,
+# else a local Ray; make env-ray first). RAY_WORKERS and RAY_GPU_FRACTION pass through too.
+EXECUTOR ?= local
+export EXECUTOR
 DATA_OPTS = --data $(DATA) --dataset $(DATASET) --split $(SPLIT)
 RUN_OPTS = $(DATA_OPTS) $(if $(SHARD),--shard $(SHARD))
 DEVICE_OPTS = --device $(DEVICE) --precision $(PRECISION)
@@ -53,7 +57,7 @@ PROPAGATE_OPTS ?=
 PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr models/sam3 train report
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
-.PHONY: help env env-uninext test lint format demo submission recipe vote import-pth validate train finetune train-tiny \
+.PHONY: help env env-uninext env-ray test lint format demo submission recipe vote import-pth validate train finetune train-tiny \
         evaluate report segment bench bench-full clean-work paths
 
 help: ## list the targets
@@ -93,6 +97,11 @@ $(VENV_UNINEXT)/.stamp: $(ROOT)/env/requirements-uninext.txt $(ROOT)/core/pyproj
 	touch $@
 
 env-uninext: $(VENV_UNINEXT)/.stamp ## build the UNINEXT environment .venv-uninext from env/ (pinned)
+
+# Ray (EXECUTOR=ray) in .venv and, when it exists, .venv-uninext: its stages' workers run there too.
+env-ray: $(VENV)/.stamp ## add the optional Ray extra (env/requirements-ray.txt) for EXECUTOR=ray
+	$(foreach v,$(VENV) $(wildcard $(VENV_UNINEXT)),VIRTUAL_ENV=$(v) $(VENV)/bin/uv pip install \
+	    --quiet --compile-bytecode -r $(ROOT)/env/requirements-ray.txt &&) true
 
 test: $(VENV)/.stamp ## run every test environment (tox: lint + one per subproject + e2e)
 	cd $(ROOT) && $(VENV)/bin/tox $(TOX_ARGS)
