@@ -88,10 +88,15 @@ def _render_frames(spec: VideoSpec, seed: int) -> np.ndarray:
     return frames
 
 
-def _write_frames(folder: Path, spec: VideoSpec, seed: int) -> None:
+def write_jpegs(folder: Path, names: list[str], frames: np.ndarray) -> None:
+    """Frames uint8 [T, H, W, 3] as ``folder/<name>.jpg`` (quality 90), one per name."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, frame in zip(spec.frame_names, _render_frames(spec, seed), strict=True):
+    for name, frame in zip(names, frames, strict=True):
         Image.fromarray(frame).save(folder / f"{name}.jpg", quality=90)
+
+
+def _write_frames(folder: Path, spec: VideoSpec, seed: int) -> None:
+    write_jpegs(folder, spec.frame_names, _render_frames(spec, seed))
 
 
 def write_refytvos(
@@ -279,14 +284,16 @@ def write_refcoco(root: Path, name: str, specs: list[VideoSpec], seed: int = 0) 
                     "original_img_id": n,
                 }
             )
-            annotations.append(_annotation(entry_id, labels[0] == e // 2 + 1))
+            annotations.append(coco_annotation(entry_id, labels[0] == e // 2 + 1))
     coco = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "blob"}]}
     (bench / name).mkdir(parents=True, exist_ok=True)
     (bench / name / f"instances_{name}_train.json").write_text(json.dumps(coco))
     return bench
 
 
-def _annotation(entry_id: int, mask: np.ndarray) -> dict:
+def coco_annotation(entry_id: int, mask: np.ndarray) -> dict:
+    """The COCO annotation of bool [H, W] for image entry ``entry_id`` (category 1): box, area and
+    the polygon of its largest blob."""
     rows, cols = np.nonzero(mask)
     x, y = int(cols.min()), int(rows.min())
     bbox = [x, y, int(cols.max()) + 1 - x, int(rows.max()) + 1 - y]
@@ -321,17 +328,19 @@ def write_davis(root: Path, splits: dict[str, list[VideoSpec]], seed: int = 0) -
     lists.mkdir(parents=True, exist_ok=True)
     for split, specs in splits.items():
         for spec in specs:
-            _write_davis_sequence(davis, spec, seed)
+            write_davis_sequence(davis, spec.id, _render_frames(spec, seed), label_maps(spec, seed))
         (lists / f"{split}.txt").write_text("".join(f"{s.id}\n" for s in specs))
     return davis
 
 
-def _write_davis_sequence(davis: Path, spec: VideoSpec, seed: int) -> None:
-    images = davis / "JPEGImages" / "480p" / spec.id
-    annotations = davis / "Annotations" / "480p" / spec.id
-    images.mkdir(parents=True, exist_ok=True)
+def write_davis_sequence(
+    davis: Path, video_id: str, frames: np.ndarray, labels: np.ndarray
+) -> None:
+    """One DAVIS sequence: frames uint8 [T, H, W, 3] and labels uint8 [T, H, W] (pixel = object
+    id) as ``JPEGImages/480p/<video>/<t>.jpg`` and ``Annotations/480p/<video>/<t>.png``."""
+    names = [f"{t:05d}" for t in range(len(frames))]
+    write_jpegs(davis / "JPEGImages" / "480p" / video_id, names, frames)
+    annotations = davis / "Annotations" / "480p" / video_id
     annotations.mkdir(parents=True, exist_ok=True)
-    frames, labels = _render_frames(spec, seed), label_maps(spec, seed)
-    for t, (frame, frame_labels) in enumerate(zip(frames, labels, strict=True)):
-        Image.fromarray(frame).save(images / f"{t:05d}.jpg", quality=90)
-        write_label_png(annotations / f"{t:05d}.png", frame_labels)
+    for name, frame_labels in zip(names, labels, strict=True):
+        write_label_png(annotations / f"{name}.png", frame_labels)
