@@ -53,6 +53,16 @@ PROPAGATE = $(PY) -m rvos_vos.propagate
 SUBMAKE_ARGS = --no-print-directory -f $(ROOT)/Makefile
 # Extra propagation options (vos/README.md), e.g. PROPAGATE_OPTS="--expression-group 8".
 PROPAGATE_OPTS ?=
+# Propagators whose command propagates several runs at once (vos/README.md); empty: one run a command.
+JOINT_PROPAGATORS ?= aot deaot
+# $(call JOINT_PAIRS,<propagator>,<input nodes>), in the recipe line of a propagation that shares its
+# stage and propagator with others (rvos_core.recipe): a shell substitution giving
+# "--run $(W)/<input> --out $(W)/<input>+<propagator>" for each of those others that Make would
+# rebuild now (its input up to date, itself not), so that one command propagates them together.
+JOINT_QUERY = $(MAKE) $(SUBMAKE_ARGS) -q
+JOINT_PAIRS = $(if $(filter $(1),$(JOINT_PROPAGATORS)),$$(for n in $(2); do \
+    $(JOINT_QUERY) $(W)/$$n/run.json 2>/dev/null && ! $(JOINT_QUERY) $(W)/$$n+$(1)/run.json 2>/dev/null \
+    && printf ' --run %s --out %s' $(W)/$$n $(W)/$$n+$(1); done))
 
 PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr models/sam3 train report
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)

@@ -5,7 +5,8 @@
 from (``DIR/work/valid/<node>``). They are SIMULATED: each "model" is the ground truth with its own
 kind of error (a shift, missed frames, a wrong object, speckle), so that the votes have something to
 correct. ``python demo/run.py propagate ...`` is the stand-in propagator the demo hands to
-Make (same command line as ``rvos_vos.propagate``): it copies the input run (identity propagation).
+Make (same command line as ``rvos_vos.propagate``, several --run/--out pairs included): it copies each
+input run (identity propagation).
 ``python demo/run.py report --out DIR`` prints J, F and J&F of every node against the truth.
 """
 
@@ -26,6 +27,7 @@ from rvos_core.atomic import write_bytes, write_json
 from rvos_core.cli import add_dataset_args, dataset_from_args, run_main, shard_from_args
 from rvos_core.command import Parser
 from rvos_core.data import Dataset, open_dataset
+from rvos_core.errors import ConfigError
 from rvos_core.masks import encode_mask_png, quantize_probs
 from rvos_core.recipe import DEFAULT, Recipe, load_recipe
 from rvos_core.runfolder import Run, RunRecord, RunWriter, VideoResult, VideoWriter
@@ -196,9 +198,12 @@ class IdentityPropagation(Stage):
 
 
 def propagate(args: argparse.Namespace) -> int:
-    """The stand-in propagator's command (see IdentityPropagation)."""
-    stage = IdentityPropagation(args.method, Run(args.run))
-    run_stage(stage, Target(args.out, dataset_from_args(args), shard_from_args(args)))
+    """The stand-in propagator's command (see IdentityPropagation): each --run into its --out."""
+    if len(args.run) != len(args.out):
+        raise ConfigError(f"{len(args.run)} --run but {len(args.out)} --out")
+    for run, out in zip(args.run, args.out, strict=True):
+        stage = IdentityPropagation(args.method, Run(run))
+        run_stage(stage, Target(out, dataset_from_args(args), shard_from_args(args)))
     return 0
 
 
@@ -241,8 +246,8 @@ def _body(argv: Sequence[str] | None) -> int:
     prop = sub.add_parser("propagate", help="identity stand-in for rvos_vos.propagate")
     prop.add_argument("method", help="the propagator it stands in for")
     prop.add_argument("--checkpoint", type=Path)
-    prop.add_argument("--run", type=Path, required=True)
-    prop.add_argument("--out", type=Path, required=True)
+    prop.add_argument("--run", type=Path, action="append", required=True)
+    prop.add_argument("--out", type=Path, action="append", required=True)
     prop.add_argument("--device")
     prop.add_argument("--precision")
     add_dataset_args(prop)

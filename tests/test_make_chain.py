@@ -236,3 +236,51 @@ def test_missing_data_names_the_variable(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert f"error: {tmp_path / 'nowhere'}: DATA is not a folder" in result.stderr
+
+
+def test_a_stages_propagations_are_made_by_one_command(
+    chain: tuple[Path, Path, Dataset], tmp_path: Path
+) -> None:
+    """Two of a stage's three AOT propagations removed (and what is made from them): Make rebuilds
+    both with one command (JOINT_PAIRS) and keeps the third; the submission is the one that one
+    command per removed node gives."""
+    import shutil
+
+    tmp, work, _ = chain
+    make(tmp, work, "submission")
+    first = RECIPE.node(next(n.name for n in RECIPE.of_kind("propagation") if n.producer == "aot"))
+    group = [first, *RECIPE.propagated_with(first)]
+    assert len(group) >= 3
+    removed, kept = group[:2], group[2]
+    stale = {n.name for n in removed}
+    for node in RECIPE.nodes:  # what is made from them (votes refuse a changed input)
+        if stale & set(node.inputs):
+            stale.add(node.name)
+    joint, alone = tmp_path / "joint", tmp_path / "alone"
+    for root in (joint, alone):
+        shutil.copytree(work, root)
+        for name in stale:
+            shutil.rmtree(root / "valid" / name)
+    kept_time = (joint / "valid" / kept.name / "run.json").stat().st_mtime_ns
+    result = make(tmp, joint, "submission")
+    commands = [line for line in result.stdout.splitlines() if " propagate aot " in line]
+    assert len(commands) == 1, result.stdout
+    for node in removed:
+        assert f"{joint / 'valid' / node.name}: 4 videos written" in result.stderr
+    assert (joint / "valid" / kept.name / "run.json").stat().st_mtime_ns == kept_time
+    assert make(tmp, joint, "-q", "submission", check=False).returncode == 0
+    data = ["--data", str(tmp / "data"), "--dataset", "refytvos", "--split", "valid"]
+    for node in removed:
+        pair = [
+            "--run",
+            str(alone / "valid" / node.inputs[0]),
+            "--out",
+            str(alone / "valid" / node.name),
+        ]
+        subprocess.run(
+            [sys.executable, str(ROOT / "demo" / "run.py"), "propagate", "aot", *pair, *data],
+            check=True,
+        )
+    make(tmp, alone, "submission")
+    zips = [(root / "valid" / "submission.zip").read_bytes() for root in (joint, alone)]
+    assert zips[0] == zips[1]

@@ -108,6 +108,29 @@ def test_makefile_has_one_rule_per_model_and_vote_and_a_pattern_per_propagator(
     assert "votes: $(W)/v/run.json" in text
 
 
+def test_a_stages_propagations_by_one_propagator_get_joint_rules(tmp_path: Path) -> None:
+    """b+aot shares stage and propagator with a+aot (each rule names the other's input);
+    b+deaot and c+aot (another stage) are alone: their propagator's pattern rule makes them."""
+    more = "".join(
+        f'[[nodes]]\nname = "{i}+{p}"\nstage = "{stage}"\npropagator = "{p}"\ninputs = ["{i}"]\n'
+        for i, p, stage in [
+            ("b", "aot", "propagated"),
+            ("b", "deaot", "propagated"),
+            ("v", "aot", "late"),
+        ]
+    )
+    recipe = load_recipe(write(tmp_path, VALID + more))
+    assert [n.name for n in recipe.propagated_with(recipe.node("a+aot"))] == ["b+aot"]
+    assert recipe.propagated_with(recipe.node("b+deaot")) == []
+    text = makefile(recipe)
+    for node, other in (("a", "b"), ("b", "a")):
+        assert (
+            f"$(W)/{node}+aot/run.json: $(W)/{node}/run.json\n\t$(PROPAGATE) aot --run $(<D) "
+            f"--out $(@D) $(call JOINT_PAIRS,aot,{other}) $(RUN_OPTS)"
+        ) in text
+    assert "$(W)/b+deaot/run.json:" not in text and "$(W)/v+aot/run.json:" not in text
+
+
 def test_the_cli_needs_only_the_standard_library(tmp_path: Path) -> None:
     """Make runs it with the system Python before any environment exists: -S -I, core/src only."""
     env = {"PYTHONPATH": str(ROOT / "core" / "src")}

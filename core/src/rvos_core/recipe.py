@@ -91,6 +91,14 @@ class Recipe:
     def propagators(self) -> list[str]:
         return sorted({n.producer for n in self.of_kind("propagation")})
 
+    def propagated_with(self, node: Node) -> list[Node]:
+        """The other propagations of ``node``'s stage by its propagator (run together with it)."""
+        return [
+            n
+            for n in self.of_kind("propagation")
+            if n.stage == node.stage and n.producer == node.producer and n is not node
+        ]
+
 
 def recipe_names() -> list[str]:
     """The recipes shipped with the project."""
@@ -292,7 +300,7 @@ def _node_rule(recipe: Recipe, node: Node) -> list[str]:
             "",
         ]
     if node.kind == "propagation":
-        return []  # the pattern rule of its propagator makes it
+        return _joint_rule(recipe, node)
     compat = (
         " $(if $(COMPAT),--compat-unpaired-sigmoid)"
         if recipe.rules[node.producer].compat_switch
@@ -307,11 +315,33 @@ def _node_rule(recipe: Recipe, node: Node) -> list[str]:
     ]
 
 
+def _propagate_line(propagator: str, others: str = "") -> str:
+    """The recipe line of a propagation of $(<D) into $(@D) (and of ``others`` with it)."""
+    return (
+        f"\t$(PROPAGATE) {propagator} --run $(<D) --out $(@D) {others}$(RUN_OPTS) $(DEVICE_OPTS) "
+        "$(PROPAGATE_OPTS)"
+    )
+
+
+def _joint_rule(recipe: Recipe, node: Node) -> list[str]:
+    """A propagation with others in its stage by its propagator: its own rule, whose command also
+    propagates those of the others that Make would rebuild now (the Makefile's JOINT_PAIRS); none
+    (the pattern rule of its propagator) when it is alone."""
+    others = " ".join(n.inputs[0] for n in recipe.propagated_with(node))
+    if not others:
+        return []
+    joint = f"$(call JOINT_PAIRS,{node.producer},{others}) "
+    return [
+        f"$(W)/{node.name}/run.json: $(W)/{node.inputs[0]}/run.json",
+        _propagate_line(node.producer, joint),
+        "",
+    ]
+
+
 def _propagation_rules(propagator: str) -> list[str]:
     return [
         f"$(W)/%+{propagator}/run.json: $(W)/%/run.json",
-        f"\t$(PROPAGATE) {propagator} --run $(<D) --out $(@D) $(RUN_OPTS) $(DEVICE_OPTS) "
-        "$(PROPAGATE_OPTS)",
+        _propagate_line(propagator),
         f"propagate-{propagator}: ## RUN=<node>: propagate with {propagator} -> <node>+{propagator}",
         '\t@test -n "$(RUN)" || { echo "usage: make '
         + f'propagate-{propagator} RUN=<node under $(W)>" >&2; exit 2; }}',
