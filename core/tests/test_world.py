@@ -16,7 +16,7 @@ from rvos_core.synthetic import rle_encode
 from rvos_core.world import VERSION, Video, draw_video, video_rng
 from rvos_core.world.__main__ import generate, main
 from rvos_core.world.grammar import object_sentences, referents
-from rvos_core.world.layouts import refdavis_objects
+from rvos_core.world.layouts import first_frame_objects
 from rvos_core.world.scene import COLOURS, SHAPES, Thing
 
 SIZE, FRAMES = (48, 80), 8
@@ -193,7 +193,7 @@ def test_refdavis_four_expressions_per_first_frame_object(
 ) -> None:
     for video in open_dataset("refdavis", world, "valid"):
         drawn = videos[video.id]
-        described = refdavis_objects(drawn)
+        described = first_frame_objects(drawn)
         assert described and all(drawn.visible(k)[0].any() for k in described)
         assert len(video.expressions) == 4 * len(described)
         for e, expression in enumerate(video.expressions):

@@ -10,9 +10,9 @@ Under one DATA folder (docs/world.md has the tree)::
     coco/               train2014 + refcoco, refcoco+, refcocog: the first frames of the train videos
     DAVIS/              DAVIS-2017 for the propagators: train = the train videos, val = the valid ones
 
-Object k of a video is label k + 1 in Ref-YouTube-VOS and DAVIS annotations; Ref-DAVIS numbers
-only the objects its expressions describe (those shown in the first frame: the DAVIS protocol
-counts the objects of the first frame). Expressions of every layout are drawn from
+Object k of a video is label k + 1 in Ref-YouTube-VOS annotations; DAVIS and Ref-DAVIS number
+only the objects shown in the first frame (their protocols count the objects of the first frame),
+and Ref-DAVIS describes those. Expressions of every layout are drawn from
 ``video_rng(seed, video, layout)``.
 """
 
@@ -161,27 +161,33 @@ def write_mevis(
     return bench
 
 
-def refdavis_objects(video: Video) -> list[int]:
-    """The objects Ref-DAVIS describes and labels 1, 2, ...: those shown in the first frame."""
+def first_frame_objects(video: Video) -> list[int]:
+    """The objects DAVIS and Ref-DAVIS annotate, as labels 1, 2, ...: those shown in the first
+    frame (the DAVIS protocols count the objects of the first frame)."""
     return [k for k in range(len(video.things)) if video.visible(k)[0].any()]
+
+
+def first_frame_labels(video: Video) -> np.ndarray:
+    """uint8 [T, H, W]: first_frame_objects()[j] as label j + 1, everything else 0."""
+    described = first_frame_objects(video)
+    relabel = np.zeros(len(video.things) + 1, np.uint8)
+    relabel[[k + 1 for k in described]] = np.arange(1, len(described) + 1)
+    return relabel[video.labels]
 
 
 def write_refdavis(root: Path, split: str, videos: Sequence[Video], seed: int) -> Path:
     """A Ref-DAVIS17 split (ReferFormer's conversion) under ``root/ref-davis``: frames,
-    Annotations (object refdavis_objects()[j] as label j + 1) and expressions 4j + a of that
-    object, a = first-frame (appearance) and full-video (motion) of two annotators."""
+    Annotations (first_frame_labels) and expressions 4j + a of the object labelled j + 1,
+    a = first-frame (appearance) and full-video (motion) of two annotators."""
     bench = root / "ref-davis"
     metas = {}
     for video in videos:
         names = frame_names(len(video.frames), 1)
         write_jpegs(bench / split / "JPEGImages" / video.id, names, video.frames)
-        described = refdavis_objects(video)
-        relabel = np.zeros(len(video.things) + 1, np.uint8)
-        relabel[[k + 1 for k in described]] = np.arange(1, len(described) + 1)
-        _write_labels(bench / split / "Annotations" / video.id, names, relabel[video.labels])
+        _write_labels(bench / split / "Annotations" / video.id, names, first_frame_labels(video))
         rng = video_rng(seed, video.id, "refdavis")
         expressions = {}
-        for j, k in enumerate(described):
+        for j, k in enumerate(first_frame_objects(video)):
             for sentence in object_sentences(k, video.things, rng, REFDAVIS_RUNS):
                 expressions[str(len(expressions))] = {"exp": sentence.text, "obj_id": str(j + 1)}
         metas[video.id] = {"expressions": expressions, "frames": names}
@@ -236,12 +242,12 @@ def write_refcoco(root: Path, videos: Sequence[Video], seed: int) -> Path:
 
 
 def write_davis(root: Path, splits: dict[str, Sequence[Video]]) -> Path:
-    """DAVIS-2017 (semi-supervised layout, object k as label k + 1) under ``root/DAVIS``, one
+    """DAVIS-2017 (semi-supervised layout, first_frame_labels) under ``root/DAVIS``, one
     ImageSets/2017/<split>.txt per split. Returns the DAVIS folder."""
     davis = root / "DAVIS"
     for split, videos in splits.items():
         for video in videos:
-            write_davis_sequence(davis, video.id, video.frames, video.labels)
+            write_davis_sequence(davis, video.id, video.frames, first_frame_labels(video))
         lists = davis / "ImageSets" / "2017" / f"{split}.txt"
         lists.parent.mkdir(parents=True, exist_ok=True)
         lists.write_text("".join(f"{v.id}\n" for v in videos))
