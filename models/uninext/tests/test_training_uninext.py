@@ -19,6 +19,8 @@ from rvos_nn.checkpoint import CheckpointMismatch
 from rvos_nn.text import UNINEXT_BERT_TOKENIZER
 from rvos_nn.training import Clip
 from rvos_train.losses import criterion, settings_for
+from rvos_uninext.convnext import ConvNeXt
+from rvos_uninext.entry import CONVNEXT_VARIANTS, VITH_VARIANTS
 from rvos_uninext.pretrained_init import (
     BACKBONE_FILES,
     BACKBONE_MODULE,
@@ -36,6 +38,7 @@ from rvos_uninext.training import (
     key_boxes,
     param_group,
 )
+from rvos_uninext.vit import ViT
 
 CASES = ("case_main", "case_empty")
 NO_FILE = re.compile(r"norm\d\..+|fpn\d\..+|blocks\.\d+\.attn\.rel_pos_[hw]")
@@ -220,3 +223,28 @@ def test_a_foreign_backbone_file_is_refused_with_the_report(tmp_path) -> None:
         HOOKS.pretrained_init(model, tmp_path)
     with pytest.raises(ConfigError, match="backbone checkpoint is missing"):
         HOOKS.pretrained_init(model, tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("kind", ["vit", "convnext"])
+def test_stochastic_depth_acts_in_training_only(kind: str) -> None:
+    """The released variants drop paths at upstream's rates (ViT-H 0.5, ConvNeXt-L 0.7, rising
+    linearly); a backbone with a rate draws in training mode and is exact in evaluation mode."""
+    full = {"vit": VITH_VARIANTS, "convnext": CONVNEXT_VARIANTS}[kind]["full"].backbone
+    assert full.drop_path_rate == {"vit": 0.5, "convnext": 0.7}[kind]
+    tiny = BUILDERS[kind]("tiny").config.backbone
+    torch.manual_seed(0)
+    trunk = (ViT if kind == "vit" else ConvNeXt)(
+        config=dataclasses.replace(tiny, drop_path_rate=0.9)
+    )
+    plain = (ViT if kind == "vit" else ConvNeXt)(config=tiny)
+    plain.load_state_dict(trunk.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    trunk.eval(), plain.eval()
+    with torch.no_grad():
+        ours, theirs = trunk(x), plain(x)
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+        trunk.train()
+        torch.manual_seed(1)
+        first = trunk(x)["res5"]
+        torch.manual_seed(2)
+        assert not torch.equal(first, trunk(x)["res5"])

@@ -8,7 +8,8 @@ MasterBin-IIAU/UNINEXT. Re-implemented from shared/parity/uninext/convnext/READM
 Kept on purpose (checkpoint parity): every LayerNorm scale/shift and every layer-scale ``gamma`` is a
 (1, C) table (upstream holds them in ``nn.Embedding(1, C)``), so the keys read
 ``...norm.weight.weight``; channels-first LayerNorms are the hand-written mean / biased-variance
-form; extra output norms ``norm1..norm3`` on stages 1-3. Differences: no drop-path (inference only).
+form; extra output norms ``norm1..norm3`` on stages 1-3. Stochastic depth in training (``drop_path_rate``: ConvNeXt-L 0.7
+rising linearly over the 36 blocks, as ``D2ConvNeXt``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rvos_nn.layers.stochastic_depth import drop_path, linear_rates
+
 
 @dataclass(frozen=True)
 class ConvNeXtConfig:
@@ -30,10 +33,13 @@ class ConvNeXtConfig:
     dims: tuple[int, ...] = (192, 384, 768, 1536)
     in_chans: int = 3
     layernorm_eps: float = 1e-6
+    drop_path_rate: float = 0.0
 
     @classmethod
     def large(cls, *, in_chans: int = 3) -> ConvNeXtConfig:
-        return cls(depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536), in_chans=in_chans)
+        return cls(
+            depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536), in_chans=in_chans, drop_path_rate=0.7
+        )
 
     @classmethod
     def tiny(cls, *, in_chans: int = 3) -> ConvNeXtConfig:
@@ -86,8 +92,9 @@ class LayerNorm(nn.Module):
 class Block(nn.Module):
     """dwconv 7x7 -> LN -> Linear 4C -> GELU -> Linear C -> x gamma, plus the residual."""
 
-    def __init__(self, dim: int, *, eps: float) -> None:
+    def __init__(self, dim: int, *, eps: float, drop_path: float = 0.0) -> None:
         super().__init__()
+        self.drop_path = drop_path
         self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
         self.norm = LayerNorm(dim, eps=eps, channels_first=False)
         self.pwconv1 = nn.Linear(dim, 4 * dim)
@@ -99,7 +106,7 @@ class Block(nn.Module):
         y = self.dwconv(x).permute(0, 2, 3, 1)
         y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))
         y = self.gamma.weight[0] * y
-        return x + y.permute(0, 3, 1, 2)
+        return x + drop_path(y.permute(0, 3, 1, 2), self.drop_path, self.training)
 
 
 class ConvNeXt(nn.Module):
@@ -123,8 +130,11 @@ class ConvNeXt(nn.Module):
             for i in range(3)
         ]
         self.downsample_layers = nn.ModuleList([stem, *downsample])
+        rates = iter(linear_rates(config.drop_path_rate, sum(config.depths)))
         self.stages = nn.ModuleList(
-            nn.Sequential(*(Block(dims[i], eps=eps) for _ in range(config.depths[i])))
+            nn.Sequential(
+                *(Block(dims[i], eps=eps, drop_path=next(rates)) for _ in range(config.depths[i]))
+            )
             for i in range(4)
         )
         for i in range(1, 4):

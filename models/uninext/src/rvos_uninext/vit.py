@@ -13,7 +13,9 @@ Kept on purpose (checkpoint parity):
 * relative-position tables sized for ``img_size`` and resized with 1-D linear interpolation;
 * the absolute position embedding stored on the 14x14 pre-training grid with a cls slot and resized
   with bicubic interpolation **without antialias**.
-Differences: no drop-path / activation checkpointing (inference only). Attention is computed
+Stochastic depth in training (``drop_path_rate``: ViT-H 0.5, rising linearly over
+the blocks, as ``D2ViT``). Differences: no activation checkpointing (upstream's USE_CHECKPOINT saves
+memory only). Attention is computed
 explicitly in upstream's operation order (bit-identical on the same build); a fused kernel gives
 ~5e-7 differences that the mask logits (in pixel units, up to hundreds) amplify.
 """
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rvos_core.errors import ConfigError
+from rvos_nn.layers.stochastic_depth import drop_path, linear_rates
 
 WINDOW_BLOCK_INDEXES = (0, 1, 3, 4, 6, 7, 9, 10)
 # Upstream ViT arguments that UNINEXT fixes and this module implements only in that setting.
@@ -57,11 +60,12 @@ class ViTConfig:
     pretrain_img_size: int = 224
     layernorm_eps: float = 1e-6
     window_block_indexes: tuple[int, ...] = WINDOW_BLOCK_INDEXES
+    drop_path_rate: float = 0.0
 
     @classmethod
     def huge(cls, *, in_chans: int = 3) -> ViTConfig:
         """ViT-H/16 as in UNINEXT's ``video_joint_vit_huge`` configs."""
-        return cls(embed_dim=1280, depth=32, num_heads=16, in_chans=in_chans)
+        return cls(embed_dim=1280, depth=32, num_heads=16, in_chans=in_chans, drop_path_rate=0.5)
 
     @classmethod
     def tiny(cls, *, in_chans: int = 3) -> ViTConfig:
@@ -188,10 +192,11 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block; ``window > 0`` restricts attention to window x window tiles."""
 
-    def __init__(self, *, config: ViTConfig, window: int) -> None:
+    def __init__(self, *, config: ViTConfig, window: int, drop_path: float = 0.0) -> None:
         super().__init__()
         dim = config.embed_dim
         self.window = window
+        self.drop_path = drop_path
         grid = window if window else config.img_size // config.patch_size
         self.norm1 = nn.LayerNorm(dim, eps=config.layernorm_eps)
         self.attn = Attention(dim=dim, num_heads=config.num_heads, rel_pos_size=grid)
@@ -207,8 +212,8 @@ class Block(nn.Module):
             y = window_unpartition(self.attn(y), self.window, padded, hw)
         else:
             y = self.attn(y)
-        x = x + y
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(y, self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
 class PatchEmbed(nn.Module):
@@ -239,9 +244,12 @@ class ViT(nn.Module):
         self.patch_embed = PatchEmbed(config=config)
         grid = config.pretrain_img_size // config.patch_size
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, config.embed_dim))
+        rates = linear_rates(config.drop_path_rate, config.depth)
         self.blocks = nn.ModuleList(
             Block(
-                config=config, window=config.window_size if i in config.window_block_indexes else 0
+                config=config,
+                window=config.window_size if i in config.window_block_indexes else 0,
+                drop_path=rates[i],
             )
             for i in range(config.depth)
         )

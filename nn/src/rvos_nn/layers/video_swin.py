@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from rvos_core.errors import ConfigError
 from rvos_nn.layers.chunking import rowwise
+from rvos_nn.layers.stochastic_depth import drop_path, linear_rates
 
 Triple = tuple[int, int, int]
 # Attention-matrix elements computed at once (window chunks; 2**25 float32 = 128 MiB).
@@ -244,14 +245,8 @@ class SwinTransformerBlock3D(nn.Module):
         return rowwise(lambda t: t + self.mlp(self.norm2(t)), x)
 
     def _dropped(self, residual: Tensor) -> Tensor:
-        """Stochastic depth in training: each sample's residual [B, ...] is dropped with
-        probability ``drop_path`` and the kept ones are scaled by 1 / (1 - drop_path)."""
-        if not self.training or self.drop_path == 0:
-            return residual
-        keep = 1.0 - self.drop_path
-        shape = (residual.shape[0],) + (1,) * (residual.dim() - 1)
-        mask = residual.new_empty(shape).bernoulli_(keep)
-        return residual * mask / keep
+        """Stochastic depth in training (rvos_nn.layers.stochastic_depth)."""
+        return drop_path(residual, self.drop_path, self.training)
 
     def _attention(self, x: Tensor, shift_mask: Tensor | None) -> Tensor:
         b, d, h, w, _ = x.shape
@@ -381,7 +376,7 @@ class VideoSwinBackbone(nn.Module):
         self.num_channels = [embed_dim * 2**i for i in range(len(depths))]
         self.strides = [4 * 2**i for i in range(len(depths))]
         blocks = sum(depths)  # upstream's decay rule: linspace(0, rate, blocks)
-        rates = [drop_path_rate * i / max(blocks - 1, 1) for i in range(blocks)]
+        rates = linear_rates(drop_path_rate, blocks)
         firsts = [sum(depths[:i]) for i in range(len(depths))]
         self.layers = nn.ModuleList(
             BasicLayer(
