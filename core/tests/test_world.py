@@ -14,9 +14,9 @@ from rvos_core.data import open_dataset
 from rvos_core.errors import ConfigError
 from rvos_core.synthetic import rle_encode
 from rvos_core.world import VERSION, Video, draw_video, video_rng
-from rvos_core.world.__main__ import generate, main
-from rvos_core.world.grammar import object_sentences, referents
-from rvos_core.world.layouts import first_frame_objects
+from rvos_core.world.__main__ import main
+from rvos_core.world.grammar import object_sentences, referents, vocabulary_phrases
+from rvos_core.world.layouts import first_frame_objects, generate
 from rvos_core.world.scene import COLOURS, SHAPES, Thing
 
 SIZE, FRAMES = (48, 80), 8
@@ -291,3 +291,7 @@ def test_some_expressions_need_two_words(sample: list[Video]) -> None:
                 alone = [referents({key: v}, video.things) for key, v in said.items()]
                 combined += len(said) >= 2 and all(len(a) > 1 for a in alone)
     assert combined > 0
+
+
+def test_vocabulary_phrases_hold_every_word() -> None:
+    assert {w for p in vocabulary_phrases() for w in p.split()} == set(WORDS) | FILLERS

@@ -3,6 +3,7 @@ the propagators' layouts, and the evaluations, which score the world's own answe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ from PIL import Image
 
 from rvos_core.data import open_dataset
 from rvos_core.data.refdavis import annotator_runs
+from rvos_core.errors import ConfigError
 from rvos_core.palette import write_label_png
-from rvos_core.world import Video
+from rvos_core.world import VERSION, Video
 from rvos_core.world.layouts import (
     first_frame_labels,
     first_frame_objects,
@@ -20,8 +22,15 @@ from rvos_core.world.layouts import (
     write_world,
 )
 from rvos_eval import davis, mevis, refdavis
+from rvos_nn.text import (
+    ROBERTA_TOKENIZER,
+    TEXT_ENCODERS,
+    UNINEXT_BERT_TOKENIZER,
+    load_tokenizer,
+)
 from rvos_train.data import DATASETS, open_joint, open_training_set
 from rvos_train.data.vos.layouts import davis_videos, youtubevos_videos
+from rvos_train.generate import generate
 
 SEED, FRAMES, SIZE = 3, 8, (48, 80)
 COUNTS = {"train": 4, "valid": 3, "test": 1}
@@ -128,3 +137,33 @@ def test_davis_val_truth_scores_perfect(
             write_label_png(folder / f"{name}.png", frame_labels)
     result = davis.evaluate(root / "DAVIS", "val", "semi-supervised", tmp_path)
     assert result.table["J&F-Mean"] == pytest.approx(1.0)
+
+
+def test_generate_world_v2_with_tokenizers_for_every_expression(tmp_path: Path) -> None:
+    """``rvos_train.generate --world v2``: the world and tokenizers that encode every expression
+    of every split (trained on the train splits' expressions) without an unknown token."""
+    out = generate(
+        tmp_path / "gen", videos=4, valid_videos=2, frames=6, size=SIZE, seed=0, world="v2"
+    )
+    assert json.loads((out / "data" / "world.json").read_text())["version"] == VERSION
+    captions = [
+        e.text
+        for name, split in (("refytvos", "valid"), ("mevis", "valid_u"), ("refdavis", "valid"))
+        for v in open_dataset(name, out / "data", split)
+        for e in v.expressions
+    ]
+    roberta = load_tokenizer(
+        ROBERTA_TOKENIZER, out / "pretrained", TEXT_ENCODERS["tiny-roberta"].max_tokens
+    )
+    unknown = roberta.backend.convert_tokens_to_ids("<unk>")
+    assert not (roberta(captions).input_ids == unknown).any()
+    bert = load_tokenizer(
+        UNINEXT_BERT_TOKENIZER, out / "pretrained", TEXT_ENCODERS["tiny-bert"].max_tokens
+    )
+    assert not (bert(captions).input_ids == bert.backend.unk_token_id).any()
+    again = generate(
+        tmp_path / "gen", videos=4, valid_videos=2, frames=6, size=SIZE, seed=0, world="v2"
+    )
+    assert again == out
+    with pytest.raises(ConfigError, match="other options"):
+        generate(tmp_path / "gen", videos=4, valid_videos=2, frames=6, size=SIZE, seed=0)

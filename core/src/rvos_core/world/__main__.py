@@ -1,56 +1,20 @@
 """``python -m rvos_core.world --out DIR``: write the generated referring-video world (docs/world.md).
 
 DIR becomes a DATA folder that every reader of the project opens (Ref-YouTube-VOS, MeViS,
-Ref-DAVIS17, RefCOCO/+/g, DAVIS-2017) and ``DIR/world.json`` records the version and the options.
-Everything is a function of the options: a second call with the same options does nothing, other
-options are a ConfigError (nothing is overwritten). The folder appears whole or not at all.
+Ref-DAVIS17, RefCOCO/+/g, DAVIS-2017) and ``DIR/world.json`` records the version and the options
+(rvos_core.world.layouts.generate).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from rvos_core.atomic import write_json
 from rvos_core.cli import path_arg, run_main
 from rvos_core.command import Parser
-from rvos_core.errors import ConfigError
 from rvos_core.world import VERSION
-from rvos_core.world.layouts import write_world
-
-RECORD = "world.json"
-
-
-def generate(
-    out: Path, *, seed: int, counts: dict[str, int], frames: int, size: tuple[int, int]
-) -> Path:
-    """Write the world under ``out`` (see the module docstring); returns ``out``."""
-    settings = {
-        "version": VERSION,
-        "seed": seed,
-        "videos": counts,
-        "frames": frames,
-        "size": list(size),
-    }
-    record = out / RECORD
-    if record.is_file():
-        if json.loads(record.read_text()) != settings:
-            raise ConfigError(f"{out} holds a world of other options or version ({record})")
-        return out
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty and holds no {RECORD}: choose another --out")
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    write_world(staging, seed, counts, frames, size)
-    write_json(staging / RECORD, settings)
-    shutil.rmtree(out, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(out)
-    return out
+from rvos_core.world.layouts import generate
 
 
 def size_arg(text: str) -> tuple[int, int]:

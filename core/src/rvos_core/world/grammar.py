@@ -24,7 +24,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rvos_core.world.scene import DIRECTIONS, PRESENCES, Thing
+from rvos_core.world.scene import (
+    COLOURS,
+    DIRECTIONS,
+    PATTERNS,
+    PRESENCES,
+    SHAPES,
+    SIZES,
+    SPEEDS,
+    TEXTURES,
+    Thing,
+)
 
 STATIC = ("size", "texture", "colour", "shape")
 DYNAMIC = ("direction", "speed", "pattern", "presence")
@@ -221,3 +231,21 @@ def _absent(things: Sequence[Thing]) -> list[Sentence]:
     constraints = [{"direction": d} for d in DIRECTIONS if d not in moving]
     constraints += [{"presence": p} for p in PRESENCES[1:] if p not in present]
     return [Sentence(phrase(c), c, ()) for c in constraints]
+
+
+def vocabulary_phrases() -> list[str]:
+    """Phrases that hold every word the grammar can say, in both numbers (so that a tokenizer
+    trained on a few videos' expressions also knows the words those videos never use)."""
+    values = {
+        "size": list(SIZES),
+        "texture": TEXTURES,
+        "colour": list(COLOURS),
+        "shape": SHAPES,
+        "direction": list(DIRECTIONS),
+        "speed": list(SPEEDS),
+        "pattern": PATTERNS,
+        "presence": PRESENCES[1:],
+    }
+    constraints = [{kind: v} for kind, options in values.items() for v in options]
+    constraints.append({"direction": "left", "pattern": "stops", "presence": "leaves"})
+    return [phrase(c, plural) for c in constraints for plural in (False, True)]

@@ -19,12 +19,15 @@ and Ref-DAVIS describes those. Expressions of every layout are drawn from
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rvos_core.atomic import write_json
+from rvos_core.errors import ConfigError
 from rvos_core.palette import write_label_png
 from rvos_core.synthetic import (
     coco_annotation,
@@ -32,7 +35,7 @@ from rvos_core.synthetic import (
     write_davis_sequence,
     write_jpegs,
 )
-from rvos_core.world import Video, draw_video, video_rng
+from rvos_core.world import VERSION, Video, draw_video, video_rng
 from rvos_core.world.grammar import (
     Sentence,
     image_sentence,
@@ -45,6 +48,7 @@ REFYTVOS = "refer_youtube_vos"
 MEVIS_EXPRESSIONS = 5  # motion expressions per MeViS video (plus one with no target in valid_u)
 REFDAVIS_RUNS = 4  # expressions per object: 2 annotators x first-frame / full-video
 REFCOCO_SETS = ("refcoco", "refcoco+", "refcocog")
+RECORD = "world.json"
 
 
 def frame_names(count: int, step: int) -> list[str]:
@@ -273,3 +277,34 @@ def write_world(
     write_refcoco(root, train, seed)
     write_davis(root, {"train": train, "val": valid})
     return videos
+
+
+def generate(
+    out: Path, *, seed: int, counts: dict[str, int], frames: int, size: tuple[int, int]
+) -> Path:
+    """Write the world under ``out`` with ``world.json`` (the version and the options), whole or
+    not at all (staged, then renamed). A second call with the same options does nothing; a folder
+    of other options or version, or one that holds anything else, is a ConfigError (nothing is
+    overwritten). Returns ``out``."""
+    settings = {
+        "version": VERSION,
+        "seed": seed,
+        "videos": counts,
+        "frames": frames,
+        "size": list(size),
+    }
+    record = out / RECORD
+    if record.is_file():
+        if json.loads(record.read_text()) != settings:
+            raise ConfigError(f"{out} holds a world of other options or version ({record})")
+        return out
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty and holds no {RECORD}: choose another --out")
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    write_world(staging, seed, counts, frames, size)
+    write_json(staging / RECORD, settings)
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(out)
+    return out
