@@ -166,7 +166,7 @@ DEMO := $(WORK)/demo
 demo: $(VENV)/.stamp ## run the whole chain on generated data (simulated model outputs) and report J&F
 	$(PY) $(ROOT)/demo/run.py prepare --out $(DEMO) --recipe $(RECIPE_FILE)
 	$(MAKE) $(SUBMAKE_ARGS) submission DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid \
-	    PROPAGATE="$(PY) $(ROOT)/demo/run.py propagate"
+	    PROPAGATE="EXECUTOR=local $(PY) $(ROOT)/demo/run.py propagate"
 	$(PY) $(ROOT)/demo/run.py report --out $(DEMO)
 	$(MAKE) $(SUBMAKE_ARGS) report DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid TRUTH=$(DEMO)/truth
 	@echo "demo submission: $(DEMO)/work/valid/submission.zip"
