@@ -16,10 +16,10 @@ from trainlib import metric_lines, run, weights
 
 from rvos_core.errors import ConfigError
 from rvos_core.palette import write_label_png
+from rvos_core.synthetic import VideoSpec, write_davis, write_refytvos_train
 from rvos_eval import davis
 from rvos_train.config import config_path, load_config
 from rvos_train.ema import WeightAverage
-from rvos_train.generate import generate
 from rvos_train.task import EngineSettings
 from rvos_train.tasks.propagation import PropagationTask
 from rvos_vos.first_frame import propagate_from_first
@@ -30,15 +30,22 @@ SMALL = ["--set", "data.options.crop_size=[64, 64]", "--set", "data.options.shor
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The generated world (DAVIS-style train and val among its layouts) at 64x96."""
+    """A generated DATA folder at 64x96: 8 training videos of one or two objects (Ref-YouTube-VOS
+    train layout, which the youtubevos reader opens), DAVIS-style train (the same videos) and val
+    (3 other videos of one object each)."""
     root = tmp_path_factory.mktemp("vosworld")
-    return generate(root / "w", videos=8, valid_videos=3, frames=6, size=(64, 96), seed=0)
+    train = [VideoSpec(f"t{i:03d}", 2 + 2 * (i % 2), 6, (64, 96)) for i in range(8)]
+    valid = [VideoSpec(f"v{i:03d}", 2, 6, (64, 96)) for i in range(3)]
+    write_refytvos_train(root / "data", train)
+    write_davis(root / "data", {"train": train})
+    write_davis(root / "data", {"val": valid}, seed=1)
+    return root
 
 
 def command(model: str, world: Path, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "rvos_train", model, "--config", "tiny", "--out", str(out),
-        "--data", str(world / "data"), "--pretrained", str(world / "pretrained"),
+        "--data", str(world / "data"), "--pretrained", str(world),
         "--workers", "0", *SMALL, *extra,
     ]  # fmt: skip
 
@@ -59,21 +66,24 @@ def copy_first_frame_jf(world: Path, out: Path) -> float:
 
 
 def test_tiny_aot_learns_to_propagate(world: Path, tmp_path: Path) -> None:
-    """From random weights, 24 epochs of the 8 training sequences: the loss halves, and J&F of
-    propagation from the first frame on the 3 held-out videos (the engine's validation hook:
-    rvos_vos.first_frame + rvos_eval's DAVIS semi-supervised evaluation) beats the propagator
-    that copies frame 0 by 0.1: the objects move a few pixels per frame, so copying keeps part of
-    each mask (J&F ~0.45 here) and only tracking them scores higher. The final weights load
-    strictly through the propagation driver's loader."""
+    """From random weights, 40 epochs of the 8 training sequences (80 steps): the loss halves,
+    and J&F of propagation from the first frame on the 3 held-out videos (the engine's validation
+    hook: rvos_vos.first_frame + rvos_eval's DAVIS semi-supervised evaluation) beats the
+    propagator that copies frame 0 by 0.15. The objects move a few pixels per frame, so copying
+    keeps most of each mask (J&F 0.60 here) and only following them scores higher (measured:
+    0.92). Held-out videos hold one object each: telling several objects apart at the tiny
+    model's 4x4 tokens of a 64x64 crop takes far more steps than a test affords (the identity
+    machinery is checked step by step against upstream in vos/tests/test_training_parity.py).
+    The final weights load strictly through the propagation driver's loader."""
     out = tmp_path / "aot"
-    extra = ["--set", "optim.epochs=24", "--set", "validate.every_epochs=24", "--log-every", "2"]
+    extra = ["--set", "optim.epochs=40", "--set", "validate.every_epochs=40", "--log-every", "2"]
     done = run(command("aot", world, out, *extra))
     assert done.returncode == 0, done.stderr
     lines = metric_lines(out)
     losses = [line["loss"] for line in lines if "loss" in line]
     assert min(losses[-3:]) < losses[0] / 2, losses
     copied = copy_first_frame_jf(world, tmp_path / "copy" / "predictions")
-    assert lines[-1]["valid_J&F"] > copied + 0.1, (lines[-1], copied)
+    assert lines[-1]["valid_J&F"] > copied + 0.15, (lines[-1], copied)
     propagator = load_propagator("aot")
     propagator.load(propagator.build("tiny"), out / "model.pth")
 
@@ -81,10 +91,10 @@ def test_tiny_aot_learns_to_propagate(world: Path, tmp_path: Path) -> None:
 def test_interrupted_run_with_weight_average_resumes_identically(
     world: Path, tmp_path: Path
 ) -> None:
-    """DeAOT with upstream's weight average (ema_ratio 0.1): 4 steps straight = 2 steps, stop,
-    resume; the weights, the average (the final model.pth) and the logged losses are identical,
-    and the average differs from the raw weights."""
-    extra = ["--set", "optim.epochs=2", "--set", "schedule.ema_ratio=0.1", "--log-every", "1"]
+    """DeAOT with a weight average (ema_ratio 1: decay 0.75 over the run's 4 steps): 4 steps
+    straight = 2 steps, stop, resume; the weights, the average (the final model.pth) and the
+    logged losses are identical, and the average differs from the raw weights."""
+    extra = ["--set", "optim.epochs=2", "--set", "schedule.ema_ratio=1.0", "--log-every", "1"]
     extra += ["--set", "validate.every_epochs=0", "--checkpoint-every", "1"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert run(command("deaot", world, straight, *extra)).returncode == 0
@@ -137,6 +147,8 @@ def test_weight_average_follows_upstreams_formula() -> None:
     state = average.state_dict_of(model)
     assert torch.allclose(state["weight"], expected)
     assert not torch.equal(state["weight"], model.weight)
+    with pytest.raises(ConfigError, match="ema_ratio x steps >= 1"):
+        WeightAverage.for_run(model, total_steps=100, ratio=0.001)  # decay would be negative
 
 
 @pytest.mark.parametrize(

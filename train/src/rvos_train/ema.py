@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rvos_core.errors import ConfigError
+
 
 class WeightAverage:
     """The average of ``model``'s trainable parameters (the ones with ``requires_grad``, in
@@ -31,6 +33,11 @@ class WeightAverage:
     @classmethod
     def for_run(cls, model: nn.Module, total_steps: int, ratio: float) -> WeightAverage:
         """Upstream's decay for a run of ``total_steps``: 1 - 1 / (total_steps x ratio)."""
+        if total_steps * ratio < 1:
+            raise ConfigError(
+                f"the weight average needs ema_ratio x steps >= 1 (decay 1 - 1 / (steps x ratio)); "
+                f"got {ratio} x {total_steps}: raise schedule.ema_ratio or set it to 0 (no average)"
+            )
         return cls(model, 1.0 - 1.0 / (total_steps * ratio))
 
     @torch.no_grad()
