@@ -67,7 +67,7 @@ JOINT_PAIRS = $(if $(filter $(1),$(JOINT_PROPAGATORS)),$$(for n in $(2); do \
 PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr models/sam3 train report
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
-.PHONY: help env env-uninext env-ray test lint format demo submission recipe vote import-pth validate train finetune train-tiny \
+.PHONY: help env env-uninext env-ray test lint format demo submission recipe vote import-pth validate train finetune train-tiny world \
         evaluate report segment bench bench-full clean-work paths
 
 help: ## list the targets
@@ -184,7 +184,9 @@ TRAIN_OPTS ?=
 TRAIN_RUN = $(WORK)/train/$(MODEL)-$(1)
 TRAIN = $(if $(filter uninext_%,$(MODEL)),$(PY_UNINEXT),$(PY)) $(if $(filter-out 1,$(GPUS)),-m torch.distributed.run --standalone --nproc_per_node $(GPUS)) -m rvos_train
 TRAIN_ARGS = --device $(DEVICE) --precision $(PRECISION) $(TRAIN_OPTS)
-GENERATED := $(WORK)/generated
+# WORLD=v2: make train-tiny on the referring-video world (docs/world.md) instead of the moving blobs.
+WORLD ?=
+GENERATED := $(WORK)/generated$(if $(WORLD),-$(WORLD))
 
 # AOT / DeAOT: STAGE=pre|video names the configuration (upstream's PRE and PRE_YTB_DAV stages);
 # the video stage starts from the PRE stage's run folder unless INIT says otherwise.
@@ -202,11 +204,15 @@ finetune: ## MODEL=... DATASET=refytvos|mevis INIT=<checkpoint> [GPUS=n]: fine-t
 	$(TRAIN) $(MODEL) --config finetune --out $(call TRAIN_RUN,finetune-$(DATASET)) \
 	    --init $(INIT) --set 'data.sets=["$(DATASET)"]' $(TRAIN_ARGS)
 
-train-tiny: ## MODEL=...: generate the training world and train the tiny MODEL on it (CPU minutes)
-	@test -n "$(MODEL)" || { echo "usage: make train-tiny MODEL=soc|referformer|mutr|aot|deaot|uninext_..." >&2; exit 2; }
-	$(PY) -m rvos_train.generate --out $(GENERATED)
-	$(TRAIN) $(MODEL) --config tiny --out $(call TRAIN_RUN,tiny) --data $(GENERATED)/data \
+train-tiny: ## MODEL=... [WORLD=v2]: generate the training world and train the tiny MODEL on it (CPU minutes)
+	@test -n "$(MODEL)" || { echo "usage: make train-tiny MODEL=soc|referformer|mutr|aot|deaot|uninext_... [WORLD=v2]" >&2; exit 2; }
+	$(PY) -m rvos_train.generate --out $(GENERATED) $(if $(WORLD),--world $(WORLD))
+	$(TRAIN) $(MODEL) --config tiny --out $(call TRAIN_RUN,tiny$(if $(WORLD),-$(WORLD))) --data $(GENERATED)/data \
 	    --pretrained $(GENERATED)/pretrained $(TRAIN_ARGS)
+
+WORLD_OPTS ?=
+world: $(VENV)/.stamp ## [WORLD_OPTS="--videos 96 --size 120x208"]: the referring-video world (docs/world.md) -> $(WORK)/world
+	$(PY) -m rvos_core.world --out $(WORK)/world $(WORLD_OPTS)
 
 # ---------------------------------------------------------------------------------------------
 # Tools on single nodes

@@ -192,20 +192,19 @@ def motion_sentences(
     things: Sequence[Thing], rng: np.random.Generator, count: int, no_target: bool
 ) -> list[Sentence]:
     """MeViS-style expressions: a motion constraint (one or two of direction, speed, pattern,
-    presence, sometimes with the shape) and every object that meets it, several objects first;
-    ``count`` of them, plus one that no object meets when ``no_target``."""
+    presence, alone or with the shape or the colour) and every object that meets it, several
+    objects first; ``count`` of them, plus one that no object meets when ``no_target``."""
     candidates: dict[str, Sentence] = {}
     for thing in things:
         values = describable(thing)
         dynamic = [kind for kind in DYNAMIC if kind in values]
         for n in (1, 2):
             for chosen in itertools.combinations(dynamic, n):
-                constraint = {kind: values[kind] for kind in chosen}
-                if rng.random() < 0.3:
-                    constraint["shape"] = thing.shape
-                found = sentence(constraint, things)
-                candidates.setdefault(found.text, found)
-    ranked = sorted(candidates.values(), key=lambda s: (-min(len(s.targets), 2), s.text))
+                for extra in ((), ("shape",), ("colour",)):
+                    constraint = {kind: values[kind] for kind in (*chosen, *extra)}
+                    found = sentence(constraint, things)
+                    candidates.setdefault(found.text, found)
+    ranked = sorted(candidates.values(), key=lambda s: s.text)
     several = [s for s in ranked if len(s.targets) > 1]
     single = [s for s in ranked if len(s.targets) == 1]
     chosen = _sample(several, rng, count // 2)

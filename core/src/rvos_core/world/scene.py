@@ -119,7 +119,7 @@ def _draw_presence(rng: np.random.Generator, pattern: str) -> str:
 
 
 def _presence_odds(options: tuple[str, ...]) -> np.ndarray:
-    odds = np.array([3.0 if o == "stays" else 1.0 for o in options])
+    odds = np.array([1.5 if o == "stays" else 1.0 for o in options])
     return odds / odds.sum()
 
 
