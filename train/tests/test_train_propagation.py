@@ -24,6 +24,7 @@ from rvos_train.task import EngineSettings
 from rvos_train.tasks.propagation import PropagationTask
 from rvos_vos.first_frame import propagate_from_first
 from rvos_vos.propagators import load_propagator
+from rvos_vos.training.init import IMAGENET_SWIN_FILE, write_fake_imagenet_swin
 
 SMALL = ["--set", "data.options.crop_size=[64, 64]", "--set", "data.options.short_edge=64"]
 
@@ -131,6 +132,34 @@ def test_two_gloo_processes_equal_one_with_the_same_global_batch(
     worst = max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
     moved = max((a[k] - before[k]).abs().max().item() for k in a if a[k].is_floating_point())
     assert worst <= 1e-5 < moved, (worst, moved)
+
+
+def test_starting_weights_pretrained_then_checkpoint(world: Path, tmp_path: Path) -> None:
+    """The PRE stage starts from the ImageNet Swin file under PRETRAINED (its encoder weights
+    appear in the first checkpoint, frozen stages unchanged after a bf16 step); the video stage
+    starts from the PRE stage's weights (INIT): its frozen stem unchanged, the rest trained on."""
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    swin = load_propagator("aot").config("tiny").swin
+    write_fake_imagenet_swin(pretrained / IMAGENET_SWIN_FILE, swin)
+    pre = tmp_path / "pre"
+    extra = ["--set", 'init.source="pretrained"', "--stop-after", "1", "--checkpoint-every", "1"]
+    command_pre = command("aot", world, pre, *extra, "--precision", "bf16")
+    command_pre[command_pre.index("--pretrained") + 1] = str(pretrained)
+    done = run(command_pre)
+    assert done.returncode == 0, done.stderr
+    first = weights(pre / "checkpoints" / "step-00000001" / "model.pth")
+    stored = torch.load(pretrained / IMAGENET_SWIN_FILE, weights_only=True)["model"]
+    frozen = "encoder.patch_embed.proj.weight"  # frozen by TRAIN_ENCODER_FREEZE_AT = 2
+    assert torch.equal(first[frozen], stored[frozen.removeprefix("encoder.")])
+    video = tmp_path / "video"
+    start = pre / "checkpoints" / "step-00000001" / "model.pth"
+    extra = ["--set", 'init.source="checkpoint"', "--init", str(start), "--stop-after", "1"]
+    done = run(command("aot", world, video, *extra, "--checkpoint-every", "1"))
+    assert done.returncode == 0, done.stderr
+    after = weights(video / "checkpoints" / "step-00000001" / "model.pth")
+    assert torch.equal(after[frozen], first[frozen])
+    assert any(not torch.equal(after[k], first[k]) for k in first)
 
 
 def test_weight_average_follows_upstreams_formula() -> None:
