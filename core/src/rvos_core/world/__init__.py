@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from rvos_core.errors import ConfigError
 from rvos_core.world.grammar import descriptions
 from rvos_core.world.scene import Video, background, draw_things, draw_track, render
 
 VERSION = "world-2.0"
 OBJECTS = (2, 5)  # objects per video, least and most
 ATTEMPTS = 200
+DESCRIPTIONS = 4  # different expressions every object must have (Ref-DAVIS asks for four)
 
 
 def video_rng(seed: int, video_id: str, purpose: str) -> np.random.Generator:
@@ -25,16 +27,17 @@ def video_rng(seed: int, video_id: str, purpose: str) -> np.random.Generator:
 
 
 def _acceptable(video: Video) -> bool:
-    """Every object shows in two frames or more and some words single it out."""
+    """Every object shows in two frames or more and DESCRIPTIONS expressions single it out."""
     return all(
-        video.shown(k).sum() >= 2 and descriptions(k, video.things)
+        video.shown(k).sum() >= 2 and len(descriptions(k, video.things)) >= DESCRIPTIONS
         for k in range(len(video.things))
     )
 
 
 def draw_video(seed: int, video_id: str, frames: int, size: tuple[int, int]) -> Video:
     """One video of ``frames`` frames of ``size`` (H, W): objects drawn (distractors sharing
-    attributes), put on tracks and rendered until every object shows and can be named."""
+    attributes), put on tracks and rendered until every object shows and can be named
+    (``_acceptable``); a ConfigError when ATTEMPTS draws are not enough."""
     rng = video_rng(seed, video_id, "video")
     for _ in range(ATTEMPTS):
         things = draw_things(rng, int(rng.integers(OBJECTS[0], OBJECTS[1] + 1)))
@@ -45,7 +48,10 @@ def draw_video(seed: int, video_id: str, frames: int, size: tuple[int, int]) -> 
         video = render(video_id, things, tracks, depth, background(rng, size), frames)
         if _acceptable(video):
             return video
-    raise RuntimeError(f"no acceptable video {video_id} in {ATTEMPTS} draws (seed {seed})")
+    raise ConfigError(
+        f"no acceptable video {video_id} in {ATTEMPTS} draws (seed {seed}, {frames} frames of "
+        f"{size[0]}x{size[1]}): try more frames or a larger size"
+    )
 
 
 __all__ = ["VERSION", "Video", "draw_video", "video_rng"]

@@ -46,10 +46,9 @@ Constraint = Mapping[str, str]
 
 @dataclass(frozen=True)
 class Sentence:
-    """An expression: its ``text``, the ``constraint`` it states, the objects it refers to."""
+    """An expression: its ``text`` and the objects it refers to."""
 
     text: str
-    constraint: Constraint
     targets: tuple[int, ...]
 
 
@@ -117,7 +116,7 @@ def phrase(constraint: Constraint, plural: bool = False) -> str:
 
 def sentence(constraint: Constraint, things: Sequence[Thing]) -> Sentence:
     targets = referents(constraint, things)
-    return Sentence(phrase(constraint, plural=len(targets) > 1), dict(constraint), targets)
+    return Sentence(phrase(constraint, plural=len(targets) > 1), targets)
 
 
 def descriptions(
@@ -185,7 +184,7 @@ def image_sentence(
     pick = _pick(descriptions(shown.index(k), seen, STATIC), rng)
     if pick is None:
         return None
-    return Sentence(phrase(pick), pick, (k,))
+    return Sentence(phrase(pick), (k,))
 
 
 def motion_sentences(
@@ -229,7 +228,7 @@ def _absent(things: Sequence[Thing]) -> list[Sentence]:
     present = {t.presence for t in things}
     constraints = [{"direction": d} for d in DIRECTIONS if d not in moving]
     constraints += [{"presence": p} for p in PRESENCES[1:] if p not in present]
-    return [Sentence(phrase(c), c, ()) for c in constraints]
+    return [Sentence(phrase(c), ()) for c in constraints]
 
 
 def vocabulary_phrases() -> list[str]:

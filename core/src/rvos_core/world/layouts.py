@@ -42,7 +42,6 @@ from rvos_core.world.grammar import (
     motion_sentences,
     object_sentences,
 )
-from rvos_core.world.scene import MIN_VISIBLE
 
 REFYTVOS = "refer_youtube_vos"
 MEVIS_EXPRESSIONS = 5  # motion expressions per MeViS video (plus one with no target in valid_u)
@@ -203,7 +202,7 @@ def _image_entries(
     video: Video, n: int, name: str, seed: int
 ) -> list[tuple[dict[str, Any], np.ndarray]]:
     """Image entries (without id) and target masks bool [H, W] of the first frame of ``video``."""
-    shown = [k for k in range(len(video.things)) if video.visible(k)[0].sum() >= MIN_VISIBLE]
+    shown = [k for k in range(len(video.things)) if video.shown(k)[0]]
     rng = video_rng(seed, video.id, name)
     height, width = video.labels.shape[1:]
     found = []
