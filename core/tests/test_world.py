@@ -291,3 +291,10 @@ def test_some_expressions_need_two_words(sample: list[Video]) -> None:
 
 def test_vocabulary_phrases_hold_every_word() -> None:
     assert {w for p in vocabulary_phrases() for w in p.split()} == set(WORDS) | FILLERS
+
+
+@pytest.mark.parametrize("bad", [["--frames", "5"], ["--size", "16x80"], ["--size", "96"]])
+def test_bad_options_write_nothing(tmp_path: Path, bad: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "w"), *bad])
+    assert exit_info.value.code != 0 and not (tmp_path / "w").exists()

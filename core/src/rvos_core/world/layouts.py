@@ -44,6 +44,7 @@ from rvos_core.world.grammar import (
 )
 
 REFYTVOS = "refer_youtube_vos"
+REFYTVOS_STEP = 5  # Ref-YouTube-VOS names frames 00000, 00005, ... (every fifth frame is annotated)
 MEVIS_EXPRESSIONS = 5  # motion expressions per MeViS video (plus one with no target in valid_u)
 REFDAVIS_RUNS = 4  # expressions per object: 2 annotators x first-frame / full-video
 REFCOCO_SETS = ("refcoco", "refcoco+", "refcocog")
@@ -95,7 +96,7 @@ def _write_refytvos_split(bench: Path, split: str, videos: Sequence[Video], trut
     """Frames (and with ``truth`` Annotations and meta.json) of one Ref-YouTube-VOS split."""
     objects = {}
     for video in videos:
-        names = frame_names(len(video.frames), 5)
+        names = frame_names(len(video.frames), REFYTVOS_STEP)
         write_jpegs(bench / split / "JPEGImages" / video.id, names, video.frames)
         if truth:
             _write_labels(bench / split / "Annotations" / video.id, names, video.labels)
@@ -119,7 +120,7 @@ def write_refytvos(
         for video in videos:
             entry = {
                 "expressions": _pair_expressions(video, seed, truth),
-                "frames": frame_names(len(video.frames), 5),
+                "frames": frame_names(len(video.frames), REFYTVOS_STEP),
             }
             metas[split][video.id] = entry
             if split == "test":
