@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from trainlib import (
+    assert_same_step,
     environment,
     kill_after_first_checkpoint,
     metric_lines,
+    on_two_processes,
     run,
     text_blind_j,
     train_command,
@@ -117,21 +119,9 @@ def test_two_gloo_processes_equal_one_with_the_same_global_batch(
     assert run(train_command("soc", single, data, pretrained, *extra)).returncode == 0
     double = root / "double"
     command = train_command("soc", double, data, pretrained, *extra)
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-    ]
-    done = run([*torchrun, *command[1:]])
+    done = on_two_processes(command)
     assert done.returncode == 0, done.stderr[-3000:]
-    a, b = (weights(r / "checkpoints" / "step-00000003" / "model.pth") for r in (single, double))
-    before = weights(single / "checkpoints" / "step-00000002" / "model.pth")
-    worst = max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
-    moved = max((a[k] - before[k]).abs().max().item() for k in a if a[k].is_floating_point())
-    assert worst <= 1e-5 < moved, (worst, moved)
+    assert_same_step(single, double, 3)
     for x, y in zip(metric_lines(single), metric_lines(double), strict=True):
         assert x["loss"] == pytest.approx(y["loss"], rel=1e-5)
 

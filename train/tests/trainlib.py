@@ -124,3 +124,20 @@ def kill_after_first_checkpoint(process: subprocess.Popen, run_dir: Path) -> Non
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
+
+
+def on_two_processes(command: list[str]) -> subprocess.CompletedProcess:
+    """The training command (``python -m rvos_train ...``) under torchrun with 2 processes."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    return run([*torchrun, "--nproc_per_node", "2", *command[1:]])
+
+
+def assert_same_step(single: Path, double: Path, step: int, tolerance: float = 1e-5) -> None:
+    """Checkpoint ``step`` of two runs agrees within ``tolerance``, while that step moved the
+    weights by more (so the comparison is not of untouched weights)."""
+    name = f"step-{step:08d}"
+    a, b = (weights(r / "checkpoints" / name / "model.pth") for r in (single, double))
+    before = weights(single / "checkpoints" / f"step-{step - 1:08d}" / "model.pth")
+    worst = max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
+    moved = max((a[k] - before[k]).abs().max().item() for k in a if a[k].is_floating_point())
+    assert worst <= tolerance < moved, (worst, moved)
