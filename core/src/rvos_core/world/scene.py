@@ -203,12 +203,13 @@ def draw_track(
 def _axis_bounds(
     presence: str, half: float, travel: float, length: int
 ) -> tuple[float, float] | None:
-    """Range of the starting coordinate along the motion (moving towards + ``length``)."""
+    """Range of the starting coordinate along the motion (moving towards + ``length``): an
+    entering object starts wholly outside and ends wholly inside, a leaving one starts wholly
+    inside and ends wholly outside, a staying one is wholly inside throughout."""
     if presence == "enters":
-        low, high = -half - travel + 2 * half, -half - 1
+        low, high = half - travel, -half - 1
     elif presence == "leaves":
-        low, high = length + half + 1 - travel, length - 2 * half
-        low = max(low, half)
+        low, high = max(half, length + half + 1 - travel), length - 2 * half
     else:
         low, high = half, length - half - travel
     return (low, high) if low <= high else None
