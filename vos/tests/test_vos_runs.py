@@ -4,6 +4,8 @@ it is missing, and each frame is encoded once per pass for the expressions of ev
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +163,20 @@ def test_a_bad_pair_writes_nothing(
     named = runs[1] if problem == "missing run" else outs[1]
     assert "Traceback" not in err and str(named) in err
     assert not outs[0].exists() and not (runs[0] / "inside").exists()
+
+
+@pytest.mark.parity
+def test_two_commands_sharing_outputs_in_any_order_finish(setup: Setup, tmp_path: Path) -> None:
+    """Two processes over the same two pairs, given in opposite orders (two rules of a group under
+    make -j): both finish and each video is written once, as each run alone writes it."""
+    runs = runs_of(setup, tmp_path)[:2]
+    expected = alone(setup, runs, tmp_path)
+    outs = [tmp_path / "first", tmp_path / "second"]
+    forward = together_argv(setup, runs, outs)
+    reverse = pairs_argv(setup, [runs[1].root, runs[0].root], outs[::-1])
+    reverse[reverse.index("--run") + 1] = str(runs[1].root)
+    command = [sys.executable, "-m", "rvos_vos.propagate"]
+    processes = [subprocess.Popen([*command, *argv]) for argv in (forward, reverse)]
+    assert [p.wait(timeout=300) for p in processes] == [0, 0]
+    for ours, theirs in zip(outs, expected, strict=True):
+        assert tree_bytes(ours) == tree_bytes(theirs)

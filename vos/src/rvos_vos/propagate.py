@@ -387,6 +387,9 @@ def propagate_runs(
         if videos is not None:
             writer = RunWriter(target.out, dataset, stage.record)
             outputs.append(Output(stage, writer, writer.todo(videos)))
+    # Videos are claimed in the order of the output folders: two commands sharing outputs (make
+    # -j) then never each wait for a video lock the other holds.
+    outputs.sort(key=lambda output: output.writer.root.resolve())
     written = {output.writer.root: 0 for output in outputs}
     todo = sorted({video for output in outputs for video in output.todo})
     write = partial(write_together, net, settings, outputs, written)
