@@ -63,7 +63,7 @@ class PropagateSettings:
     Attributes:
         checkpoint: the propagator's weights file.
         expression_group: expressions of each run propagated together (results do not depend
-            on it); a pass holds up to ``expression_group`` x runs tracks.
+            on it); a group holds up to ``expression_group`` x runs tracks.
         shard: (i, n) of ``--shard i/n``.
     """
 
@@ -241,13 +241,13 @@ def propagate_videos(
     net: PropagationNet, settings: PropagateSettings, parts: Sequence[RunVideo]
 ) -> None:
     """Write one video into every run of ``parts``, its frames encoded once per pass for all of
-    them: each pass holds up to ``settings.expression_group`` expressions of each run
-    (``procedure.lockstep``)."""
+    them: the expressions are tracked in groups of up to ``settings.expression_group`` of each
+    run, a group's in one ``procedure.lockstep``."""
     video = parts[0].out.video
     frames = FrameSource(video, settings.views, settings.device)
     size = video.checked_frame_size()
     tracked = [start_expressions(part, size) for part in parts]
-    for batch in passes(tracked, settings.expression_group):
+    for batch in groups(tracked, settings.expression_group):
         tracks = [
             Track(settings.tracker(net, size), item.job.key, _label(item.key_mask, settings.device))
             for item in batch
@@ -271,11 +271,11 @@ def start_expressions(part: RunVideo, size: tuple[int, int]) -> list[Tracked]:
     return tracked
 
 
-def passes(tracked: Sequence[Sequence[Tracked]], group: int) -> Iterable[list[Tracked]]:
-    """Pass k: the k-th ``group`` expressions of every run (per run in order), while any are left."""
+def groups(tracked: Sequence[Sequence[Tracked]], size: int) -> Iterable[list[Tracked]]:
+    """Group k: the k-th ``size`` expressions of every run (per run in order), while any are left."""
     longest = max((len(items) for items in tracked), default=0)
-    for start in range(0, longest, group):
-        yield [item for items in tracked for item in items[start : start + group]]
+    for start in range(0, longest, size):
+        yield [item for items in tracked for item in items[start : start + size]]
 
 
 def carry_scores(part: RunVideo) -> None:
