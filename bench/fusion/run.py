@@ -28,7 +28,7 @@ import numpy as np
 
 from rvos_core.allocator import keep_freed_memory
 from rvos_core.data import Dataset, open_dataset
-from rvos_core.masks import PNG_PARAMS, quantize_probs
+from rvos_core.masks import encode_mask_png, png_pixels, quantize_probs
 from rvos_core.recipe import load_recipe
 from rvos_core.runfolder import Run, RunWriter, VideoResult
 from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
@@ -114,11 +114,12 @@ def _floor(root: Path, dataset: Dataset, node: str) -> None:
                 (out / video.id / exp_id).mkdir(parents=True, exist_ok=True)
             sources = inputs if len(members) == 2 or config.unpaired != "reference" else inputs[:1]
             for frame in video.frames:
-                decoded = [
-                    cv2.imdecode(np.fromfile(root / "work" / s / "Annotations" / video.id / e / f"{frame}.png", np.uint8), cv2.IMREAD_UNCHANGED)
+                paths = [
+                    root / "work" / s / "Annotations" / video.id / e / f"{frame}.png"
                     for s in sources for e in members
                 ]  # fmt: skip
-                data = cv2.imencode(".png", decoded[0], PNG_PARAMS)[1].tobytes()
+                decoded = [png_pixels(path.read_bytes(), path) for path in paths]
+                data = encode_mask_png(decoded[0] > 127)
                 for exp_id in members:
                     (out / video.id / exp_id / f"{frame}.png").write_bytes(data)
 
@@ -147,7 +148,7 @@ def _submission_floor(root: Path, dataset: Dataset, _: str) -> None:
                         / exp_id
                         / f"{frame}.png"
                     ).read_bytes()
-                    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                    png_pixels(data, Path(video.id, exp_id, frame))
                     archive.writestr(f"Annotations/{video.id}/{exp_id}/{frame}.png", data)
 
 

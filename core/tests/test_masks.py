@@ -33,6 +33,44 @@ def test_png_round_trip_is_mode_l_0_255() -> None:
     assert encode_mask_png(mask) == data
 
 
+ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+def _interlaced(data: bytes, pixels: np.ndarray) -> bytes:
+    """``data`` (one of our PNGs of ``pixels`` uint8 [H, W]) made Adam7-interlaced, filter 0."""
+    rows = b"".join(
+        b"\0" + row.tobytes() for x, y, dx, dy in ADAM7 for row in pixels[y::dy, x::dx] if row.size
+    )
+    header = data[16:28] + b"\x01"
+    ihdr = (13).to_bytes(4) + b"IHDR" + header + zlib.crc32(b"IHDR" + header).to_bytes(4)
+    return _idat_replaced(data[:8] + ihdr + data[33:], zlib.compress(rows))
+
+
+def test_png_rows_use_filter_0_and_other_pngs_are_read() -> None:
+    """Our PNGs are plain rows (filter 0), read by zlib-ng; a PNG with row filters (OpenCV's
+    encoding with filter 'up') and an interlaced one are decoded by OpenCV to the same mask."""
+    rng = np.random.default_rng(0)
+    mask = rng.random((40, 60)) < 0.3
+    data = encode_mask_png(mask)
+    start = data.index(b"IDAT") + 4
+    rows = zlib.decompress(data[start : start + int.from_bytes(data[start - 8 : start - 4])])
+    assert rows[:: 60 + 1] == bytes(40)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), mask * np.uint8(255))
+    pixels = mask * np.uint8(255)
+    filtered = cv2.imencode(".png", pixels, (cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP))
+    for other in (filtered[1].tobytes(), _interlaced(data, pixels)):
+        assert other != data
+        assert np.array_equal(decode_mask_png(other, Path("o.png")), mask)
+
+
 def _png(array: np.ndarray, mode: str) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).convert(mode).save(buffer, format="PNG")

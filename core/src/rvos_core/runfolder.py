@@ -33,6 +33,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from zlib_ng import zlib_ng
 
 from rvos_core import __version__
 from rvos_core.atomic import (
@@ -463,16 +464,21 @@ def open_probs_file(path: Path) -> h5py.File:
 
 
 def write_probs_dataset(h5: h5py.File, exp_id: str, probs: np.ndarray) -> None:
-    """One expression's stored probabilities uint8 [T, H, W], in one write: one chunk per frame
-    (what a reader reads), zlib level 1 (mostly constant maps: ~1 % of their size, at PNG speed)."""
-    h5.create_dataset(
+    """One expression's stored probabilities uint8 [T, H, W]: one chunk per frame (what a reader
+    reads), a gzip dataset whose chunks are deflated by zlib-ng at level 1 and written directly
+    (mostly constant maps: ~1 % of their size; 7x faster than HDF5's own zlib filter). Any HDF5
+    reader inflates them."""
+    dataset = h5.create_dataset(
         exp_id,
-        data=probs,
+        shape=probs.shape,
+        dtype=np.uint8,
         chunks=(1, *probs.shape[1:]),
         compression="gzip",
         compression_opts=1,
         track_times=False,
     )
+    for t, frame in enumerate(probs):
+        dataset.id.write_direct_chunk((t, 0, 0), zlib_ng.compress(np.ascontiguousarray(frame), 1))
 
 
 def _release(locks: Iterable[int]) -> None:

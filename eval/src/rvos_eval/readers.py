@@ -18,6 +18,7 @@ import numpy as np
 from zlib_ng import zlib_ng
 
 from rvos_core.errors import InputError
+from rvos_core.masks import unfiltered_pixels
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GRAY, PALETTE = 0, 3  # PNG colour types read by the fast path (8 bits, not interlaced)
@@ -84,10 +85,7 @@ def _plain_png_labels(data: bytes) -> np.ndarray | None:
         raw = zlib_ng.decompress(b"".join(idat))
     except (struct.error, ValueError, zlib_ng.error):
         return None
-    if len(raw) != height * (width + 1):
-        return None
-    rows = np.frombuffer(raw, np.uint8).reshape(height, width + 1)
-    return rows[:, 1:] if not rows[:, 0].any() else None
+    return unfiltered_pixels(raw, height, width)
 
 
 def png_pixels(path: Path) -> int:
