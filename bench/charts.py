@@ -3,9 +3,10 @@
     python bench/charts.py [--results bench/results] [--out bench]
 
 Reads the JSON a benchmark writes with ``--json`` (``<results>/<benchmark>.json``: eval from
-bench/eval/run.py, fusion from bench/fusion/run.py) and draws ``<out>/<benchmark>.png``: a
-horizontal bar per contender and case, the reference in grey, ours in blue, each bar labelled with
-its value and, for ours, the reference's multiple of it. Drawn with Pillow (no plotting library).
+bench/eval/run.py, fusion from bench/fusion/run.py, floor from bench/floor/run.py) and draws
+``<out>/<benchmark>.png``: a horizontal bar per contender and case, the reference in grey, ours in
+blue, each bar labelled with its value and, for ours, the reference's multiple of it. Drawn with
+Pillow (no plotting library).
 """
 
 from __future__ import annotations
@@ -71,7 +72,29 @@ def fusion_chart(data: dict[str, Any]) -> Chart:
     )
 
 
-READERS: dict[str, Callable[[dict[str, Any]], Chart]] = {"eval": eval_chart, "fusion": fusion_chart}
+def floor_chart(data: dict[str, Any]) -> Chart:
+    """bench/floor/run.py: every stage that reads or writes run folders against its floor, per
+    unit without the start-up."""
+    stages = data["stages"]
+    return Chart(
+        title=f"Every run-folder stage against its floor (bench/floor/run.py), {data['inputs']}",
+        unit="CPU ms per unit (mask, frame or mask read), start-up taken out",
+        cases=[f"{name} (per {s['unit']})" for name, s in stages.items()],
+        values={
+            "floor: read inputs + write outputs": [s["floor_ms_per_unit"] for s in stages.values()],
+            OURS: [s["ms_per_unit"] for s in stages.values()],
+        },
+        note="start-up (CPU s per process): "
+        + ", ".join(f"{name} {s['start_s']:.2f}" for name, s in stages.items()),
+        speedup=False,
+    )
+
+
+READERS: dict[str, Callable[[dict[str, Any]], Chart]] = {
+    "eval": eval_chart,
+    "fusion": fusion_chart,
+    "floor": floor_chart,
+}
 
 
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
