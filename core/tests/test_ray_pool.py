@@ -229,3 +229,36 @@ def test_workers_fit_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     assert worker_count(work, 0.0, {"CPU": 2.0}) == 1
     with pytest.raises(Exception, match="a worker needs 1 GPU and the Ray cluster has 0"):
         worker_count(work, 1.0, {"CPU": 2.0})
+
+
+def note_pid_then_sleep(marker: str) -> None:
+    """A task that writes its process id to ``marker`` and sleeps for a minute."""
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+def test_ctrl_c_kills_the_workers_and_says_how_to_resume(tmp_path: Path) -> None:
+    """SIGINT to a command whose Ray workers are busy: status 130, the resume line, no worker
+    left running."""
+    markers = [str(tmp_path / name) for name in ("a", "b")]
+    body = "lambda argv: map_videos(note_pid_then_sleep, MARKERS, 1, 't') and 0"
+    script = "import sys; from rvos_core.command import run_command; "
+    script += "from rvos_core.parallel import map_videos; from test_ray_pool import *; "
+    script += f"MARKERS = {markers!r}; sys.exit(run_command({body}))"
+    env = {**os.environ, "EXECUTOR": "ray", "RVOS_PROGRESS": "0"}
+    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    command = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not all(Path(m).is_file() and Path(m).read_text() for m in markers):
+        assert time.monotonic() < deadline and command.poll() is None
+        time.sleep(0.1)
+    command.send_signal(signal.SIGINT)
+    _, err = command.communicate(timeout=30)
+    assert command.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: finished videos are kept")
+    time.sleep(2)
+    for marker in markers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(Path(marker).read_text()), 0)

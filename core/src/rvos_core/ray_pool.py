@@ -21,6 +21,9 @@ Faults:
   it, then finds the video done or stages it anew.
 - On any stop, Ctrl-C included, every worker is killed; finished videos stay finished.
 
+Workers with nothing left to take are let go at once, so that stages running at the same time
+(``make -j``) share the cluster: a stage's workers start as resources free up.
+
 Settings (environment): ``RAY_ADDRESS`` (a running cluster; unset: a local Ray with every CPU
 of this machine, stopped at the end), ``RAY_WORKERS`` (the most workers to place),
 ``RAY_GPU_FRACTION`` (the GPU share of a worker of a GPU stage, instead of the stage's own).
@@ -183,13 +186,19 @@ class Scheduler:
         return [self.results[i] for i in range(total)]
 
     def dispatch(self) -> None:
-        """Give every idle worker the first queued item it may take."""
+        """Give every idle worker the first queued item it may take; once the queue is empty,
+        let the idle and starting workers go: their GPUs serve other stages (``make -j``)."""
         for actor in list(self.idle):
             index = self.take(actor)
             if index is None:
                 continue
             self.idle.remove(actor)
             self.running[actor.run.remote(self.work.items[index])] = (actor, index)
+        if not self.queue:
+            for actor in [*self.idle, *self.starting.values()]:
+                ray.kill(actor, no_restart=True)
+            self.idle.clear()
+            self.starting.clear()
 
     def take(self, actor: Any) -> int | None:
         """The first queued item not to avoid on ``actor`` (an item that failed there), any
