@@ -262,3 +262,16 @@ def test_ctrl_c_kills_the_workers_and_says_how_to_resume(tmp_path: Path) -> None
     for marker in markers:
         with pytest.raises(ProcessLookupError):
             os.kill(int(Path(marker).read_text()), 0)
+
+
+def test_a_stage_of_a_module_run_as_a_command(tmp_path: Path, dataset: Dataset) -> None:
+    """``python -m MODULE`` (how Make runs the stages) whose stage class, defined in __main__,
+    caches a property: on Ray it gives the bytes of a local run."""
+    expected = local_digest(tmp_path, dataset)
+    env = {**os.environ, "EXECUTOR": "ray", "RVOS_PROGRESS": "0"}
+    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    out = tmp_path / "ray"
+    command = [sys.executable, "-m", "ray_cli_stage", str(out), str(tmp_path / "data")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert tree_digest(out) == expected

@@ -31,6 +31,7 @@ of this machine, stopped at the end), ``RAY_WORKERS`` (the most workers to place
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -264,10 +265,26 @@ class Scheduler:
         self.spawn()
 
 
+def main_by_reference() -> None:
+    """Let the classes and functions of a module run as ``python -m NAME`` (a stage command:
+    ``python -m rvos_nn.infer``) travel by reference, as ``NAME``, which the workers import:
+    cloudpickle copies what ``__main__`` defines by value, and a class with a
+    ``functools.cached_property`` (a lock) cannot be copied."""
+    main = sys.modules["__main__"]
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if not name or sys.modules.setdefault(name, main) is not main:
+        return
+    for value in vars(main).values():
+        own = inspect.isclass(value) or inspect.isfunction(value)
+        if own and value.__module__ == "__main__":
+            value.__module__ = name
+
+
 def map_on_ray(work: Work) -> list[Any]:
     """``[task(item) for item in work.items]`` on Ray workers (see the module)."""
     if not work.items:
         return []
+    main_by_reference()
     connected = connect()
     try:
         gpus = worker_gpus(work)
