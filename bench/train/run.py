@@ -7,7 +7,10 @@ reference.
 
 MODEL: soc, referformer, mutr (a clip of ``--frames`` frames and an expression), aot, deaot (a
 sequence of ``--frames`` frames: reference, previous, current ones; upstream's video stage crops
-464x464 after scaling the short side to 480 x [0.7, 1.3]).
+464x464 after scaling the short side to 480 x [0.7, 1.3]), uninext_convnext, uninext_vith (a
+(key, reference) pair at a short side of 480, long side at most 768; run with the UNINEXT
+environment's Python: its denoising queries, every decoder layer, the reference pass, reid,
+SimOTA and the masks of the matched queries).
 
 Each precision runs in a fresh process (peak RSS on CPU, peak CUDA allocation on GPU): the
 engine's own job (rvos_train.engine.prepare_job: the model's training forward, its criterion,
@@ -27,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from queue import Empty
@@ -40,20 +44,43 @@ from rvos_train import distributed
 from rvos_train.config import config_path, load_config
 from rvos_train.engine import EngineSettings, epoch_batches, prepare_job, train_step
 
-CONFIGS = {
-    "soc": "joint",
-    "referformer": "scratch",
-    "mutr": "joint",
-    "aot": "video",
-    "deaot": "video",
+
+@dataclass(frozen=True)
+class Benched:
+    """How one model is benched: its shipped configuration, overrides of its data section (the
+    training set on the generated video, augmentations off where they would change the size), the
+    tokenizer it reads under PRETRAINED, and a fixed clip length (None: ``--frames``)."""
+
+    config: str
+    data: dict[str, str] = field(default_factory=dict)
+    tokenizer: str | None = "roberta"
+    frames: int | None = None
+
+
+PROPAGATOR = Benched("video", {"data.sets": '["youtubevos"]'}, tokenizer=None)
+# UNINEXT: the uninext recipe's short side 480 (one of upstream's 320..640), no crop, no flip; a
+# clip is (key, reference). Run in the UNINEXT environment.
+UNINEXT = Benched(
+    "finetune",
+    {"data.options.scales": "[480]", "data.options.crop_p": "0.0", "data.options.flip_p": "0.0"},
+    tokenizer="bert",
+    frames=2,
+)
+MODELS = {
+    "soc": Benched("joint"),
+    "referformer": Benched("scratch"),
+    "mutr": Benched("joint"),
+    "aot": PROPAGATOR,
+    "deaot": PROPAGATOR,
+    "uninext_convnext": UNINEXT,
+    "uninext_vith": UNINEXT,
 }
-DATA_SETS = {"aot": '["youtubevos"]', "deaot": '["youtubevos"]'}
-"""Each model's training set on the generated video (default: Ref-YouTube-VOS)."""
+TOKENIZER_FOLDERS = {"roberta": "roberta-base", "bert": "bert-base-uncased"}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", nargs="?", default="soc", choices=sorted(CONFIGS))
+    parser.add_argument("model", nargs="?", default="soc", choices=sorted(MODELS))
     parser.add_argument("--variant", default="full")
     parser.add_argument("--frames", type=int, default=8, help="frames per clip (SOC's window: 8)")
     parser.add_argument("--size", default="720x1280", help="HxW of the generated video")
@@ -62,22 +89,26 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.frames = MODELS[args.model].frames or args.frames
+    return args
 
 
 def measure(args: argparse.Namespace, precision: str, root: Path) -> dict[str, Any]:
     """One precision in this process: the steps, then the forward-only reference."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    benched = MODELS[args.model]
     overrides = {
         "variant": f'"{args.variant}"',
         "init.source": '"random"',
-        "data.sets": DATA_SETS.get(args.model, '["refytvos"]'),
+        "data.sets": '["refytvos"]',
         "data.num_frames": str(args.frames),
+        **benched.data,
         "optim.batch_size": str(args.batch),
         "optim.reference_gpus": "1",
     }
-    config = load_config(config_path(args.model, CONFIGS[args.model]), overrides)
+    config = load_config(config_path(args.model, benched.config), overrides)
     settings = EngineSettings(
         run=root / f"run-{precision}",
         data=root / "data",
@@ -132,9 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     height, width = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        spec = VideoSpec("bench", 2, max(args.frames, 8), (height, width))
-        write_refytvos_train(root / "data", [spec] * 1)
-        write_tokenizer(root / "pretrained" / "roberta-base", "roberta")
+        # one video per step: a propagator's training set has one sample per video
+        specs = [
+            VideoSpec(f"b{i:03d}", 2, max(args.frames, 8), (height, width))
+            for i in range(args.steps)
+        ]
+        write_refytvos_train(root / "data", specs)
+        tokenizer = MODELS[args.model].tokenizer
+        if tokenizer is not None:
+            write_tokenizer(root / "pretrained" / TOKENIZER_FOLDERS[tokenizer], tokenizer)
         rows = []
         context = get_context("spawn")
         for precision in args.precisions.split(","):
