@@ -297,32 +297,60 @@ def write_kinetics_checkpoint(body: nn.Module, path: Path, *, temporal_patch: in
 # RoBERTa from a Hugging Face folder
 
 
+@dataclass(frozen=True)
+class TextEncoderFolder:
+    """What a Hugging Face text-encoder folder must hold for a model: its ``title`` (messages),
+    ``model_type`` in config.json, the weight files looked for in order, the config.json
+    ``fields`` that must equal the encoder's, and the loading rules."""
+
+    title: str
+    model_type: str
+    weights: tuple[str, ...]
+    fields: tuple[str, ...]
+    rules: CheckpointRules
+
+
+ROBERTA = TextEncoderFolder(
+    "RoBERTa", "roberta", ROBERTA_WEIGHTS, ROBERTA_CONFIG_FIELDS, ROBERTA_RULES
+)
+
+
 def load_roberta(encoder: nn.Module, folder: Path) -> CheckpointReport:
     """Load a Hugging Face RoBERTa folder (``config.json`` + weights) into ``encoder`` (a
     transformers RobertaModel); its config must describe ``encoder``'s architecture."""
-    _check_config(folder / ROBERTA_CONFIG, encoder)
-    path = next((folder / name for name in ROBERTA_WEIGHTS if (folder / name).is_file()), None)
+    return load_text_encoder(encoder, folder, ROBERTA)
+
+
+def load_text_encoder(
+    encoder: nn.Module, folder: Path, kind: TextEncoderFolder
+) -> CheckpointReport:
+    """Load a Hugging Face folder of ``kind`` (``config.json`` + weights) into ``encoder`` (a
+    transformers model), strictly; the config must describe ``encoder``'s architecture."""
+    _check_config(folder / ROBERTA_CONFIG, encoder, kind)
+    path = next((folder / name for name in kind.weights if (folder / name).is_file()), None)
     if path is None:
         raise ConfigError(
-            f"{folder}: the RoBERTa weights are missing (one of {', '.join(ROBERTA_WEIGHTS)}; "
+            f"{folder}: the {kind.title} weights are missing (one of {', '.join(kind.weights)}; "
             f"PRETRAINED in paths.env)"
         )
-    return load_state_dict_strict(encoder, _read_weights(path), ROBERTA_RULES, source=str(path))
+    return load_state_dict_strict(encoder, _read_weights(path), kind.rules, source=str(path))
 
 
-def _check_config(path: Path, encoder: nn.Module) -> None:
+def _check_config(path: Path, encoder: nn.Module, kind: TextEncoderFolder) -> None:
     if not path.is_file():
-        raise ConfigError(f"{path}: the RoBERTa config is missing (PRETRAINED in paths.env)")
+        raise ConfigError(f"{path}: the {kind.title} config is missing (PRETRAINED in paths.env)")
     try:
         values = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: not a readable JSON config ({exc})") from None
-    if not isinstance(values, dict) or values.get("model_type") != "roberta":
-        raise ConfigError(f"{path}: not a RoBERTa config (model_type must be 'roberta')")
+    if not isinstance(values, dict) or values.get("model_type") != kind.model_type:
+        raise ConfigError(
+            f"{path}: not a {kind.title} config (model_type must be {kind.model_type!r})"
+        )
     ours = encoder.config
     differences = [
         f"{name} {values.get(name)!r} (model: {getattr(ours, name)!r})"
-        for name in ROBERTA_CONFIG_FIELDS
+        for name in kind.fields
         if values.get(name) != getattr(ours, name)
     ]
     if differences:

@@ -44,7 +44,7 @@ from rvos_nn.checkpoint import (
     load_state_dict_strict,
     read_checkpoint,
 )
-from rvos_nn.pretrained_init import PretrainedReport
+from rvos_nn.pretrained_init import PretrainedReport, TextEncoderFolder, load_text_encoder
 
 BACKBONE_MODULE = "detr.detr.backbone.0.backbone"
 TEXT_MODULE = "text_encoder.body.model"
@@ -108,6 +108,7 @@ BERT_RULES = CheckpointRules(
     ),
     containers=(),
 )
+BERT = TextEncoderFolder("BERT", "bert", BERT_WEIGHTS, BERT_CONFIG_FIELDS, BERT_RULES)
 
 
 def init_from_pretrained(model: nn.Module, pretrained: Path) -> PretrainedReport:
@@ -155,39 +156,7 @@ def _wrapped(key: str) -> bool:
 def load_bert(encoder: nn.Module, folder: Path) -> CheckpointReport:
     """Load a Hugging Face bert-base-uncased folder into ``encoder`` (a BertModel without pooler);
     its config.json must describe ``encoder``'s architecture."""
-    _check_bert_config(folder / "config.json", encoder)
-    path = next((folder / name for name in BERT_WEIGHTS if (folder / name).is_file()), None)
-    if path is None:
-        raise ConfigError(
-            f"{folder}: the BERT weights are missing (one of {', '.join(BERT_WEIGHTS)})"
-        )
-    return load_state_dict_strict(encoder, _read_weights(path), BERT_RULES, source=str(path))
-
-
-def _check_bert_config(path: Path, encoder: nn.Module) -> None:
-    if not path.is_file():
-        raise ConfigError(f"{path}: the BERT config is missing (PRETRAINED in paths.env)")
-    try:
-        values = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable JSON config ({exc})") from None
-    if not isinstance(values, dict) or values.get("model_type") != "bert":
-        raise ConfigError(f"{path}: not a BERT config (model_type must be 'bert')")
-    differences = [
-        f"{name} {values.get(name)!r} (model: {getattr(encoder.config, name)!r})"
-        for name in BERT_CONFIG_FIELDS
-        if values.get(name) != getattr(encoder.config, name)
-    ]
-    if differences:
-        raise ConfigError(f"{path}: describes another text encoder: {', '.join(differences)}")
-
-
-def _read_weights(path: Path) -> dict[str, Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    return extract_state_dict(read_checkpoint(path), path, ())[1]
+    return load_text_encoder(encoder, folder, BERT)
 
 
 # ---------------------------------------------------------------------------------------------
