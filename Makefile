@@ -54,7 +54,8 @@ SUBMAKE_ARGS = --no-print-directory -f $(ROOT)/Makefile
 # Extra propagation options (vos/README.md), e.g. PROPAGATE_OPTS="--expression-group 8".
 PROPAGATE_OPTS ?=
 # Propagators whose command propagates several runs at once (vos/README.md); empty: one run a command.
-JOINT_PROPAGATORS ?= aot deaot
+# None with EXECUTOR=ray: such a command runs in one process, a single run's videos go to the workers.
+JOINT_PROPAGATORS ?= $(if $(filter ray,$(EXECUTOR)),,aot deaot)
 # $(call JOINT_PAIRS,<propagator>,<input nodes>), in the recipe line of a propagation that shares its
 # stage and propagator with others (rvos_core.recipe): a shell substitution giving
 # "--run $(W)/<input> --out $(W)/<input>+<propagator>" for each of those others that Make would
