@@ -14,6 +14,7 @@ import torch
 from vos_testlib import Setup, clip_length, make_setup, write_input_run
 
 from rvos_core.runfolder import Run
+from rvos_vos import propagate as propagate_module
 from rvos_vos.network import PropagationNet
 from rvos_vos.propagate import main
 
@@ -178,5 +179,36 @@ def test_two_commands_sharing_outputs_in_any_order_finish(setup: Setup, tmp_path
     command = [sys.executable, "-m", "rvos_vos.propagate"]
     processes = [subprocess.Popen([*command, *argv]) for argv in (forward, reverse)]
     assert [p.wait(timeout=300) for p in processes] == [0, 0]
+    for ours, theirs in zip(outs, expected, strict=True):
+        assert tree_bytes(ours) == tree_bytes(theirs)
+
+
+@pytest.mark.parity
+def test_a_failed_video_is_committed_in_no_output(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure in the middle of a video's joint propagation: no output has that video (nothing
+    staged is left), the videos committed before it stay, and the next command completes both."""
+    runs = runs_of(setup, tmp_path)[:2]
+    expected = alone(setup, runs, tmp_path)
+    outs = [tmp_path / "first", tmp_path / "second"]
+    original = propagate_module.lockstep
+    videos: list[int] = []
+
+    def failing(tracks: list, frames: object, count: int) -> object:
+        videos.append(count)
+        for step, item in enumerate(original(tracks, frames, count)):
+            if step == 3 and len(videos) == 2:  # the second video, 'w', in the middle
+                raise RuntimeError("killed")
+            yield item
+
+    monkeypatch.setattr(propagate_module, "lockstep", failing)
+    with pytest.raises(RuntimeError, match="killed"):
+        main(together_argv(setup, runs, outs))
+    for out in outs:
+        assert sorted(p.name for p in (out / ".done").iterdir()) == ["v"]
+        assert not (out / "Annotations" / "w").exists() and not any((out / ".staging").iterdir())
+    monkeypatch.setattr(propagate_module, "lockstep", original)
+    assert main(together_argv(setup, runs, outs)) == 0
     for ours, theirs in zip(outs, expected, strict=True):
         assert tree_bytes(ours) == tree_bytes(theirs)
