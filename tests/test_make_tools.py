@@ -15,7 +15,7 @@ from pycocotools import mask as coco_mask
 from rvos_core.data import open_dataset
 from rvos_core.paths import VARIABLES, parse_paths_env
 from rvos_core.runfolder import Run, RunWriter, VideoResult
-from rvos_core.synthetic import VideoSpec, expression_masks, write_refytvos
+from rvos_core.synthetic import VideoSpec, expression_masks, write_mevis, write_refytvos
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = VideoSpec("m0000001", expressions=2, frames=3, size=(24, 32))
@@ -36,8 +36,7 @@ def test_evaluate_a_mevis_run(tmp_path: Path) -> None:
     # expression 0 is predicted exactly (J = F = 1 on every frame), expression 1 not at all
     # (J = F = 0 on every frame, its ground truth is never empty): J = F = J&F = 0.5
     truth = expression_masks(SPEC)
-    split = tmp_path / "data" / "mevis" / "valid_u"
-    split.mkdir(parents=True)
+    split = write_mevis(tmp_path / "data", "valid_u", [SPEC]) / "valid_u"  # frames for the report
     meta = {
         "videos": {
             SPEC.id: {
