@@ -44,7 +44,13 @@ from rvos_nn.checkpoint import (
     load_state_dict_strict,
     read_checkpoint,
 )
-from rvos_nn.pretrained_init import PretrainedReport, TextEncoderFolder, load_text_encoder
+from rvos_nn.pretrained_init import (
+    ROBERTA_CONFIG_FIELDS,
+    ROBERTA_WEIGHTS,
+    PretrainedReport,
+    TextEncoderFolder,
+    load_text_encoder,
+)
 
 BACKBONE_MODULE = "detr.detr.backbone.0.backbone"
 TEXT_MODULE = "text_encoder.body.model"
@@ -53,19 +59,9 @@ BACKBONE_FILES = {
     "convnext": "convnext_large_22k_1k_384.pth",
 }
 BERT_FOLDER = "bert-base-uncased"
-BERT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-BERT_CONFIG_FIELDS = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "hidden_act",
-    "max_position_embeddings",
-    "type_vocab_size",
-    "layer_norm_eps",
-)
-"""config.json values that must equal the model's text encoder's."""
+BERT_WEIGHTS = ROBERTA_WEIGHTS
+BERT_CONFIG_FIELDS = tuple(name for name in ROBERTA_CONFIG_FIELDS if name != "pad_token_id")
+"""config.json values that must equal the model's text encoder's (RoBERTa's but the pad id)."""
 
 VIT_RULES = CheckpointRules(
     ignore=(

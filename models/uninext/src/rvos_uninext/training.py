@@ -42,7 +42,7 @@ from rvos_nn.layers.box import inverse_sigmoid
 from rvos_nn.layers.ms_deform_attn import MSDeformAttn
 from rvos_nn.text import UNINEXT_BERT_TOKENIZER, Tokenizer, Tokens
 from rvos_nn.training import Clip, ParamGroup, TrainingHooks
-from rvos_uninext.model import Uninext
+from rvos_uninext.model import Uninext, VisualFeatures
 from rvos_uninext.preprocess import FrameBatch, clean_expression, pad_batch
 from rvos_uninext.pretrained_init import init_from_pretrained
 from rvos_uninext.transformer import DenoisingQueries, TransformerOutput, average_text
@@ -211,22 +211,9 @@ def forward(model: nn.Module, tokenizer: Tokenizer, clips: Sequence[Clip]) -> di
         ref_visual = model.encode_frames(ref)
     with torch.autocast(device_type=device.type, enabled=False):
         text, mask = text.float(), tokens.attention_mask
-        key_out = model.detr.detr.transformer(
-            [s.float() for s in key_visual.srcs],
-            key_visual.masks,
-            [p.float() for p in key_visual.poses],
-            text,
-            mask,
-            denoising,
-        )
+        key_out = _transformer(model, key_visual, text, mask, denoising)
         with torch.no_grad():
-            ref_out = model.detr.detr.transformer(
-                [s.float() for s in ref_visual.srcs],
-                ref_visual.masks,
-                [p.float() for p in ref_visual.poses],
-                text,
-                mask,
-            )
+            ref_out = _transformer(model, ref_visual, text, mask, None)
         slots = 0 if denoising is None else denoising.content.shape[1]
         return {
             **layer_outputs(model, key_out, mask),
@@ -235,6 +222,18 @@ def forward(model: nn.Module, tokenizer: Tokenizer, clips: Sequence[Clip]) -> di
             "enc_boxes": key_out.enc_outputs_coord_unact.sigmoid(),
             **reid_outputs(model, key_out, ref_out, mask, slots),
         }
+
+
+def _transformer(
+    model: Uninext,
+    visual: VisualFeatures,
+    text: Tensor,
+    mask: Tensor,
+    denoising: DenoisingQueries | None,
+) -> TransformerOutput:
+    """The fusion transformer in fp32 over encoded frames (``model.encode_frames``)."""
+    srcs, poses = [s.float() for s in visual.srcs], [p.float() for p in visual.poses]
+    return model.detr.detr.transformer(srcs, visual.masks, poses, text, mask, denoising)
 
 
 def split_pairs(batch: FrameBatch) -> tuple[FrameBatch, FrameBatch]:
