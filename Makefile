@@ -96,15 +96,16 @@ $(VENV)/.stamp: $(ROOT)/env/requirements-main.txt $(ROOT)/env/requirements-tools
 env: $(VENV)/.stamp ## build the main environment .venv from env/ (pinned)
 
 # UNINEXT's own environment (env/requirements-uninext.txt): core + nn + models/uninext + train
-# (UNINEXT's training runs here: make train MODEL=uninext_...), built by the main environment's uv.
+# + eval (UNINEXT's training and its validation hook run here: make train MODEL=uninext_...),
+# built by the main environment's uv.
 $(VENV_UNINEXT)/.stamp: $(ROOT)/env/requirements-uninext.txt $(ROOT)/core/pyproject.toml \
                         $(ROOT)/nn/pyproject.toml $(ROOT)/models/uninext/pyproject.toml \
-                        $(ROOT)/train/pyproject.toml | $(VENV)/.stamp
+                        $(ROOT)/train/pyproject.toml $(ROOT)/eval/pyproject.toml | $(VENV)/.stamp
 	python3 -m venv $(VENV_UNINEXT)
 	VIRTUAL_ENV=$(VENV_UNINEXT) $(VENV)/bin/uv pip install --quiet --compile-bytecode \
 	    -r $(ROOT)/env/requirements-uninext.txt -e $(ROOT)/core -e $(ROOT)/nn -e $(ROOT)/models/uninext \
-	    -e $(ROOT)/train
-	$(call COMPILE_SOURCES,$(VENV_UNINEXT),core nn models/uninext train)
+	    -e $(ROOT)/train -e $(ROOT)/eval
+	$(call COMPILE_SOURCES,$(VENV_UNINEXT),core nn eval models/uninext train)
 	touch $@
 
 env-uninext: $(VENV_UNINEXT)/.stamp ## build the UNINEXT environment .venv-uninext from env/ (pinned)

@@ -52,14 +52,18 @@ def command(out: Path, world: tuple[Path, Path, Path], *extra: str) -> list[str]
 def test_tiny_uninext_loss_falls_and_its_checkpoint_loads(world: tuple[Path, Path, Path]) -> None:
     """60 steps (12 epochs of the world's 10 expressions, 2 clips a step) from random weights:
     the mean loss of the last 5 steps is under 0.7 of the first 5's (0.61 measured; the
-    denoising box terms, at upstream's noise scale 1, barely move in so few steps)."""
+    denoising box terms, at upstream's noise scale 1, barely move in so few steps). The
+    validation hook runs in this environment (the inference driver and rvos_eval on the world's
+    MeViS valid_u) and logs J&F."""
     out = world[0] / "overfit"
     extra = ["--set", "optim.epochs=12", "--set", "optim.lr_drop=[18]", "--log-every", "1"]
+    extra += ["--set", "validate.every_epochs=12", "--set", "validate.split=valid_u"]
     done = run(command(out, world, *extra))
     assert done.returncode == 0, done.stderr
     losses = [line["loss"] for line in metric_lines(out) if "loss" in line]
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.7 * first, losses
+    assert 0.0 <= metric_lines(out)[-1]["valid_J&F"] <= 1.0
     model = CONVNEXT.build("tiny")
     assert load_checkpoint(model, out / "model.pth", CONVNEXT.checkpoint_rules).ok
 
