@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -40,19 +41,25 @@ from rvos_uninext.training import (
 )
 from rvos_uninext.vit import ViT
 
-CASES = ("case_main", "case_empty")
 NO_FILE = re.compile(r"norm\d\..+|fpn\d\..+|blocks\.\d+\.attn\.rel_pos_[hw]")
 """Backbone keys no pretrained file holds (ConvNeXt's output norms, ViTDet's pyramid and tables)."""
 
 
-def fixture_case(name: str) -> dict:
-    return torch.load(parity_dir("train_uninext") / f"{name}.pt", weights_only=True)
+def fixture_cases() -> list[Path]:
+    """Every ``case_*.pt`` of the fixture folder."""
+    folder = parity_dir("train_uninext")
+    paths = sorted(folder.glob("case_*.pt"))
+    assert paths, f"no case_*.pt in {folder}"
+    return paths
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("name", CASES)
-def test_denoising_queries_match_upstream(name: str) -> None:
-    case = fixture_case(name)
+def test_denoising_queries_match_upstream() -> None:
+    for path in fixture_cases():
+        check_denoising(torch.load(path, weights_only=True))
+
+
+def check_denoising(case: dict) -> None:
     dn, config = case["dn"], case["config"]
     queries = denoising_queries(
         [t["boxes"] for t in case["targets"]["det_targets"]],

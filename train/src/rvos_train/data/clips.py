@@ -65,10 +65,12 @@ class Sample(Protocol):
 
 @dataclass(frozen=True)
 class VideoSample:
-    """Frames of a video picked by ``draw`` (drawn again until one shows the target)."""
+    """Frames of a video picked by ``draw``, drawn again until one of them shows the target
+    (``every``: until all of them do)."""
 
     referral: Referral
     draw: FrameDraw
+    every: bool = False
 
     def load(self, rng: np.random.Generator, strict: bool) -> Raw:
         indices = self._indices(rng)
@@ -79,12 +81,15 @@ class VideoSample:
     def _indices(self, rng: np.random.Generator) -> np.ndarray:
         for _ in range(FRAME_DRAWS):
             indices = self.draw(rng)
-            if not self.referral.present.isdisjoint(indices.tolist()):
+            present = self.referral.present
+            shown = [i in present for i in indices.tolist()]
+            if all(shown) if self.every else any(shown):
                 return indices
+        missed = "drew no frames that all show" if self.every else "missed every frame that shows"
         raise InputError(
             self.referral.frames[0].parent,
-            f"{self.referral.source}: {FRAME_DRAWS} draws of frames missed every frame that "
-            f"shows the target ({sorted(self.referral.present)})",
+            f"{self.referral.source}: {FRAME_DRAWS} draws of frames {missed} the target "
+            f"({sorted(self.referral.present)})",
         )
 
 

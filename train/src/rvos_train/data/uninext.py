@@ -39,8 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rvos_core.errors import ConfigError, InputError
-from rvos_train.data.clips import FRAME_DRAWS, ClipSet, Raw, Sample
+from rvos_core.errors import ConfigError
+from rvos_train.data.clips import ClipSet, Raw, Sample, VideoSample
 from rvos_train.data.referrals import Referral, read_frames, read_masks
 from rvos_train.data.transforms import hflip, resize
 
@@ -79,27 +79,6 @@ class PairDraw:
             return 0 in present
         return any(
             not present.isdisjoint(self.partners(a).tolist()) for a in present if a < self.length
-        )
-
-
-@dataclass(frozen=True)
-class PairSample:
-    """A video's frame pair, drawn again until both frames show the target."""
-
-    referral: Referral
-    draw: PairDraw
-
-    def load(self, rng: np.random.Generator, strict: bool) -> Raw:
-        for _ in range(FRAME_DRAWS):
-            indices = self.draw(rng)
-            if self.referral.present.issuperset(indices.tolist()):
-                frames = read_frames([self.referral.frames[i] for i in indices])
-                masks = read_masks(self.referral, indices, frames.shape[1:3], strict)
-                return Raw(frames, masks, indices)
-        raise InputError(
-            self.referral.frames[0].parent,
-            f"{self.referral.source}: {FRAME_DRAWS} draws of a frame pair missed the frames "
-            f"that show the target ({sorted(self.referral.present)})",
         )
 
 
@@ -223,6 +202,9 @@ def training_set(
             name, [ImagePairSample(r) for r in referrals], augment.for_images(), 1, strict
         )
     samples: list[Sample] = [
-        PairSample(r, d) for r in referrals for d in draws(len(r.frames)) if d.can_pair(r.present)
+        VideoSample(r, d, every=True)
+        for r in referrals
+        for d in draws(len(r.frames))
+        if d.can_pair(r.present)
     ]
     return ClipSet(name, samples, augment, 1, strict)
