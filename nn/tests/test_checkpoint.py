@@ -246,6 +246,24 @@ def test_damaged_files_are_input_errors(tmp_path: Path) -> None:
         load_checkpoint(seeded(2), tmp_path / "absent.pth")
 
 
+def test_safetensors_files_load_strictly_and_damage_is_named(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    source = seeded(1)
+    path = tmp_path / "zoo.safetensors"
+    state = {k: v.clone() for k, v in source.state_dict().items() if not k.startswith("trans")}
+    save_file(state, path)
+    target = seeded(2)
+    report = load_checkpoint(target, path)
+    assert same_weights(source, target)
+    assert report.container is None and report.filled  # the decoder's copies come from the twins
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(InputError, match="not a readable safetensors file") as info:
+        load_checkpoint(seeded(2), damaged)
+    assert info.value.path == damaged
+
+
 @pytest.mark.parametrize("zip_format", [True, False])
 def test_unsafe_globals_are_refused_and_named(tmp_path: Path, zip_format: bool) -> None:
     path = tmp_path / "unsafe.pth"

@@ -17,6 +17,8 @@ from rvos_core.errors import ConfigError, InputError
 from rvos_core.synthetic import VideoSpec, label_maps, write_training_data
 from rvos_train.data import JOINT, open_joint, open_training_set
 from rvos_train.data import refcoco as refcoco_reader
+from rvos_train.data.clips import CLIP_DRAWS, ClipSet, Raw
+from rvos_train.data.referrals import Referral
 from rvos_train.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 SPECS = [VideoSpec("v0", 3, 6, (48, 64)), VideoSpec("v1", 4, 5, (40, 56))]
@@ -241,3 +243,35 @@ def test_refcoco_bad_entries(data: Path) -> None:
     dataset = open_training_set("refcoco", data, recipe="soc", num_frames=1)
     with pytest.raises(InputError, match="image entry 2: the segmentation covers no pixel"):
         dataset.clip(2, rng())
+
+
+class _Sliver:
+    """A sample whose target the augmentation loses on the first ``lost`` draws of its frames."""
+
+    def __init__(self, lost: int) -> None:
+        self.loads = 0
+        self.lost = lost
+        self.referral = Referral(
+            "world/v/0", "the red square", (Path("v/00000.jpg"),), frozenset(), None
+        )  # type: ignore[arg-type]
+
+    def load(self, rng: np.random.Generator, strict: bool) -> Raw:
+        self.loads += 1
+        masks = np.zeros((2, 8, 8), np.bool_)
+        masks[:, 2, 2] = self.loads > self.lost
+        return Raw(np.zeros((2, 8, 8, 3), np.uint8), masks, np.array([self.loads, self.loads + 1]))
+
+
+def _identity(frames, masks, caption, rng):  # noqa: ANN001, ANN202
+    return frames, masks, caption
+
+
+def test_a_target_lost_by_the_augmentation_draws_other_frames() -> None:
+    sample = _Sliver(lost=3)
+    clip = ClipSet("world", [sample], _identity, redraws=2, strict=True).clip(0, rng())
+    assert sample.loads == 4 and clip.valid.tolist() == [1, 1]
+    never = _Sliver(lost=CLIP_DRAWS)
+    with pytest.raises(InputError, match=f"after {CLIP_DRAWS} draws of frames x 2 augmentation"):
+        ClipSet("world", [never], _identity, redraws=2, strict=True).clip(0, rng())
+    loose = ClipSet("world", [_Sliver(lost=CLIP_DRAWS)], _identity, redraws=2, strict=False)
+    assert loose.clip(0, rng()).valid.tolist() == [0, 0]

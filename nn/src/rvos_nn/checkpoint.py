@@ -2,8 +2,9 @@
 
 Reading: ``torch.load(weights_only=True, map_location="cpu")`` (memory-mapped for zip-format files)
 with an explicit allow-list of extra globals (SAFE_GLOBALS: ``argparse.Namespace`` that
-ReferFormer/MUTR pickle under 'args', NumPy scalars and arrays that detectron2 files may hold).
-Nothing in a checkpoint is executed.
+ReferFormer/MUTR pickle under 'args', NumPy scalars and arrays that detectron2 files may hold);
+a ``.safetensors`` file (the tiny zoo's format) is read as a bare state dict. Nothing in a
+checkpoint is executed.
 
 Mapping, in this order (``CheckpointRules``):
 1. the state dict is taken from the first container key present ('model', 'model_state_dict',
@@ -149,10 +150,13 @@ class CheckpointMismatch(InputError):
 
 
 def read_checkpoint(path: Path) -> Any:
-    """Unpickle ``path`` safely (weights only, allow-listed globals, mmap for zip files)."""
+    """Unpickle ``path`` safely (weights only, allow-listed globals, mmap for zip files); a
+    ``.safetensors`` file gives its tensors as a bare state dict."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "checkpoint file is missing")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     use_mmap = zipfile.is_zipfile(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
@@ -163,6 +167,16 @@ def read_checkpoint(path: Path) -> Any:
         raise InputError(path, _unreadable(exc)) from None
     except Exception as exc:  # torch raises many types for damaged files; all mean the same here
         raise InputError(path, _unreadable(exc)) from None
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(path, f"not a readable safetensors file: {exc}") from None
 
 
 def _unreadable(exc: BaseException) -> str:

@@ -11,8 +11,9 @@ refer_youtube_vos_dataset.py, soc_test/datasets/coco/ref2seq.py, soc_test/datase
 (torch's ConcatDataset). Known differences: when the drawn frames do not show the target, or the
 augmentation (a crop) removes it from every frame, upstream reads a random *other* sample from
 Python's global generator; here the same sample is drawn again from ``rng`` (frames until one the
-annotations list as showing the target, augmentation up to the recipe's ``redraws``), so every index
-keeps its own expression; a target still lost after that is an InputError under ``strict``, or is
+annotations list as showing the target, augmentation up to the recipe's ``redraws``, and the whole
+again with other frames up to CLIP_DRAWS times), so every index keeps its own expression; a target
+still lost after that is an InputError under ``strict``, or is
 returned with ``valid`` all zero otherwise (as SOC does, which never checks).
 """
 
@@ -34,6 +35,9 @@ from rvos_train.data.referrals import Referral, read_frames, read_masks
 from rvos_train.data.transforms import mask_boxes, normalise
 
 FRAME_DRAWS = 1000
+# Draws of a clip's frames when the augmentation loses the target in every frame (a sliver of an
+# object that enters or leaves, shrunk by the resize or cut by the crop).
+CLIP_DRAWS = 20
 
 Augment = Callable[
     [np.ndarray, np.ndarray, str, np.random.Generator], tuple[np.ndarray, np.ndarray, str]
@@ -147,21 +151,22 @@ class ClipSet:
         if not 0 <= index < len(self.samples):
             raise IndexError(f"{self.name}: index {index} outside [0, {len(self.samples)})")
         sample = self.samples[index]
-        raw = sample.load(rng, self.strict)
-        for _ in range(self.redraws):
-            frames, masks, caption = self.augment(
-                raw.frames, raw.masks, sample.referral.caption, rng
-            )
-            if masks.any():
-                break
-        else:
-            if self.strict:
-                raise InputError(
-                    sample.referral.frames[0].parent,
-                    f"{sample.referral.source}: the target is in none of the clip's frames after "
-                    f"{self.redraws} augmentation draws (frames {raw.frame_ids.tolist()}; too small "
-                    "for the resize?); strict=False returns such clips with valid all 0",
+        for _ in range(CLIP_DRAWS):
+            raw = sample.load(rng, self.strict)
+            for _ in range(self.redraws):
+                frames, masks, caption = self.augment(
+                    raw.frames, raw.masks, sample.referral.caption, rng
                 )
+                if masks.any():
+                    return pack(frames, masks, caption, raw, sample.referral.source)
+        if self.strict:
+            raise InputError(
+                sample.referral.frames[0].parent,
+                f"{sample.referral.source}: the target is in none of the clip's frames after "
+                f"{CLIP_DRAWS} draws of frames x {self.redraws} augmentation draws (last frames "
+                f"{raw.frame_ids.tolist()}; too small for the resize?); strict=False returns such "
+                "clips with valid all 0",
+            )
         return pack(frames, masks, caption, raw, sample.referral.source)
 
 
