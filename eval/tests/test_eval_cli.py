@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from eval_testlib import write_gray, write_mevis, write_run
+from eval_testlib import write_gray, write_indexed, write_mevis, write_run
 
 from rvos_core.data import Dataset
 from rvos_core.errors import InputError
@@ -174,3 +174,49 @@ def test_worker_errors_name_the_file(tmp_path: Path) -> None:
     assert [m.shape for m in masks] == [SHAPE, SHAPE]
     with pytest.raises(InputError, match=f"{missing}: prediction PNG is missing"):
         map_videos(read_gray_mask, [good, missing, good], workers=2, desc="test")
+
+
+D = square(4, 0)
+
+
+def write_refytvos(data: Path, split: str, annotated: bool) -> Dataset:
+    """Ref-YouTube-VOS ``split`` of video "va" (objects 1 = D then absent, 2 = B then C), with
+    its palette Annotations when ``annotated``."""
+    from rvos_core.data import open_dataset
+
+    root = data / "refer_youtube_vos"
+    meta = root / "meta_expressions" / split / "meta_expressions.json"
+    meta.parent.mkdir(parents=True)
+    expressions = {"0": {"exp": "a", "obj_id": "1"}, "1": {"exp": "b", "obj_id": "2"}}
+    frames = ["00000", "00005"]
+    video = {"expressions": expressions, "frames": frames}
+    meta.write_text(json.dumps({"videos": {"va": video}}))
+    for name in frames:
+        write_gray(root / split / "JPEGImages" / "va" / f"{name}.jpg", np.zeros(SHAPE, np.uint8))
+    if annotated:
+        for name, one, two in zip(frames, (D, EMPTY), (B, C), strict=True):
+            labels = np.where(two, 2, np.where(one, 1, 0)).astype(np.uint8)
+            write_indexed(root / split / "Annotations" / "va" / f"{name}.png", labels)
+    return open_dataset("refytvos", data, split)
+
+
+def test_refytvos_splits_with_annotations_score_per_expression(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    dataset = write_refytvos(tmp_path / "data", "train", annotated=True)
+    masks = {"va": {"0": np.stack([D, D]), "1": np.stack([B, EMPTY])}}
+    run = write_run(tmp_path / "run", dataset, masks)
+    argv = [str(run), "--dataset", "refytvos", "--data", str(tmp_path / "data"), "--split"]
+    assert main([*argv, "train", "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    rows = list(csv.DictReader((tmp_path / "out" / "per_expression.csv").open()))
+    # "0": frame 0 exact, frame 1 a mask where nothing is (0, 0); "1": exact, then C missed
+    assert [(r["exp_id"], float(r["J"]), float(r["F"])) for r in rows] == [
+        ("0", 0.5, 0.5),
+        ("1", 0.5, 0.5),
+    ]
+    assert "Ref-YouTube-VOS train: 2 expressions" in capsys.readouterr().out
+    write_refytvos(tmp_path / "bare", "train", annotated=False)
+    bare = [str(run), "--dataset", "refytvos", "--data", str(tmp_path / "bare"), "--split"]
+    assert main([*bare, "train", "--out", str(tmp_path / "out2")]) == 2
+    assert "scored here only on splits with annotations" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()

@@ -1,6 +1,7 @@
-"""``python -m rvos_eval RUN --dataset mevis|refdavis|davis --out DIR``: J&F of a run.
+"""``python -m rvos_eval RUN --dataset mevis|refytvos|refdavis|davis --out DIR``: J&F of a run.
 
-RUN is a run folder (rvos_core.runfolder). Also accepted, as the official tools read them: for
+RUN is a run folder (rvos_core.runfolder). refytvos scores a split that holds annotations with
+MeViS's per-expression protocol (rvos_eval.mevis). Also accepted, as the official tools read them: for
 mevis a plain ``<video>/<exp_id>/<frame>.png`` folder, for refdavis ReferFormer's output folder
 (``anno_0`` .. ``anno_3`` of indexed PNGs), for davis a folder of indexed PNGs
 ``<sequence>/<frame>.png``. DATA and SPLIT default to paths.env. Prints a table and writes
@@ -29,18 +30,20 @@ if TYPE_CHECKING:
     from rvos_core.data import Dataset
     from rvos_core.runfolder import Run
 
-DATASETS = ("mevis", "refdavis", "davis")
+DATASETS = ("mevis", "refytvos", "refdavis", "davis")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m rvos_eval",
-        description="J&F of a run on MeViS, Ref-DAVIS17 or DAVIS, exact to the official code.",
+        description="J&F of a run on MeViS, Ref-DAVIS17 or DAVIS, exact to the official code (and on "
+        "Ref-YouTube-VOS splits with annotations).",
     )
     parser.add_argument(
         "run",
         type=path_arg,
-        help="run folder; or, as the official tools read them: mevis <video>/<exp_id>/<frame>.png, "
+        help="run folder; or, as the official tools read them: mevis (and refytvos) "
+        "<video>/<exp_id>/<frame>.png, "
         "refdavis ReferFormer's anno_0..anno_3, davis <sequence>/<frame>.png (indexed PNGs)",
     )
     parser.add_argument("--dataset", required=True, choices=DATASETS)
@@ -91,10 +94,14 @@ def _mevis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
     dataset = dataset_from_args(args)
     run = _completed_run(args.run, dataset)
     predictions = args.run / "Annotations" if run is not None else args.run
-    result = mevis.evaluate(dataset, dataset.extra["mask_dict"], predictions, args.workers)
+    if dataset.name == "refytvos":
+        tasks = mevis.build_palette_tasks(dataset, _refytvos_annotations(dataset), predictions)
+    else:
+        tasks = mevis.build_tasks(dataset, dataset.extra["mask_dict"], predictions)
+    result = mevis.evaluate_tasks(tasks, predictions, args.workers)
     missing = result.missing_videos
     summary = {
-        "dataset": "mevis",
+        "dataset": dataset.name,
         "split": dataset.split,
         "predictions": str(args.run),
         "J": number(result.j),
@@ -104,10 +111,23 @@ def _mevis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
         "missing_videos": missing,
     }
     table = text_table(("J", "F", "J&F"), [(result.j, result.f, result.jf)])
-    title = f"MeViS {dataset.split}: {len(result.expressions)} expressions"
+    name = "Ref-YouTube-VOS" if dataset.name == "refytvos" else "MeViS"
+    title = f"{name} {dataset.split}: {len(result.expressions)} expressions"
     if missing:
         title += f" ({len(missing)} videos without predictions score 0: {', '.join(missing)})"
     return "per_expression.csv", mevis_csv(result), summary, f"{title}\n{table}"
+
+
+def _refytvos_annotations(dataset: Dataset) -> Path:
+    """The Annotations folder of a Ref-YouTube-VOS split; only such splits can be scored here."""
+    folder = dataset.root / dataset.split / "Annotations"
+    if not folder.is_dir():
+        raise InputError(
+            folder,
+            "Ref-YouTube-VOS is scored here only on splits with annotations (train, a held-out "
+            "part of it, the generated world's valid); the official valid is scored by the server",
+        )
+    return folder
 
 
 def _refdavis_layout(path: Path, dataset: Dataset) -> tuple[str, bool]:
@@ -177,7 +197,9 @@ def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    evaluate = {"mevis": _mevis, "refdavis": _refdavis, "davis": _davis}[args.dataset]
+    evaluate = {"mevis": _mevis, "refytvos": _mevis, "refdavis": _refdavis, "davis": _davis}[
+        args.dataset
+    ]
     # J and F are many small OpenCV calls: its thread pool costs more CPU than it saves (workers
     # of a pool run single-threaded too, rvos_core.parallel)
     cv2.setNumThreads(1)

@@ -7,6 +7,11 @@ every listed frame is scored (no void, no frame dropped) and the expression's J 
 over its frames. A video without a prediction folder scores (0, 0) for each of its expressions, as
 in the official script; a missing frame PNG inside an existing video folder is an error. Final
 J and F are means over expressions, J&F their mean.
+
+The same protocol scores Ref-YouTube-VOS splits that hold annotations (train, a held-out part of
+it, the generated world's valid): the ground truth of a frame is then its palette PNG
+``<split>/Annotations/<video>/<frame>.png``, the expression's object its label (``obj_id``), every
+listed frame scored. (The official valid / test numbers come from the challenge server.)
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from rvos_core.data.base import load_json
 from rvos_core.errors import InputError
 from rvos_core.parallel import map_videos
 from rvos_eval.metrics import frame_counts
-from rvos_eval.readers import decode_rles, read_gray_mask
+from rvos_eval.readers import decode_rles, read_gray_mask, read_index_png
 from rvos_eval.stats import mean
 from rvos_eval.workers import pool_size
 
@@ -77,6 +82,7 @@ class VideoTask:
     rles: dict[str, list[Any]]
     predictions: Path
     mask_dict: Path
+    annotations: Path | None = None  # Ref-YouTube-VOS: the video's palette PNGs (anno ids: labels)
 
 
 def build_tasks(videos: Iterable[Video], mask_dict: Path, predictions: Path) -> list[VideoTask]:
@@ -107,8 +113,31 @@ def build_tasks(videos: Iterable[Video], mask_dict: Path, predictions: Path) -> 
     return tasks
 
 
+def build_palette_tasks(
+    videos: Iterable[Video], annotations: Path, predictions: Path
+) -> list[VideoTask]:
+    """One task per video of a Ref-YouTube-VOS split with ``annotations`` (its Annotations
+    folder); every expression must name its objects (``obj_id``)."""
+    tasks = []
+    for video in videos:
+        for exp in video.expressions:
+            if not exp.obj_ids:
+                raise InputError(
+                    annotations, f"video {video.id}, expression {exp.id} has no obj_id to score"
+                )
+        expressions = tuple((e.id, tuple(map(str, e.obj_ids))) for e in video.expressions)
+        folder = annotations / video.id
+        tasks.append(
+            VideoTask(video.id, video.frames, expressions, {}, predictions, folder, folder)
+        )
+    return tasks
+
+
 def _frame_size(task: VideoTask) -> tuple[int, int] | None:
-    """(H, W) of the first non-null RLE of the video, or None when every entry is null."""
+    """(H, W) of the first non-null RLE of the video, or None when every entry is null (with
+    annotations: of the first frame's PNG)."""
+    if task.annotations is not None:
+        return _palette(task, 0, None).shape
     for anno, entries in task.rles.items():
         for t, rle in enumerate(entries):
             if rle is not None:
@@ -148,13 +177,34 @@ class _GroundTruth:
         return out
 
 
+def _palette(task: VideoTask, t: int, shape: tuple[int, int] | None) -> np.ndarray:
+    assert task.annotations is not None
+    path = task.annotations / f"{task.frames[t]}.png"
+    return read_index_png(path, shape, "annotation PNG")
+
+
+class _PaletteTruth:
+    """Ref-YouTube-VOS: a frame's labels from its palette PNG, read once per frame."""
+
+    def __init__(self, task: VideoTask) -> None:
+        self.task = task
+        self._t = -1
+        self._labels = np.zeros((0, 0), np.uint8)
+
+    def union(self, t: int, anno_ids: Sequence[str], shape: tuple[int, int]) -> np.ndarray:
+        """bool [H, W] of frame ``t``: the pixels of the labels ``anno_ids``."""
+        if t != self._t:
+            self._t, self._labels = t, _palette(self.task, t, shape)
+        return np.isin(self._labels, [int(a) for a in anno_ids])
+
+
 def evaluate_video(task: VideoTask) -> list[ExpressionScore]:
     """Scores of every expression of one video (a worker's unit of work)."""
     folder = task.predictions / task.video
     if not folder.is_dir():
         return [ExpressionScore(task.video, e, 0.0, 0.0, None, None) for e, _ in task.expressions]
     shape = _frame_size(task)
-    truth = _GroundTruth(task)
+    truth = _GroundTruth(task) if task.annotations is None else _PaletteTruth(task)
     per_frame: dict[str, list[tuple[float, float]]] = {e: [] for e, _ in task.expressions}
     for t, frame in enumerate(task.frames):
         for exp_id, anno_ids in task.expressions:
@@ -183,7 +233,13 @@ def evaluate(
 ) -> MevisResult:
     """Evaluate ``predictions`` (a folder of <video>/<exp_id>/<frame>.png) on ``videos`` in
     ``workers`` processes (None: rvos_eval.workers.pool_size of the set)."""
-    tasks = build_tasks(videos, mask_dict, predictions)
+    return evaluate_tasks(build_tasks(videos, mask_dict, predictions), predictions, workers)
+
+
+def evaluate_tasks(
+    tasks: Sequence[VideoTask], predictions: Path, workers: int | None = 1
+) -> MevisResult:
+    """Evaluate the ``tasks`` of ``predictions`` (see ``evaluate``)."""
     if tasks and not any((predictions / t.video).is_dir() for t in tasks):
         raise InputError(
             predictions,
