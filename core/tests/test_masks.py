@@ -14,6 +14,7 @@ from rvos_core.masks import (
     QuantizationSteps,
     decode_mask_png,
     encode_mask_png,
+    encode_probs_mask_png,
     quantize_frame,
     quantize_probs,
     read_mask_png,
@@ -184,3 +185,60 @@ def test_quantize_frame_is_the_reference(logits: bool) -> None:
     assert np.array_equal(quantize_frame(frame, steps), expected)
     assert np.array_equal(quantize_frame(frame[:, ::2], steps), expected[:, ::2])
     assert np.array_equal(frame >= np.float32(steps.half), expected >= 128)
+
+
+def _tiled_frame(logits: bool) -> np.ndarray:
+    """float32 [16 x 4 + 5, 128 x 3 + 7]: whole 16 x 128 tiles of each constant q (0, 1, 255),
+    tiles that mix them or hold the band, and the rows and columns beyond the last whole tile."""
+    steps = QuantizationSteps.of(logits)
+    rng = np.random.default_rng(5)
+    low, high = (-40.0, 40.0) if logits else (0.0, 1.0)
+    frame = rng.uniform(low, high, (16 * 4 + 5, 128 * 3 + 7)).astype(np.float32)
+    below = steps.support / 2 if not logits else steps.support * 1.5
+    frame[:16, :128] = np.float32(below)  # q = 0
+    frame[16:32, :128] = np.float32((steps.support + steps.band) / 2)  # q = 1
+    frame[32:48, :128] = np.float32(high)  # q = 255
+    frame[:16, 128:256] = np.float32(high)
+    frame[7, 200] = np.float32(steps.band)  # one band pixel in a tile of 255
+    frame[48:64, :256] = np.float32((steps.support + steps.band) / 2)
+    frame[50, 3] = np.float32(below)  # a 0 in a tile of 1
+    return frame
+
+
+@pytest.mark.parametrize("logits", [True, False])
+def test_quantize_frame_fills_constant_tiles_exactly(logits: bool) -> None:
+    steps = QuantizationSteps.of(logits)
+    frame = _tiled_frame(logits)
+    expected = stored_probs(frame, logits)
+    out = np.full(frame.shape, 77, np.uint8)
+    assert quantize_frame(frame, steps, out=out) is out
+    assert np.array_equal(out, expected)
+    assert set(np.unique(expected[:48, :128])) == {0, 1, 255}  # the constant tiles are there
+    assert np.array_equal(quantize_frame(frame[:, ::-1], steps), expected[:, ::-1])
+    assert np.array_equal(quantize_frame(frame[:40, :100], steps), expected[:40, :100])
+
+
+@pytest.mark.parametrize("logits", [True, False])
+@pytest.mark.parametrize(
+    "at", [(3, 5), (20, 60), (66, 10), (30, 388)]
+)  # tiles 0, 1; last rows, columns
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, -0.5, 1.5])
+def test_quantize_frame_refuses_what_is_not_in_the_domain(
+    logits: bool, at: tuple[int, int], bad: float
+) -> None:
+    frame = _tiled_frame(logits)
+    frame[at] = bad
+    finite = np.isfinite(bad)
+    if logits and finite:
+        quantize_frame(frame, QuantizationSteps.of(logits))  # any finite logit is fine
+        return
+    message = "outside" if finite else "NaN or infinite"
+    with pytest.raises(ValueError, match=message):
+        quantize_frame(frame, QuantizationSteps.of(logits))
+
+
+def test_mask_png_of_stored_probabilities() -> None:
+    probs = np.random.default_rng(2).integers(0, 256, (37, 53)).astype(np.uint8)
+    probs[0, :4] = [126, 127, 128, 129]
+    assert encode_probs_mask_png(probs) == encode_mask_png(probs >= 128)
+    assert encode_probs_mask_png(probs[:, ::2]) == encode_mask_png(probs[:, ::2] >= 128)

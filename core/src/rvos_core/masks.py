@@ -127,15 +127,31 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return _CHUNK.pack(len(body), kind) + body + crc.to_bytes(4)
 
 
+def _mask_png(rows: np.ndarray) -> bytes:
+    """The PNG of rows uint8 [H, W + 1] (filter byte 0, then the pixels 0 / 255): one IDAT chunk
+    deflated by zlib-ng at level 1."""
+    height, width = rows.shape[0], rows.shape[1] - 1
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib_ng.compress(rows, 1)
+    return _SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _IEND
+
+
 def encode_mask_png(mask: np.ndarray) -> bytes:
     """Encode bool [H, W] as an 8-bit mode-'L' PNG with values 0 / 255 (deterministic bytes):
     rows with filter 0, one IDAT chunk deflated by zlib-ng at level 1."""
     height, width = mask.shape
     rows = np.zeros((height, width + 1), np.uint8)
     np.multiply(np.asarray(mask, dtype=bool), np.uint8(255), out=rows[:, 1:], casting="unsafe")
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    idat = zlib_ng.compress(rows, 1)
-    return _SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _IEND
+    return _mask_png(rows)
+
+
+def encode_probs_mask_png(probs: np.ndarray) -> bytes:
+    """The mask PNG of stored probabilities uint8 [H, W] (the mask is q >= 128): the bytes of
+    ``encode_mask_png(probs >= 128)``, without a bool mask (q >> 7 is 0 or 1; negated, 0 or 255)."""
+    height, width = probs.shape
+    rows = np.zeros((height, width + 1), np.uint8)
+    np.negative(np.right_shift(probs, 7), out=rows[:, 1:])
+    return _mask_png(rows)
 
 
 def sigmoid_f32(values: np.ndarray) -> np.ndarray:
@@ -150,6 +166,13 @@ def sigmoid_f32(values: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
 
 
+def _nearest_step(p: np.ndarray) -> np.ndarray:
+    """uint8 round(255 p) of float32 probabilities [..], moved by at most one step so that
+    q >= 128 <=> p > 0.5 (``quantize_probs`` before its support rule)."""
+    q = np.rint(p * np.float32(255.0)).astype(np.uint8)
+    return np.where(p > 0.5, np.maximum(q, 128), np.minimum(q, 127)).astype(np.uint8)
+
+
 def quantize_probs(probs: np.ndarray) -> np.ndarray:
     """Store probabilities [..] float32 in [0, 1] as uint8 that keep both decision rules exact.
 
@@ -160,11 +183,8 @@ def quantize_probs(probs: np.ndarray) -> np.ndarray:
     p = np.asarray(probs, dtype=np.float32)
     if not np.all(np.isfinite(p)) or (p.size and (p.min() < 0.0 or p.max() > 1.0)):
         raise ValueError("probabilities must be finite and within [0, 1]")
-    q = np.rint(p * np.float32(255.0)).astype(np.uint8)
-    above = p > 0.5
-    q = np.where(above, np.maximum(q, 128), np.minimum(q, 127)).astype(np.uint8)
     support = sigmoid_f32(p) > 0.5
-    return np.where(support, np.maximum(q, 1), 0).astype(np.uint8)
+    return np.where(support, np.maximum(_nearest_step(p), 1), 0).astype(np.uint8)
 
 
 def stored_probs(values: np.ndarray, logits: bool) -> np.ndarray:
@@ -233,15 +253,75 @@ def _steps(logits: bool) -> QuantizationSteps:
     return QuantizationSteps(logits, support, band, half, top)
 
 
-def quantize_frame(values: np.ndarray, steps: QuantizationSteps) -> np.ndarray:
-    """``stored_probs`` uint8 [H, W] of finite float32 values [H, W] of the steps' domain, exactly,
-    in a few flat passes: two comparisons give q in {0, 1, 255} and the band's positions, the
-    reference formula gives q in the band."""
-    values = np.ascontiguousarray(values, dtype=np.float32)
+_TILE_ROWS, _TILE_COLS = 16, 128  # 720p: 45 x 10 tiles
+
+
+def quantize_frame(
+    values: np.ndarray, steps: QuantizationSteps, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``stored_probs`` uint8 [H, W] of float32 values [H, W] of the steps' domain, exactly, into
+    ``out`` (C-contiguous; a new array when None). ValueError when a value is NaN or infinite, or,
+    for probabilities, outside [0, 1].
+
+    Most of a frame is far from an object's boundary: the minimum and the maximum of each 16 x 128
+    tile (one reduction each over the frame; they are also the checks) show the tiles where q is
+    one constant (0, 1 or 255), which are filled with it; the other tiles, and the rows and
+    columns beyond the last whole tile, are quantised pixel by pixel (``_quantize_pixels``)."""
+    values = np.asarray(values, dtype=np.float32)
+    q = np.empty(values.shape, np.uint8) if out is None else out
+    height, width = values.shape
+    rows, cols = height - height % _TILE_ROWS, width - width % _TILE_COLS
+    lows, highs = [], []
+    if rows and cols:
+        low, high = _quantize_tiles(values[:rows, :cols], steps, q[:rows, :cols])
+        lows.append(low.min())
+        highs.append(high.max())
+    for part in (np.s_[rows:, :], np.s_[:rows, cols:]):
+        if values[part].size:
+            q[part] = _quantize_pixels(values[part], steps)
+            lows.append(values[part].min())
+            highs.append(values[part].max())
+    _check_range(np.min(lows), np.max(highs), steps.logits)  # NaN propagates into both
+    return q
+
+
+def _check_range(low: float, high: float, logits: bool) -> None:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError("NaN or infinite values")
+    if not logits and (low < 0.0 or high > 1.0):
+        raise ValueError("probabilities outside [0, 1]")
+
+
+def _quantize_tiles(
+    values: np.ndarray, steps: QuantizationSteps, q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """q of float32 values [R x 16, C x 128] into q (a view of the same shape); returns the tiles'
+    minima and maxima [R, C]."""
+    tiles = (values.shape[0] // _TILE_ROWS, values.shape[1] // _TILE_COLS)
+    by_rows = values.reshape(tiles[0], _TILE_ROWS, -1)
+    low = by_rows.min(axis=1).reshape(*tiles, _TILE_COLS).min(axis=2)
+    high = by_rows.max(axis=1).reshape(*tiles, _TILE_COLS).max(axis=2)
+    support, band, top = (np.float32(v) for v in (steps.support, steps.band, steps.top))
+    fill = np.where(low >= top, np.uint8(255), (low >= support).view(np.uint8))
+    constant = (high < support) | ((low >= support) & (high < band)) | (low >= top)
+    by_tiles = np.reshape(q, (tiles[0], _TILE_ROWS, tiles[1], _TILE_COLS), copy=False)
+    by_tiles[...] = fill[:, None, :, None]
+    at = np.nonzero(~constant)
+    if at[0].size:
+        inputs = values.reshape(by_tiles.shape)[at[0], :, at[1], :]
+        by_tiles[at[0], :, at[1], :] = _quantize_pixels(inputs, steps)
+    return low, high
+
+
+def _quantize_pixels(values: np.ndarray, steps: QuantizationSteps) -> np.ndarray:
+    """q uint8 [..] of float32 values [..] (not checked), in a few flat passes: two comparisons
+    give q in {0, 1, 255} and the band's positions; in the band (q from 2 to 254, so the support
+    rule of ``quantize_probs`` holds) q is ``_nearest_step`` of the probabilities."""
+    values = np.ascontiguousarray(values)
     top = np.greater_equal(values, np.float32(steps.top))
     q = np.greater_equal(values, np.float32(steps.support)).view(np.uint8)
     q += top.view(np.uint8) * np.uint8(254)
     inside = np.flatnonzero(np.greater_equal(values, np.float32(steps.band)) > top)
-    flat = q.reshape(-1)
-    flat[inside] = stored_probs(values.reshape(-1)[inside], steps.logits)
+    band = values.reshape(-1)[inside]
+    q.reshape(-1)[inside] = _nearest_step(sigmoid_f32(band) if steps.logits else band)
     return q

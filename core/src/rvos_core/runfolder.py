@@ -531,10 +531,13 @@ class VideoWriter:
     def write_png(self, exp_id: str, t: int, data: bytes, shape: tuple[int, int]) -> None:
         """Store already-encoded mask PNG bytes (see masks.encode_mask_png) as frame ``t``."""
         self._check_shape(shape)
-        folder = self.staging / "Annotations" / exp_id
-        folder.mkdir(exist_ok=True)
-        (folder / f"{self.video.frames[t]}.png").write_bytes(data)
-        self._exp(exp_id).add(t)
+        written = self._exp(exp_id)
+        folder = os.path.join(self.staging, "Annotations", exp_id)
+        if not written:  # the expression's first frame
+            os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{self.video.frames[t]}.png"), "wb") as handle:
+            handle.write(data)
+        written.add(t)
 
     def write_mask(self, exp_id: str, t: int, mask: np.ndarray) -> None:
         """Frame ``t`` of expression ``exp_id``: bool [H, W]."""

@@ -5,8 +5,8 @@
   ``spilt_pth.py`` writes 5), read without torch and streamed (``rvos_core.torchfile``: tensors are
   memory-mapped views, nothing in the file is executed). The user declares what
   ``mask_logits`` holds: logits (SOC, MUTR, ReferFormer) or probabilities (UNINEXT). Each frame
-  is read once, checked (min, max) and quantised exactly by ``rvos_core.masks.quantize_frame``
-  (its masks are q >= 128); an expression's file pages are released once it is written, so
+  is read once, checked (finite; in [0, 1] for probabilities) and quantised exactly by
+  ``rvos_core.masks.quantize_frame`` (its masks are q >= 128); an expression's file pages are released once it is written, so
   memory holds one expression's tensor at most (bench/README.md, "import").
 * ``import-png``: an upstream PNG tree ``<video>/<exp_id>/<frame>.png`` (e.g. an
   ``Annotations_AOT_class_index`` folder), optionally with its ``key_frame.json``.
@@ -28,7 +28,12 @@ import numpy as np
 from rvos_core.data import Dataset, Video
 from rvos_core.data.base import load_json
 from rvos_core.errors import InputError
-from rvos_core.masks import QuantizationSteps, quantize_frame, read_mask_png
+from rvos_core.masks import (
+    QuantizationSteps,
+    encode_probs_mask_png,
+    quantize_frame,
+    read_mask_png,
+)
 from rvos_core.runfolder import (
     RunRecord,
     VideoWriter,
@@ -102,18 +107,9 @@ def _checked_entry(
     return values, [float(s) for s in scores]
 
 
-def _frame(
-    path: Path, where: str, values: np.ndarray | BFloat16, t: int, domain: Domain
-) -> np.ndarray:
-    """float32 [H, W] frame ``t`` of a [T, H, W] tensor, checked: finite, and in [0, 1] for
-    probabilities (min and max: one read each)."""
-    frame = as_float32(BFloat16(values.bits[t]) if isinstance(values, BFloat16) else values[t])
-    low, high = frame.min(), frame.max()  # NaN propagates into both
-    if not (np.isfinite(low) and np.isfinite(high)):
-        raise InputError(path, f"{where}: 'mask_logits' holds NaN or infinite values")
-    if domain == "probability" and (low < 0.0 or high > 1.0):
-        raise InputError(path, f"{where}: probabilities outside [0, 1] (is it logits?)")
-    return frame
+def _frame(values: np.ndarray | BFloat16, t: int) -> np.ndarray:
+    """float32 [H, W] frame ``t`` of a [T, H, W] tensor (a view of the file when float32)."""
+    return as_float32(BFloat16(values.bits[t]) if isinstance(values, BFloat16) else values[t])
 
 
 def check_structure(where: Mapping[str, tuple[Path, dict[str, Any]]], dataset: Dataset) -> None:
@@ -177,20 +173,22 @@ class PthImport(Stage):
                 release_pages(entry[exp_id]["mask_logits"])
 
     def _write_expression(self, out: VideoWriter, path: Path, exp_id: str, entry: Any) -> None:
-        """Masks (q >= 128), scores and stored probabilities uint8 [T, H, W] of one expression."""
+        """Masks (q >= 128), scores and stored probabilities uint8 [T, H, W] of one expression;
+        each frame is checked (finite, and in [0, 1] for probabilities) as it is quantised."""
         where = f"video {out.video.id}, expression {exp_id}"
         values, scores = _checked_entry(path, where, out.video, entry)
         steps = QuantizationSteps.of(self.domain == "logit")
-        probs = np.empty(values.shape, np.uint8) if self.save_probs else None
+        probs = np.empty(values.shape if self.save_probs else values.shape[1:], np.uint8)
         for t in range(values.shape[0]):
-            frame = _frame(path, where, values, t, self.domain)
-            if probs is None:
-                out.write_mask(exp_id, t, frame >= np.float32(steps.half))
-                continue
-            probs[t] = quantize_frame(frame, steps)
-            out.write_mask(exp_id, t, probs[t] >= 128)
+            q = probs[t] if self.save_probs else probs
+            try:
+                quantize_frame(_frame(values, t), steps, out=q)
+            except ValueError as exc:
+                hint = "" if self.domain == "logit" else " (is it logits?)"
+                raise InputError(path, f"{where}: 'mask_logits' holds {exc}{hint}") from None
+            out.write_png(exp_id, t, encode_probs_mask_png(q), q.shape)
         out.write_scores(exp_id, scores)
-        if probs is not None:
+        if self.save_probs:
             out.write_probs(exp_id, probs)
 
 
