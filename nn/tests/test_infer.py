@@ -370,3 +370,58 @@ def test_a_model_run_of_an_empty_split_is_refused(tmp_path: Path, pretrained: Pa
         infer(ENTRY, dataset, tmp_path / "run", settings)
     assert info.value.path == dataset.meta_path
     assert not (tmp_path / "run").exists()
+
+
+def _write_zoo(folder: Path, checkpoint: Path, pretrained: Path) -> Path:
+    """A zoo of the double: its weights as safetensors, the tokenizers, the manifest."""
+    from rvos_nn.zoo import MANIFEST, VERSION, file_sha256, write_weights
+
+    folder.mkdir()
+    state = torch.load(checkpoint, weights_only=True)["model"]
+    weights = write_weights(state, folder / "double.safetensors")
+    (folder / "pretrained").symlink_to(pretrained)
+    entry = {"kind": "model", "file": weights.name, "variant": "tiny"}
+    entries = {"double": {**entry, "sha256": file_sha256(weights)}}
+    (folder / MANIFEST).write_text(json.dumps({"version": VERSION, "entries": entries}))
+    return folder
+
+
+def test_cli_with_a_zoo_takes_its_variant_weights_and_tokenizers(
+    tmp_path: Path,
+    registered: Path,
+    small_data: Path,
+    checkpoint: Path,
+    pretrained: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    unset_path_variables(monkeypatch)
+    (tmp_path / "paths.env").write_text("# nothing set\n")
+    monkeypatch.setenv("RVOS_PATHS_ENV", str(tmp_path / "paths.env"))
+    zoo = _write_zoo(tmp_path / "zoo", checkpoint, pretrained)
+    data = ["--data", str(small_data), "--split", "valid", "--option", "scale=2"]
+    assert main(["double", "--zoo", str(zoo), "--out", str(tmp_path / "zoo-run"), *data]) == 0
+    # the same file named by hand (the zoo stores float16, the checkpoint float32)
+    weights = zoo / "double.safetensors"
+    given = ["--checkpoint", str(weights), "--pretrained", str(pretrained), "--variant", "tiny"]
+    assert main(["double", "--out", str(tmp_path / "run"), *given, *data]) == 0
+    runs = [Run(tmp_path / name) for name in ("zoo-run", "run")]
+    for video in open_dataset("refytvos", small_data, "valid"):
+        for exp_id in video.exp_ids:
+            assert np.array_equal(runs[0].masks(video, exp_id), runs[1].masks(video, exp_id))
+    capsys.readouterr()
+    bad = {
+        ("--checkpoint", str(checkpoint)): "--zoo and --checkpoint both name weights",
+        ("--variant", "full"): "the zoo's double is variant tiny",
+    }
+    for extra, message in bad.items():
+        out = ["--out", str(tmp_path / "bad"), *data]
+        assert main(["double", "--zoo", str(zoo), *extra, *out]) == 2
+        assert message in capsys.readouterr().err
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    assert main(["double", "--zoo", str(zoo), "--out", str(tmp_path / "bad"), *data]) == 2
+    assert "sha256 differs from the zoo's manifest.json" in capsys.readouterr().err
+    (zoo / "manifest.json").write_text("{}")
+    assert main(["double", "--zoo", str(zoo), "--out", str(tmp_path / "bad"), *data]) == 2
+    assert "not a zoo manifest of version 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -198,6 +198,19 @@ class _PaletteTruth:
         return np.isin(self._labels, [int(a) for a in anno_ids])
 
 
+def expression_truth(task: VideoTask) -> dict[str, np.ndarray]:
+    """The ground truth of every expression of the task's video: exp_id -> bool [T, H, W]."""
+    shape = _frame_size(task)
+    if shape is None:
+        raise InputError(task.mask_dict, f"video {task.video}: no mask gives the frame size")
+    truth = _GroundTruth(task) if task.annotations is None else _PaletteTruth(task)
+    per_frame = {e: [] for e, _ in task.expressions}
+    for t in range(len(task.frames)):
+        for exp_id, anno_ids in task.expressions:
+            per_frame[exp_id].append(truth.union(t, anno_ids, shape))
+    return {exp_id: np.stack(masks) for exp_id, masks in per_frame.items()}
+
+
 def evaluate_video(task: VideoTask) -> list[ExpressionScore]:
     """Scores of every expression of one video (a worker's unit of work)."""
     folder = task.predictions / task.video

@@ -5,10 +5,11 @@
     python -m rvos_nn.infer MODEL --out RUN_DIR [--checkpoint PATH] [--pretrained DIR]
         [--data DATA] [--dataset refytvos|mevis|refdavis] [--split SPLIT] [--shard i/n]
         [--device cpu|cuda] [--precision fp32|bf16|fp16] [--variant full] [--save-probs]
-        [--option key=value ...]
+        [--option key=value ...] [--zoo DIR]
 
 MODEL is a name registered under the entry-point group ``rvos.models`` (rvos_nn.predictor).
-The checkpoint defaults to CHECKPOINTS/<the model's file>, the tokenizers' folder to PRETRAINED,
+The checkpoint defaults to CHECKPOINTS/<the model's file>, the tokenizers' folder to PRETRAINED
+(``--zoo DIR``: the tiny zoo's variant, weights and tokenizers, rvos_nn.zoo),
 the dataset to DATA and SPLIT (paths.env; a variable is read only when its option is not given).
 A stage of rvos_core.runner: when videos are left, the model is built, strictly loaded and given
 its tokenizer before anything is written; then every video of the shard that is not done yet is
@@ -39,6 +40,7 @@ from rvos_core.paths import Paths, load_paths
 from rvos_core.runfolder import RunRecord, VideoWriter, file_record
 from rvos_core.runner import Stage, Target, run_stage
 from rvos_core.shard import parse_shard
+from rvos_nn import zoo
 from rvos_nn.checkpoint import load_checkpoint
 from rvos_nn.precision import check_precision, inference_context, resolve_device
 from rvos_nn.predictor import (
@@ -252,6 +254,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--precision", default="fp32", help="fp32 (default), bf16 or fp16 (cuda)")
     parser.add_argument("--variant", help="model variant (default: the model's default)")
+    parser.add_argument(
+        "--zoo",
+        type=path_arg,
+        help="a tiny zoo folder (make zoo): the model's variant, weights and tokenizers from there",
+    )
     parser.add_argument("--save-probs", action="store_true", help="also store probabilities")
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="model option"
@@ -259,11 +266,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pretrained(args: argparse.Namespace, paths: Paths) -> Path:
+def _pretrained(args: argparse.Namespace, paths: Paths, fallback: Path | None) -> Path:
+    """--pretrained, else the zoo's tokenizers (``fallback``), else PRETRAINED."""
     if args.pretrained is not None:
         if not args.pretrained.is_dir():
             raise InputError(args.pretrained, "--pretrained is not a folder")
         return args.pretrained
+    if fallback is not None:
+        return fallback
     return paths.require_dir("PRETRAINED", "--pretrained")
 
 
@@ -272,10 +282,13 @@ def _main(argv: Sequence[str] | None) -> int:
     entry = load_model_entry(args.model)
     paths = load_paths()
     device = resolve_device(args.device)
+    variant, checkpoint, found = zoo.resolve(
+        args.zoo, entry.name, "model", variant=args.variant, checkpoint=args.checkpoint
+    )
     settings = InferSettings(
-        variant=entry.check_variant(args.variant),
-        checkpoint=paths.checkpoint(args.checkpoint, entry.checkpoint_file, f"model {entry.name}"),
-        pretrained=_pretrained(args, paths),
+        variant=entry.check_variant(variant),
+        checkpoint=paths.checkpoint(checkpoint, entry.checkpoint_file, f"model {entry.name}"),
+        pretrained=_pretrained(args, paths, found and found.pretrained),
         device=device,
         precision=check_precision(args.precision, device),
         options=parse_options(args.option),

@@ -44,6 +44,7 @@ from rvos_core.paths import load_paths
 from rvos_core.runfolder import Run, RunRecord, RunWriter, VideoWriter, check_output, file_record
 from rvos_core.runner import Stage, Target, finish_stage, pending_videos, run_stage
 from rvos_core.shard import parse_shard
+from rvos_nn import zoo
 from rvos_nn.precision import check_precision, inference_context, resolve_device
 from rvos_vos.key_inputs import PRECISION_ALIASES, PRODUCER, Job, check_inputs, copy_masks
 from rvos_vos.network import NetConfig, PropagationNet
@@ -125,7 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_dataset_args(parser)
     net = parser.add_argument_group("network")
-    net.add_argument("--variant", default="full", help="named variant (default: full)")
+    net.add_argument("--variant", help="named variant (default: full)")
+    net.add_argument(
+        "--zoo",
+        type=path_arg,
+        help="a tiny zoo folder (make zoo): its variant and weights of the propagator",
+    )
     net.add_argument(
         "--config",
         type=path_arg,
@@ -172,10 +178,13 @@ def settings_from_args(args: argparse.Namespace) -> PropagateSettings:
     if args.expression_group < 1:
         raise ConfigError("--expression-group must be >= 1")
     propagator = load_propagator(args.propagator)
-    config = propagator.config(args.variant, args.config)
+    variant, checkpoint, _ = zoo.resolve(
+        args.zoo, propagator.name, "propagator", variant=args.variant, checkpoint=args.checkpoint
+    )
+    config = propagator.config(variant or "full", args.config)
     device = resolve_device(args.device)
     checkpoint = load_paths().checkpoint(
-        args.checkpoint, propagator.checkpoint_name, f"propagator {propagator.name}"
+        checkpoint, propagator.checkpoint_name, f"propagator {propagator.name}"
     )
     return PropagateSettings(
         propagator=propagator,

@@ -6,6 +6,8 @@ Both are run, and trained (``rvos_uninext.training``), from the UNINEXT environm
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rvos_nn.checkpoint import LEGACY_TEXT_BUFFERS, CheckpointRules
 from rvos_nn.predictor import ModelEntry
 from rvos_uninext.config import UninextConfig
@@ -19,13 +21,17 @@ from rvos_uninext.training import HOOKS
 # detr.detr.transformer.decoder.{bbox,class}_embed: one module here, both copies must be equal).
 CHECKPOINT_RULES = CheckpointRules(ignore=(LEGACY_TEXT_BUFFERS, *UNUSED_KEYS))
 
+# "zoo": the tiny network at the generated world's own frame size (short side 96, as the tiny
+# zoo trains it, make zoo): the tiny variant's 160 would upsample those frames 1.7x.
 VITH_VARIANTS: dict[str, UninextConfig] = {
     "full": UninextConfig.vit_huge(),
     "tiny": UninextConfig.tiny("vit"),
+    "zoo": replace(UninextConfig.tiny("vit"), min_size_test=96, max_size_test=160),
 }
 CONVNEXT_VARIANTS: dict[str, UninextConfig] = {
     "full": UninextConfig.convnext_large(),
     "tiny": UninextConfig.tiny("convnext"),
+    "zoo": replace(UninextConfig.tiny("convnext"), min_size_test=96, max_size_test=160),
 }
 
 

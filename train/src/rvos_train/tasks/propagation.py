@@ -185,7 +185,7 @@ class PropagationTask(Task):
         net = self.propagator.build(self.net_config)
         self.propagator.load(net, checkpoint)
         predictions = out / "predictions"
-        _predict_split(net, self.propagator, self.settings.data, v.split, predictions)
+        predict_split(net, self.propagator, self.settings.data, v.split, predictions)
         return _davis_scores(predictions, self.settings.data, v.split, out / "eval")
 
     def recorded(self) -> dict[str, Any]:
@@ -217,7 +217,7 @@ def _split_schedule(config: TrainConfig) -> tuple[DropoutRates, float, dict[str,
     return DropoutRates(**rates), average, values
 
 
-def _predict_split(
+def predict_split(
     net: PropagationNet, propagator: Propagator, data: Path, split: str, out: Path
 ) -> None:
     """Every sequence of the DAVIS split propagated from its first annotation, written as indexed

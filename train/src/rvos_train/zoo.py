@@ -1,0 +1,223 @@
+"""``python -m rvos_train.zoo --out zoo --work WORK/zoo``: the tiny zoo (``make zoo``).
+
+Every model of the default recipe and both propagators in their tiny variant, trained from random
+weights on the generated referring-video world (``rvos_train.generate --world v2`` with WORLD's
+options) with their ``zoo`` configurations (``configs/<name>/zoo.toml``), then shipped as
+``<out>/<name>.safetensors`` beside the world's tokenizers (``<out>/pretrained``) and
+``<out>/manifest.json`` (rvos_nn.zoo): the command, the world's options and version, each
+network's configuration, seed, steps, CPU seconds of its training, sha256 and the J&F its
+shipped weights reach on the world's valid split, through the real drivers:
+
+- a model: ``rvos_nn.infer --zoo <out>`` on Ref-YouTube-VOS valid, scored by
+  ``rvos_eval --dataset refytvos`` (MeViS's per-expression protocol on the palette annotations);
+- a propagator: propagation from the first frame's ground truth on the DAVIS-style val split
+  (rvos_vos.first_frame, one plain view), scored by ``rvos_eval --dataset davis``.
+
+Training runs are ordinary run folders under ``<work>/train/<name>``: the same command resumes an
+interrupted zoo, and a finished run is not trained again. A run's CPU seconds (the training
+process and its data workers) are added up in ``<run>/zoo-cpu.json`` over the calls that trained
+it. UNINEXT trains and runs in its own environment (``--python-uninext``).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rvos_core.atomic import write_json
+from rvos_core.cli import path_arg, run_main
+from rvos_core.command import Parser
+from rvos_core.errors import ConfigError
+from rvos_nn.checkpoint import extract_state_dict, read_checkpoint
+from rvos_nn.zoo import MANIFEST, VERSION, file_sha256, write_weights
+from rvos_train.generate import RECORD, generate
+
+WORLD: dict[str, Any] = {
+    "videos": 48,
+    "valid_videos": 12,
+    "frames": 12,
+    "size": (96, 160),
+    "seed": 0,
+    "world": "v2",
+}
+MODELS = ("soc", "mutr", "referformer", "uninext_vith", "uninext_convnext")
+PROPAGATORS = ("aot", "deaot")
+CONFIG = "zoo"
+CPU_FILE = "zoo-cpu.json"
+SCORE_SPLITS = {"model": ("refytvos", "valid"), "propagator": ("davis", "val")}
+
+
+def kind_of(name: str) -> str:
+    return "propagator" if name in PROPAGATORS else "model"
+
+
+def build(
+    out: Path, work: Path, names: Sequence[str], uninext_python: str, steps: int | None = None
+) -> dict[str, Any]:
+    """Train (or resume), export and score ``names``; write ``out`` (see the module docstring).
+    ``steps``: instead of each configuration's own (smoke tests)."""
+    world = generate(work / "world", **WORLD)
+    record = json.loads((world / RECORD).read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_tokenizers(world / "pretrained", out / "pretrained")
+    entries = _previous_entries(out)
+    for name in names:
+        python = uninext_python if name.startswith("uninext_") else sys.executable
+        run = work / "train" / name
+        cpu = train(name, run, world, python, steps)
+        entries[name] = export(name, run, out, cpu)
+        _write_manifest(out, record, entries)
+        entries[name]["jf"] = score(name, out, world / "data", work / "score" / name, python)
+        _write_manifest(out, record, entries)
+        print(f"zoo: {name}: J&F {entries[name]['jf']['jf']:.3f}, {cpu:.0f} CPU s of training")
+    return _write_manifest(out, record, entries)
+
+
+def train(name: str, run: Path, world: Path, python: str, steps: int | None = None) -> float:
+    """Train (or resume) ``name``'s zoo configuration into ``run``; the CPU seconds spent on it
+    over every call (this one included)."""
+    command = [python, "-m", "rvos_train", name, "--config", CONFIG, "--out", str(run)]
+    command += ["--data", str(world / "data"), "--pretrained", str(world / "pretrained")]
+    if steps is not None:
+        command += ["--set", f"optim.steps={steps}", "--set", "optim.lr_drop=[]"]
+    before = _children_cpu()
+    if subprocess.run(command, check=False).returncode != 0:
+        raise ConfigError(f"training the zoo's {name} failed (its error is above); rerun resumes")
+    spent = _children_cpu() - before
+    record = run / CPU_FILE
+    total = spent + (json.loads(record.read_text())["cpu_seconds"] if record.is_file() else 0.0)
+    write_json(record, {"cpu_seconds": round(total, 1)})
+    return total
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def export(name: str, run: Path, out: Path, cpu_seconds: float) -> dict[str, Any]:
+    """``run``'s final weights as ``out/<name>.safetensors`` and the entry of the manifest."""
+    source = run / "model.pth"
+    _, state = extract_state_dict(read_checkpoint(source), source)
+    target = write_weights(state, out / f"{name}.safetensors")
+    config = json.loads((run / "config.json").read_text())["config"]  # as the run resolved it
+    return {
+        "kind": kind_of(name),
+        "file": target.name,
+        "sha256": file_sha256(target),
+        "variant": config["variant"],
+        "config": f"{name}/{CONFIG}",
+        "seed": config["seed"],
+        "steps": config["optim"]["steps"],
+        "cpu_seconds": round(cpu_seconds, 1),
+    }
+
+
+def score(name: str, zoo: Path, data: Path, out: Path, python: str) -> dict[str, float]:
+    """J&F of the shipped weights of ``name`` on the world's held-out split (module docstring)."""
+    shutil.rmtree(out, ignore_errors=True)
+    dataset, split = SCORE_SPLITS[kind_of(name)]
+    if kind_of(name) == "model":
+        predictions = out / "run"
+        infer = [python, "-m", "rvos_nn.infer", name, "--zoo", str(zoo)]
+        _run([*infer, "--out", str(predictions), *_data_args(data, dataset, split)])
+    else:
+        predictions = out / "predictions"
+        _propagate_split(name, zoo, data, split, predictions)
+    evaluate = [sys.executable, "-m", "rvos_eval", str(predictions), "--out", str(out / "eval")]
+    _run([*evaluate, *_data_args(data, dataset, split), "--workers", "1"])
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    j, f, jf = _summary_numbers(summary)
+    return {"dataset": dataset, "split": split, "j": j, "f": f, "jf": jf}
+
+
+def _data_args(data: Path, dataset: str, split: str) -> list[str]:
+    return ["--data", str(data), "--dataset", dataset, "--split", split]
+
+
+def _propagate_split(name: str, zoo: Path, data: Path, split: str, out: Path) -> None:
+    """The zoo's propagator ``name`` from the first frame over the DAVIS-style ``split``."""
+    from rvos_nn.zoo import Zoo
+    from rvos_train.tasks.propagation import predict_split
+    from rvos_vos.propagators import load_propagator
+
+    propagator = load_propagator(name)
+    opened = Zoo.open(zoo)
+    net = propagator.build(propagator.config(opened.entry(name, "propagator").variant, None))
+    propagator.load(net, opened.weights(name, "propagator"))
+    predict_split(net.eval(), propagator, data, split, out)
+
+
+def _summary_numbers(summary: dict[str, Any]) -> tuple[float, float, float]:
+    if "global" in summary:
+        table = summary["global"]
+        return table["J-Mean"], table["F-Mean"], table["J&F-Mean"]
+    return summary["J"], summary["F"], summary["J&F"]
+
+
+def _run(command: list[str]) -> None:
+    if subprocess.run(command, check=False, stdout=subprocess.DEVNULL).returncode != 0:
+        raise ConfigError(f"{' '.join(command[1:4])} failed (its error is above)")
+
+
+def _copy_tokenizers(source: Path, target: Path) -> None:
+    staged = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(source, staged)
+    shutil.rmtree(target, ignore_errors=True)
+    staged.rename(target)
+
+
+def _previous_entries(out: Path) -> dict[str, Any]:
+    """Entries of an existing manifest (a zoo rebuilt a network at a time keeps the others)."""
+    path = out / MANIFEST
+    return json.loads(path.read_text())["entries"] if path.is_file() else {}
+
+
+def _write_manifest(out: Path, world: dict[str, Any], entries: dict[str, Any]) -> dict[str, Any]:
+    """``world``: the generator's record (its options and the world's version)."""
+    manifest = {
+        "version": VERSION,
+        "command": "make zoo",
+        "world": world,
+        "entries": {name: entries[name] for name in sorted(entries)},
+    }
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = Parser(prog="python -m rvos_train.zoo", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=path_arg, required=True, help="the zoo folder to write")
+    parser.add_argument("--work", type=path_arg, required=True, help="world, runs and scores")
+    parser.add_argument(
+        "--only", nargs="+", choices=MODELS + PROPAGATORS, help="these networks (default: all)"
+    )
+    parser.add_argument(
+        "--python-uninext", default=sys.executable, help="the UNINEXT environment's python"
+    )
+    parser.add_argument(
+        "--steps", type=int, help="train this many steps instead of the configurations' (tests)"
+    )
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    names = args.only or MODELS + PROPAGATORS
+    build(args.out, args.work, names, args.python_uninext, args.steps)
+    cpu = _children_cpu()
+    print(f"zoo: {args.out} in {time.monotonic() - start:.0f} s, {cpu:.0f} CPU s", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
