@@ -11,6 +11,7 @@ from PIL import Image
 
 from rvos_core.errors import InputError
 from rvos_core.masks import (
+    OutOfDomain,
     QuantizationSteps,
     decode_mask_png,
     encode_mask_png,
@@ -233,7 +234,7 @@ def test_quantize_frame_refuses_what_is_not_in_the_domain(
         quantize_frame(frame, QuantizationSteps.of(logits))  # any finite logit is fine
         return
     message = "outside" if finite else "NaN or infinite"
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(OutOfDomain, match=message):
         quantize_frame(frame, QuantizationSteps.of(logits))
 
 

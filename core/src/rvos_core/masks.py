@@ -149,7 +149,8 @@ def encode_probs_mask_png(probs: np.ndarray) -> bytes:
     """The mask PNG of stored probabilities uint8 [H, W] (the mask is q >= 128): the bytes of
     ``encode_mask_png(probs >= 128)``, without a bool mask (q >> 7 is 0 or 1; negated, 0 or 255)."""
     height, width = probs.shape
-    rows = np.zeros((height, width + 1), np.uint8)
+    rows = np.empty((height, width + 1), np.uint8)
+    rows[:, 0] = 0
     np.negative(np.right_shift(probs, 7), out=rows[:, 1:])
     return _mask_png(rows)
 
@@ -260,8 +261,8 @@ def quantize_frame(
     values: np.ndarray, steps: QuantizationSteps, out: np.ndarray | None = None
 ) -> np.ndarray:
     """``stored_probs`` uint8 [H, W] of float32 values [H, W] of the steps' domain, exactly, into
-    ``out`` (C-contiguous; a new array when None). ValueError when a value is NaN or infinite, or,
-    for probabilities, outside [0, 1].
+    ``out`` (C-contiguous; a new array when None). OutOfDomain when a value is NaN or infinite,
+    or, for probabilities, outside [0, 1].
 
     Most of a frame is far from an object's boundary: the minimum and the maximum of each 16 x 128
     tile (one reduction each over the frame; they are also the checks) show the tiles where q is
@@ -285,11 +286,15 @@ def quantize_frame(
     return q
 
 
+class OutOfDomain(ValueError):
+    """Values that ``quantize_frame`` refuses: NaN or infinite, or probabilities outside [0, 1]."""
+
+
 def _check_range(low: float, high: float, logits: bool) -> None:
     if not (np.isfinite(low) and np.isfinite(high)):
-        raise ValueError("NaN or infinite values")
+        raise OutOfDomain("NaN or infinite values")
     if not logits and (low < 0.0 or high > 1.0):
-        raise ValueError("probabilities outside [0, 1]")
+        raise OutOfDomain("probabilities outside [0, 1]")
 
 
 def _quantize_tiles(
@@ -299,8 +304,9 @@ def _quantize_tiles(
     minima and maxima [R, C]."""
     tiles = (values.shape[0] // _TILE_ROWS, values.shape[1] // _TILE_COLS)
     by_rows = values.reshape(tiles[0], _TILE_ROWS, -1)
-    low = by_rows.min(axis=1).reshape(*tiles, _TILE_COLS).min(axis=2)
-    high = by_rows.max(axis=1).reshape(*tiles, _TILE_COLS).max(axis=2)
+    starts = np.arange(0, values.shape[1], _TILE_COLS)
+    low = np.minimum.reduceat(by_rows.min(axis=1), starts, axis=1)
+    high = np.maximum.reduceat(by_rows.max(axis=1), starts, axis=1)
     support, band, top = (np.float32(v) for v in (steps.support, steps.band, steps.top))
     fill = np.where(low >= top, np.uint8(255), (low >= support).view(np.uint8))
     constant = (high < support) | ((low >= support) & (high < band)) | (low >= top)

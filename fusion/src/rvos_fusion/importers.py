@@ -6,8 +6,9 @@
   memory-mapped views, nothing in the file is executed). The user declares what
   ``mask_logits`` holds: logits (SOC, MUTR, ReferFormer) or probabilities (UNINEXT). Each frame
   is read once, checked (finite; in [0, 1] for probabilities) and quantised exactly by
-  ``rvos_core.masks.quantize_frame`` (its masks are q >= 128); an expression's file pages are released once it is written, so
-  memory holds one expression's tensor at most (bench/README.md, "import").
+  ``rvos_core.masks.quantize_frame`` (its masks are q >= 128); an expression's file pages are
+  released once it is written, so memory holds one expression's tensor at most (bench/README.md,
+  "import").
 * ``import-png``: an upstream PNG tree ``<video>/<exp_id>/<frame>.png`` (e.g. an
   ``Annotations_AOT_class_index`` folder), optionally with its ``key_frame.json``.
 
@@ -29,6 +30,7 @@ from rvos_core.data import Dataset, Video
 from rvos_core.data.base import load_json
 from rvos_core.errors import InputError
 from rvos_core.masks import (
+    OutOfDomain,
     QuantizationSteps,
     encode_probs_mask_png,
     quantize_frame,
@@ -183,7 +185,7 @@ class PthImport(Stage):
             q = probs[t] if self.save_probs else probs
             try:
                 quantize_frame(_frame(values, t), steps, out=q)
-            except ValueError as exc:
+            except OutOfDomain as exc:
                 hint = "" if self.domain == "logit" else " (is it logits?)"
                 raise InputError(path, f"{where}: 'mask_logits' holds {exc}{hint}") from None
             out.write_png(exp_id, t, encode_probs_mask_png(q), q.shape)
