@@ -247,13 +247,13 @@ report: $(VENV)/.stamp ## [NODES="soc en2 final"] [TRUTH=<masks folder>]: HTML r
 	    $(if $(TRUTH),--truth $(TRUTH)) $(REPORT_OPTS)
 
 # Your own video (README.md, "Your own video"): VIDEO with TEXT (and TEXT2) through the recipe or
-# one MODEL, with the checkpoints of CHECKPOINTS; ZOO= a folder of small trained weights that stand
-# in for a missing model checkpoint. The texts reach the command through the environment (quotes
-# and apostrophes stay as typed).
+# one MODEL, with the checkpoints of CHECKPOINTS; ZOO=zoo: the tiny zoo (docs/zoo.md) stands in for
+# missing checkpoints (a model's own network; every propagator when one is missing). The texts
+# reach the command through the environment (quotes and apostrophes stay as typed).
 SEGMENT_OUT ?= $(WORK)/segment/$(basename $(notdir $(VIDEO)))
 ZOO ?=
 export TEXT TEXT2
-segment: $(VENV)/.stamp ## VIDEO=clip.mp4 TEXT="..." [TEXT2=...] [RECIPE=...|MODEL=...] [EVERY_FRAME=1] [ZOO=...]: segment your own video
+segment: $(VENV)/.stamp ## VIDEO=clip.mp4 TEXT="..." [TEXT2=...] [RECIPE=...|MODEL=...] [EVERY_FRAME=1] [ZOO=zoo]: segment your own video (ZOO: the tiny zoo for missing checkpoints)
 	@test -n "$(VIDEO)" -a -n "$$TEXT" || { echo 'usage: make segment VIDEO=clip.mp4 TEXT="the dog on the left" [TEXT2=...] [RECIPE=...|MODEL=soc]' >&2; exit 2; }
 	$(PY) -m rvos_report.segment $(VIDEO) --text "$$TEXT" $${TEXT2:+--text "$$TEXT2"} --out $(SEGMENT_OUT) \
 	    $(if $(MODEL),--model $(MODEL),--recipe $(RECIPE_FILE)) $(if $(ZOO),--zoo $(ZOO)) \

@@ -1,10 +1,11 @@
 """``make segment`` end to end, as a user runs it: a clip written with PyAV, two texts, one model
-(the test double of nn/tests/nn_double.py, registered through a temporary entry point, with a
-tiny random checkpoint), through Make, to the masks and the overlay video; and the stop with a
-missing checkpoint."""
+(the test double of nn/tests/nn_double.py, registered through a temporary entry point, its tiny
+random weights in a zoo folder as make zoo writes it), through Make, to the masks and the overlay
+video; and the stop with a missing checkpoint."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from rvos_core.masks import read_mask_png
 from rvos_core.paths import VARIABLES
 from rvos_nn.testing import write_tokenizer
+from rvos_nn.zoo import MANIFEST, VERSION, file_sha256, write_weights
 from rvos_report.mp4 import decode_video, write_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,19 +27,31 @@ TEXTS = ("the red blob", 'the blob\'s "twin"')
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tokenizer, an empty CHECKPOINTS, the test double registered, a clip."""
+    """An empty CHECKPOINTS and PRETRAINED, the test double registered, a zoo of it (which alone
+    holds a tokenizer), a zoo without it, a clip."""
     root = tmp_path_factory.mktemp("segment")
     sys.path.insert(0, str(NN_TESTS))
     from nn_double import save_checkpoint, write_entry_points
 
     write_entry_points(root / "entry_points", {"rvos.models": {"double": "nn_double:ENTRY"}})
-    write_tokenizer(root / "pretrained" / "roberta-base", "roberta")
-    (root / "checkpoints").mkdir()
-    (root / "zoo").mkdir()
-    save_checkpoint(root / "zoo" / "double.pth")
+    for folder in ("checkpoints", "pretrained", "zoo", "other-zoo"):
+        (root / folder).mkdir()
+    state = save_checkpoint(root / "double.pth")
+    write_zoo(root / "zoo", "double", write_weights(state, root / "zoo" / "double.safetensors"))
+    write_tokenizer(root / "zoo" / "pretrained" / "roberta-base", "roberta")
+    write_zoo(
+        root / "other-zoo", "other", write_weights(state, root / "other-zoo" / "o.safetensors")
+    )
     frames = [np.full((48, 64, 3), 15 * t, np.uint8) for t in range(11)]
     write_mp4(root / "clip.mp4", frames, 30)
     return root
+
+
+def write_zoo(folder: Path, name: str, weights: Path) -> None:
+    """The manifest of a zoo folder holding ``weights`` as the model ``name``."""
+    entry = {"kind": "model", "file": weights.name, "sha256": file_sha256(weights)}
+    entries = {name: {**entry, "variant": "tiny"}}
+    (folder / MANIFEST).write_text(json.dumps({"version": VERSION, "entries": entries}))
 
 
 def make_segment(home: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -68,15 +82,20 @@ def test_a_missing_checkpoint_stops_before_anything_runs(home: Path) -> None:
     assert f"{home / 'checkpoints' / 'double.pth'} (model double)" in errors[0]
     assert "Checkpoints and tokenizers" in errors[0]
     assert not (home / "out-missing").exists()
+    done = make_segment(home, home / "out-missing", f"ZOO={home / 'other-zoo'}")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"the zoo {home / 'other-zoo'} does not stand in" in done.stderr
+    assert "THE TINY ZOO" not in done.stderr and not (home / "out-missing").exists()
 
 
 def test_the_zoo_runs_the_model_on_the_clip_and_says_so(home: Path) -> None:
     out = home / "out"
     done = make_segment(home, out, f"ZOO={home / 'zoo'}")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (
-        "THE TINY ZOO STANDS IN" in done.stderr and str(home / "zoo" / "double.pth") in done.stderr
-    )
+    assert "THE TINY ZOO STANDS IN" in done.stderr
+    assert f"model double: {home / 'zoo' / 'double.safetensors'}" in done.stderr
+    # the model ran with --zoo: its tokenizer is the zoo's (PRETRAINED is empty)
+    assert f"--zoo {home / 'zoo'}" in done.stdout
     for exp_id in ("0", "1"):  # one expression per text, every 5th frame of 11
         names = sorted(p.name for p in (out / "masks" / exp_id).iterdir())
         assert names == ["00000.png", "00005.png", "00010.png"]

@@ -4,6 +4,7 @@ whole command with a model: tests/test_segment.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,10 @@ def test_an_unreadable_clip_is_an_error_naming_it(tmp_path: Path, content, probl
             ["{clip}", "--text", "a dog", "--out", "{out}", "--zoo", "{nowhere}"],
             "nowhere: --zoo is not a folder",
         ),
+        (
+            ["{clip}", "--text", "a dog", "--out", "{out}", "--zoo", "{empty}"],
+            "manifest.json: the zoo has no manifest",
+        ),
     ],
 )
 def test_bad_input_stops_the_command_with_one_error_and_no_output(
@@ -83,7 +88,9 @@ def test_bad_input_stops_the_command_with_one_error_and_no_output(
 ) -> None:
     clip = write_clip(tmp_path / "clip.mp4", 3, 30)
     (tmp_path / "garbage.mp4").write_text("hello")
+    (tmp_path / "empty").mkdir()
     paths = {
+        "empty": tmp_path / "empty",
         "clip": clip,
         "garbage": tmp_path / "garbage.mp4",
         "out": tmp_path / "out",
@@ -96,46 +103,141 @@ def test_bad_input_stops_the_command_with_one_error_and_no_output(
     assert status == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and named in err and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "garbage.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "empty", "garbage.mp4"]
 
 
 TABLE = {
-    "soc": ("model soc", "soc.tar"),
-    "mutr": ("model mutr", "mutr.pth"),
-    "aot": ("propagator aot", "aot.pth"),
+    "soc": segment.Need("model", "soc", "soc.tar"),
+    "referformer_ft": segment.Need("model", "referformer", "referformer.pth"),
+    "mutr": segment.Need("model", "mutr", "mutr.pth"),
+    "aot": segment.Need("propagator", "aot", "aot.pth"),
+    "deaot": segment.Need("propagator", "deaot", "deaot.pth"),
+}
+
+
+def write_zoo(folder: Path, entries: dict[str, str], files: tuple[str, ...] | None = None) -> Path:
+    """A zoo folder: a manifest of ``entries`` (name -> kind) and the weights files ``files``
+    (default: every entry's)."""
+    folder.mkdir()
+    manifest = {
+        name: {"kind": kind, "file": f"{name}.safetensors", "sha256": "0", "variant": "tiny"}
+        for name, kind in entries.items()
+    }
+    (folder / "manifest.json").write_text(json.dumps({"version": 1, "entries": manifest}))
+    for name in entries if files is None else files:
+        (folder / f"{name}.safetensors").write_bytes(b"w")
+    return folder
+
+
+def write_checkpoints(folder: Path, *names: str) -> Path:
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_bytes(b"w")
+    return folder
+
+
+ALL_NETWORKS = {
+    "soc": "model",
+    "mutr": "model",
+    "referformer": "model",
+    "aot": "propagator",
+    "deaot": "propagator",
 }
 
 
 def test_a_missing_checkpoint_is_named_with_where_to_get_it(tmp_path: Path) -> None:
-    (tmp_path / "soc.tar").write_bytes(b"w")
+    checkpoints = write_checkpoints(tmp_path / "c", "soc.tar", "referformer.pth", "deaot.pth")
     with pytest.raises(ConfigError) as caught:
-        segment.find_weights(TABLE, tmp_path, None, ["soc", "mutr"])
+        segment.find_weights(TABLE, checkpoints, None)
     message = str(caught.value)
-    assert f"{tmp_path / 'mutr.pth'} (model mutr)" in message
-    assert f"{tmp_path / 'aot.pth'} (propagator aot)" in message
+    assert f"{checkpoints / 'mutr.pth'} (model mutr)" in message
+    assert f"{checkpoints / 'aot.pth'} (propagator aot)" in message
     assert "soc.tar" not in message and "Checkpoints and tokenizers" in message
+    assert "zoo" not in message
 
 
-def test_the_zoo_stands_in_for_a_missing_model_checkpoint_loudly(tmp_path: Path) -> None:
-    checkpoints, zoo = tmp_path / "checkpoints", tmp_path / "zoo"
-    for folder, name in ((checkpoints, "soc.tar"), (checkpoints, "aot.pth"), (zoo, "mutr.pth")):
-        folder.mkdir(exist_ok=True)
-        (folder / name).write_bytes(b"w")
-    weights = segment.find_weights(TABLE, checkpoints, zoo, ["soc", "mutr"])
-    assert weights["mutr"] == segment.Weights("model mutr", zoo / "mutr.pth", zoo=True)
-    assert not weights["soc"].zoo and weights["aot"].path == checkpoints / "aot.pth"
+def test_the_zoo_stands_in_for_a_missing_model_by_its_producer_loudly(tmp_path: Path) -> None:
+    checkpoints = write_checkpoints(tmp_path / "c", "soc.tar", "mutr.pth", "aot.pth", "deaot.pth")
+    zoo = segment.read_zoo(write_zoo(tmp_path / "zoo", ALL_NETWORKS))
+    weights = segment.find_weights(TABLE, checkpoints, zoo)
+    stand_in = zoo.folder / "referformer.safetensors"
+    assert weights["referformer_ft"] == segment.Weights("model referformer", stand_in, zoo.folder)
+    assert [n for n, w in weights.items() if w.zoo is not None] == ["referformer_ft"]
+    assert weights["aot"].path == checkpoints / "aot.pth"  # the propagators stay as they are
     banner = segment.zoo_banner(weights)
-    assert banner is not None and "NOT those of" in banner and str(zoo / "mutr.pth") in banner
+    assert banner is not None and "NOT those of" in banner
+    assert f"model referformer: {stand_in}" in banner and "model soc" not in banner
     assert segment.zoo_banner({"soc": weights["soc"]}) is None
     recipe = load_recipe("lsvos2023")
-    assert segment.make_variables(recipe, weights) == [
-        f"MUTR_OPTS=--checkpoint {zoo / 'mutr.pth'} --variant tiny --option short_side=360"
-    ]
-    (zoo / "mutr.pth").unlink()
-    (zoo / "aot.pth").write_bytes(b"w")  # the zoo holds model weights only
-    (checkpoints / "aot.pth").unlink()
-    with pytest.raises(ConfigError, match=r"aot.pth \(propagator aot\).*the zoo"):
-        segment.find_weights(TABLE, checkpoints, zoo, ["soc", "mutr"])
+    assert segment.make_variables(recipe, weights) == [f"REFERFORMER_OPTS=--zoo {zoo.folder}"]
+
+
+def test_a_zoo_model_runs_without_the_nodes_options(tmp_path: Path) -> None:
+    checkpoints = write_checkpoints(tmp_path / "c", "soc.tar", "referformer.pth", "aot.pth")
+    (checkpoints / "deaot.pth").write_bytes(b"w")
+    zoo = segment.read_zoo(write_zoo(tmp_path / "zoo", {"mutr": "model"}))
+    weights = segment.find_weights(TABLE, checkpoints, zoo)
+    recipe = load_recipe("lsvos2023")
+    assert recipe.node("mutr").options == {"short_side": "360"}  # the released weights' size
+    assert segment.make_variables(recipe, weights) == [f"MUTR_OPTS=--zoo {zoo.folder}"]
+
+
+def test_a_missing_propagator_takes_every_propagator_from_the_zoo(tmp_path: Path) -> None:
+    checkpoints = write_checkpoints(tmp_path / "c", "soc.tar", "referformer.pth", "mutr.pth")
+    (checkpoints / "aot.pth").write_bytes(b"w")  # deaot missing: aot comes from the zoo too
+    zoo = segment.read_zoo(write_zoo(tmp_path / "zoo", ALL_NETWORKS))
+    weights = segment.find_weights(TABLE, checkpoints, zoo)
+    assert weights["aot"] == segment.Weights(
+        "propagator aot", zoo.folder / "aot.safetensors", zoo.folder
+    )
+    assert weights["deaot"].path == zoo.folder / "deaot.safetensors"
+    assert all(weights[m].zoo is None for m in ("soc", "referformer_ft", "mutr"))
+    recipe = load_recipe("lsvos2023")
+    assert segment.make_variables(recipe, weights) == [f"PROPAGATE_OPTS=--zoo {zoo.folder}"]
+
+
+def test_a_zoo_without_every_propagator_leaves_the_missing_one_an_error(tmp_path: Path) -> None:
+    checkpoints = write_checkpoints(tmp_path / "c", "soc.tar", "referformer.pth", "mutr.pth")
+    (checkpoints / "aot.pth").write_bytes(b"w")
+    zoo = segment.read_zoo(write_zoo(tmp_path / "zoo", {"deaot": "propagator", "aot": "model"}))
+    with pytest.raises(ConfigError) as caught:
+        segment.find_weights(TABLE, checkpoints, zoo)
+    message = str(caught.value)
+    assert f"{checkpoints / 'deaot.pth'} (propagator deaot)" in message
+    assert f"the zoo {zoo.folder} does not stand in" in message and "(aot, deaot)" in message
+    assert "aot.pth (propagator aot)" not in message
+
+
+@pytest.mark.parametrize(
+    ("manifest", "problem"),
+    [
+        (None, "manifest.json: the zoo has no manifest"),
+        ("{not json", "manifest.json: unreadable zoo manifest"),
+        ('{"version": 2, "entries": {}}', "manifest.json: not a zoo manifest of version 1"),
+        ('{"version": 1, "entries": {"soc": {"kind": "model"}}}', "entry 'soc' needs a 'kind'"),
+        (
+            '{"version": 1, "entries": {"soc": {"kind": "model", "file": "../soc.safetensors"}}}',
+            "entry 'soc' needs a 'kind' and a 'file' named in the folder",
+        ),
+    ],
+)
+def test_a_bad_manifest_is_an_input_error_naming_it(
+    tmp_path: Path, manifest: str | None, problem: str
+) -> None:
+    if manifest is not None:
+        (tmp_path / "manifest.json").write_text(manifest)
+    with pytest.raises(InputError, match=problem) as caught:
+        segment.read_zoo(tmp_path)
+    assert caught.value.path == tmp_path / "manifest.json"
+
+
+def test_a_zoo_entry_without_its_file_is_an_input_error_naming_it(tmp_path: Path) -> None:
+    checkpoints = write_checkpoints(tmp_path / "c", "soc.tar", "referformer.pth", "aot.pth")
+    (checkpoints / "deaot.pth").write_bytes(b"w")
+    zoo = segment.read_zoo(write_zoo(tmp_path / "zoo", {"mutr": "model"}, files=()))
+    with pytest.raises(InputError, match="the zoo's weights of model mutr are missing") as caught:
+        segment.find_weights(TABLE, checkpoints, zoo)
+    assert caught.value.path == zoo.folder / "mutr.safetensors"
 
 
 def test_one_model_recipe_keeps_the_models_options_and_environment(tmp_path: Path) -> None:

@@ -9,21 +9,26 @@ checkpoints of CHECKPOINTS, as ``make submission`` would. ``DIR`` receives the m
 with every text's mask side by side); it is written whole or not at all.
 
 Checkpoints are looked up before anything runs: a missing file stops the command with its name
-and where to get it. A zoo of small trained weights (``--zoo DIR``: files named as under
-CHECKPOINTS, of each model's ``tiny`` variant) stands in for a missing model checkpoint, and says
-so loudly: its masks are not those of the released weights.
+and where to get it. The tiny zoo (``--zoo DIR``, docs/zoo.md: ``manifest.json`` and one
+``<name>.safetensors`` per model or propagator, read here with json) stands in for what is
+missing, and says so loudly: its masks are not those of the released weights. A model node whose
+checkpoint is missing runs ``--zoo DIR`` when the manifest holds its model (``<MODEL>_OPTS``,
+without the node's options: the zoo's networks run at their own training size). A missing
+propagator checkpoint takes every propagator from the zoo (``PROPAGATE_OPTS``, which all
+propagation commands share), so the zoo must hold each propagator of the recipe.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +50,8 @@ from rvos_report.mp4 import decode_video, frame_rate, write_mp4
 SAMPLED_FPS = 6.0  # Ref-YouTube-VOS: every 5th frame of its 30 fps videos
 SPLIT = "valid"
 WHERE_TO_GET = "README.md, section 'Checkpoints and tokenizers', gives the link of each file"
+ZOO_MANIFEST = "manifest.json"  # the tiny zoo's (rvos_nn.zoo, docs/zoo.md)
+ZOO_VERSION = 1
 
 
 def frame_step(fps: float | None, every_frame: bool) -> int:
@@ -100,11 +107,73 @@ def one_model_recipe(model: str, folder: Path) -> Path:
 
 @dataclass(frozen=True)
 class Weights:
-    """The checkpoint of one node: ``zoo`` when a zoo file stands in for the missing one."""
+    """The weights of one node or propagator; ``zoo``: the zoo folder when they come from there."""
 
     owner: str
     path: Path
-    zoo: bool = False
+    zoo: Path | None = None
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a model node or a propagator needs: its network, as registered and as the zoo names
+    it (a model node's producer, or the propagator), and its checkpoint file under CHECKPOINTS
+    (None when its own command checks its weights)."""
+
+    kind: str  # "model" or "propagator"
+    network: str
+    file: str | None
+
+    @property
+    def owner(self) -> str:
+        return f"{self.kind} {self.network}"
+
+
+@dataclass(frozen=True)
+class Zoo:
+    """A zoo folder as its manifest lists it: entry name -> (kind, file name in the folder)."""
+
+    folder: Path
+    entries: dict[str, tuple[str, str]]
+
+    def holds(self, need: Need) -> bool:
+        """Whether the manifest has an entry of ``need``'s network and kind."""
+        return self.entries.get(need.network, ("", ""))[0] == need.kind
+
+    def weights(self, need: Need) -> Weights:
+        """The entry's file of ``need`` (held); a file the manifest names but the folder lacks is
+        an InputError."""
+        path = self.folder / self.entries[need.network][1]
+        if not path.is_file():
+            raise InputError(
+                path, f"the zoo's weights of {need.owner} are missing ({ZOO_MANIFEST})"
+            )
+        return Weights(need.owner, path, self.folder)
+
+
+def read_zoo(folder: Path) -> Zoo:
+    """The zoo in ``folder`` through its ``manifest.json``; a missing or malformed manifest is an
+    InputError naming it."""
+    path = folder / ZOO_MANIFEST
+    if not path.is_file():
+        raise InputError(path, "the zoo has no manifest (make zoo writes it)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"unreadable zoo manifest: {exc}") from None
+    valid = isinstance(manifest, dict) and manifest.get("version") == ZOO_VERSION
+    entries = manifest.get("entries") if valid else None
+    if not isinstance(entries, dict):
+        raise InputError(path, f"not a zoo manifest of version {ZOO_VERSION} (with 'entries')")
+    return Zoo(folder, {name: zoo_entry(path, name, item) for name, item in entries.items()})
+
+
+def zoo_entry(path: Path, name: str, item: object) -> tuple[str, str]:
+    """(kind, file) of one manifest entry, the file a name in the zoo folder."""
+    kind, file = (item.get("kind"), item.get("file")) if isinstance(item, dict) else (None, None)
+    if not isinstance(kind, str) or not isinstance(file, str) or Path(file).name != file:
+        raise InputError(path, f"entry {name!r} needs a 'kind' and a 'file' named in the folder")
+    return kind, file
 
 
 def model_file(model: str) -> str | None:
@@ -118,58 +187,77 @@ def propagator_file(propagator: str) -> str | None:
     return getattr(found, "checkpoint_name", None)
 
 
-def needed(recipe: Recipe) -> dict[str, tuple[str, str | None]]:
-    """node or propagator -> (what it is, its checkpoint file under CHECKPOINTS) for every model
-    of the main environment and every propagator of the recipe; a model of another environment
-    (UNINEXT) and weights that are a folder (SAM 3, the SAM trackers) are checked by their own
-    command when it starts (file None)."""
+def needed(recipe: Recipe) -> dict[str, Need]:
+    """node or propagator -> its Need, for every model of the main environment and every
+    propagator of the recipe; a model of another environment (UNINEXT) is left to its own command
+    and weights that are a folder (SAM 3, the SAM trackers) are checked by their own command when
+    it starts (file None)."""
     table = {
-        node.name: (f"model {node.producer}", model_file(node.producer))
+        node.name: Need("model", node.producer, model_file(node.producer))
         for node in recipe.of_kind("model")
         if node.environment == "main"
     }
-    table.update({p: (f"propagator {p}", propagator_file(p)) for p in recipe.propagators()})
+    table.update({p: Need("propagator", p, propagator_file(p)) for p in recipe.propagators()})
     return table
 
 
-def find_weights(
-    table: dict[str, tuple[str, str | None]],
-    checkpoints: Path,
-    zoo: Path | None,
-    models: Iterable[str],
-) -> dict[str, Weights]:
-    """The checkpoint of every entry of ``table``: under ``checkpoints``, else (a model only) the
-    zoo's file of the same name. Every file found nowhere is named in one ConfigError."""
-    found, missing = {}, []
-    for name, (owner, file) in table.items():
-        if file is None:
-            continue
-        if (checkpoints / file).is_file():
-            found[name] = Weights(owner, checkpoints / file)
-        elif zoo is not None and name in models and (zoo / file).is_file():
-            found[name] = Weights(owner, zoo / file, zoo=True)
-        else:
-            missing.append(f"{checkpoints / file} ({owner})")
-    if missing:
+def find_weights(table: dict[str, Need], checkpoints: Path, zoo: Zoo | None) -> dict[str, Weights]:
+    """The weights of every entry of ``table`` with a file: under ``checkpoints``, else the zoo's
+    (``from_zoo``). Every file found nowhere is named in one ConfigError."""
+    found = {
+        name: Weights(need.owner, checkpoints / need.file)
+        for name, need in table.items()
+        if need.file is not None and (checkpoints / need.file).is_file()
+    }
+    missing = {n: need for n, need in table.items() if need.file is not None and n not in found}
+    if zoo is not None:
+        found.update(from_zoo(table, missing, zoo))
+    unmet = [
+        f"{checkpoints / n.file} ({n.owner})" for name, n in missing.items() if name not in found
+    ]
+    if unmet:
         raise ConfigError(
-            "missing checkpoint: "
-            + "; ".join(missing)
-            + f". {WHERE_TO_GET}"
-            + ("" if zoo is None else f"; the zoo {zoo} has no file of that name either")
+            f"missing checkpoint: {'; '.join(unmet)}. {WHERE_TO_GET}"
+            + ("" if zoo is None else zoo_shortfall(table, zoo))
         )
     return found
 
 
+def from_zoo(table: dict[str, Need], missing: dict[str, Need], zoo: Zoo) -> dict[str, Weights]:
+    """The zoo's stand-ins: a missing model's own entry; every propagator of ``table`` when one is
+    missing and the zoo holds them all (one PROPAGATE_OPTS serves every propagation)."""
+    chosen = {
+        name: zoo.weights(need)
+        for name, need in missing.items()
+        if need.kind == "model" and zoo.holds(need)
+    }
+    propagators = {name: need for name, need in table.items() if need.kind == "propagator"}
+    wanted = any(need.kind == "propagator" for need in missing.values())
+    if wanted and all(zoo.holds(need) for need in propagators.values()):
+        chosen.update({name: zoo.weights(need) for name, need in propagators.items()})
+    return chosen
+
+
+def zoo_shortfall(table: dict[str, Need], zoo: Zoo) -> str:
+    """Why the zoo could not stand in, for the missing-checkpoint error."""
+    propagators = sorted({need.network for need in table.values() if need.kind == "propagator"})
+    return (
+        f"; the zoo {zoo.folder} does not stand in for them: its {ZOO_MANIFEST} needs an entry "
+        "of each missing model, and of every propagator of the recipe "
+        f"({', '.join(propagators) or 'none'}) for a missing propagator"
+    )
+
+
 def zoo_banner(weights: dict[str, Weights]) -> str | None:
-    """The loud note printed when a zoo file stands in for a released checkpoint."""
-    used = [f"{w.owner}: {w.path}" for w in weights.values() if w.zoo]
+    """The loud note printed when the zoo stands in for released checkpoints."""
+    used = [f"{w.owner}: {w.path}" for w in weights.values() if w.zoo is not None]
     if not used:
         return None
     rule = "!" * 78
     lines = [
         rule,
         "THE TINY ZOO STANDS IN FOR MISSING CHECKPOINTS: these masks are NOT those of",
-        "the released weights (variant tiny, small trained models):",
+        "the released weights (small networks trained on generated videos, docs/zoo.md):",
         *used,
         rule,
     ]
@@ -177,16 +265,25 @@ def zoo_banner(weights: dict[str, Weights]) -> str | None:
 
 
 def make_variables(recipe: Recipe, weights: dict[str, Weights]) -> list[str]:
-    """Make variables that hand each model run its zoo checkpoint (``<MODEL>_OPTS``, keeping the
-    node's options)."""
+    """Make variables that run the zoo's networks: ``<MODEL>_OPTS=--zoo DIR`` for a model node
+    from the zoo (without the node's options: the zoo's networks run at their own training size),
+    ``PROPAGATE_OPTS=--zoo DIR`` when the propagators come from it."""
     variables = []
     for node in recipe.of_kind("model"):
-        chosen = weights.get(node.name)
-        if chosen is not None and chosen.zoo:
-            options = " ".join(f"--option {k}={v}" for k, v in node.options.items())
-            value = f"--checkpoint {chosen.path} --variant tiny {options}".strip()
-            variables.append(f"{node.producer.upper()}_OPTS={value}")
+        folder = zoo_of(weights, node.name)
+        if folder is not None:
+            variables.append(f"{node.producer.upper()}_OPTS=--zoo {shlex.quote(str(folder))}")
+    folders = [zoo_of(weights, p) for p in recipe.propagators()]
+    folder = next((f for f in folders if f is not None), None)
+    if folder is not None:
+        variables.append(f"PROPAGATE_OPTS=--zoo {shlex.quote(str(folder))}")
     return variables
+
+
+def zoo_of(weights: dict[str, Weights], name: str) -> Path | None:
+    """The zoo folder that ``name``'s weights come from (None: CHECKPOINTS, or none needed)."""
+    chosen = weights.get(name)
+    return None if chosen is None else chosen.zoo
 
 
 def run_recipe(make: Sequence[str], recipe: Recipe, tree: Path, variables: Sequence[str]) -> Path:
@@ -243,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--every-frame", action="store_true", help="keep every frame (default: 6 a second)"
     )
     parser.add_argument(
-        "--zoo", type=path_arg, help="small trained weights that stand in for missing checkpoints"
+        "--zoo", type=path_arg, help="the tiny zoo (docs/zoo.md): stands in for missing checkpoints"
     )
     parser.add_argument("--make", default="make", help="the Make command (default: make)")
     parser.add_argument("--tile-width", type=int, default=480, help="overlay video tile width")
@@ -256,8 +353,8 @@ def segment(args: argparse.Namespace, tree: Path) -> tuple[Path, float, dict[str
     recipe = load_recipe(
         args.recipe if args.model is None else str(one_model_recipe(args.model, tree))
     )
-    models = [n.name for n in recipe.of_kind("model")]
-    weights = find_weights(needed(recipe), load_paths().checkpoints, args.zoo, models)
+    zoo = None if args.zoo is None else read_zoo(args.zoo.absolute())
+    weights = find_weights(needed(recipe), load_paths().checkpoints, zoo)
     banner = zoo_banner(weights)
     if banner:
         print(banner, file=sys.stderr)
@@ -277,7 +374,7 @@ def _body(argv: Sequence[str] | None) -> int:
         staged = tree / "out"
         write_outputs(run, tree / "data", staged, fps, args.tile_width)
         replace_dir(staged, args.out)
-    note = " (tiny zoo weights)" if any(w.zoo for w in weights.values()) else ""
+    note = " (tiny zoo weights)" if any(w.zoo is not None for w in weights.values()) else ""
     print(f"masks and overlay video of {len(args.text)} texts{note}: {args.out}")
     return 0
 
