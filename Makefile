@@ -68,7 +68,7 @@ JOINT_PAIRS = $(if $(filter $(1),$(JOINT_PROPAGATORS)),$$(for n in $(2); do \
 PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr models/sam3 train report
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml)
 
-.PHONY: help env env-uninext env-ray test lint format demo submission recipe vote import-pth validate train finetune train-tiny world \
+.PHONY: help env env-uninext env-ray test lint format demo demo-run demo-simulated zoo submission recipe vote import-pth validate train finetune train-tiny world \
         evaluate report segment bench bench-full clean-work paths
 
 help: ## list the targets
@@ -161,17 +161,51 @@ $(W)/%/run.json:
 	@echo "error: $(@D): no complete run folder (run.json) and no rule makes it; make it first (make import-pth NODE=..., make vote OUT=...)" >&2; exit 2
 
 # ---------------------------------------------------------------------------------------------
-# The demo (demo/run.py): RECIPE's Make chain on generated data. Model and propagation outputs are
-# SIMULATED, so it needs no checkpoint; every vote, the submission and the report are real.
+# The demo (demo/run.py): RECIPE's Make chain with the tiny zoo (ZOO_DIR, make zoo) on the world the
+# zoo was trained on, its held-out split (Ref-YouTube-VOS valid, or MeViS valid_u with
+# DATASET=mevis): every model run, propagation, vote and the submission are the real drivers;
+# every node is scored against the ground truth. demo/simulated.py is the older, simulated chain
+# (no weights: each "model" is the ground truth with its own errors), kept as a fast fixture:
+# make demo-simulated.
 
+ZOO_DIR ?= $(ROOT)/zoo
 DEMO := $(WORK)/demo
-demo: $(VENV)/.stamp ## run the whole chain on generated data (simulated model outputs) and report J&F
-	$(PY) $(ROOT)/demo/run.py prepare --out $(DEMO) --recipe $(RECIPE_FILE)
-	$(MAKE) $(SUBMAKE_ARGS) submission DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid \
-	    PROPAGATE="EXECUTOR=local $(PY) $(ROOT)/demo/run.py propagate"
-	$(PY) $(ROOT)/demo/run.py report --out $(DEMO)
-	$(MAKE) $(SUBMAKE_ARGS) report DATA=$(DEMO)/data WORK=$(DEMO)/work SPLIT=valid TRUTH=$(DEMO)/truth
-	@echo "demo submission: $(DEMO)/work/valid/submission.zip"
+DEMO_SPLIT = $(if $(filter mevis,$(DATASET)),valid_u,valid)
+DEMO_DATA = $(DEMO)/world/data
+# DEMO_WORLD="--world-seed 7 --valid-videos 4": another draw of the world (demo/run.py)
+DEMO_WORLD ?=
+# The zoo through the recipe's own rules: its weights for every model and propagator (MUTR at its
+# training size, not upstream's 360-pixel setting).
+# The propagations take one view (the frame's own size, no flip; the zoo's propagators train on
+# 96-pixel crops) instead of the competition's 3 scales x flip, six times less work;
+# DEMO_PROPAGATE_OPTS= restores the competition's views.
+DEMO_PROPAGATE_OPTS ?= --scales 1.0 --no-flip
+DEMO_JOBS ?= 2
+ZOO_VARIABLES = INFER_main="$(PY) -m rvos_nn.infer --zoo $(ZOO_DIR)" \
+    INFER_uninext="$(PY_UNINEXT) -m rvos_nn.infer --zoo $(ZOO_DIR)" \
+    PROPAGATE="$(PY) -m rvos_vos.propagate --zoo $(ZOO_DIR)" MUTR_OPTS= \
+    PROPAGATE_OPTS="$(DEMO_PROPAGATE_OPTS) $(PROPAGATE_OPTS)"
+
+demo: $(VENV)/.stamp $(VENV_UNINEXT)/.stamp ## [DATASET=mevis]: the recipe end to end with the tiny zoo on generated videos; J&F of every node
+	$(MAKE) $(SUBMAKE_ARGS) demo-run
+
+demo-run: ## the demo's chain in the environments as they are (make demo builds them first)
+	$(PY) $(ROOT)/demo/run.py prepare --out $(DEMO) --zoo $(ZOO_DIR) --dataset $(DATASET) $(DEMO_WORLD)
+	$(MAKE) $(SUBMAKE_ARGS) -j$(DEMO_JOBS) submission DATA=$(DEMO_DATA) WORK=$(DEMO)/work SPLIT=$(DEMO_SPLIT) \
+	    $(ZOO_VARIABLES)
+	$(PY) $(ROOT)/demo/run.py score --data $(DEMO_DATA) --work $(DEMO)/work/$(DEMO_SPLIT) \
+	    --recipe $(RECIPE_FILE) --dataset $(DATASET)
+	$(MAKE) $(SUBMAKE_ARGS) report DATA=$(DEMO_DATA) WORK=$(DEMO)/work SPLIT=$(DEMO_SPLIT) \
+	    TRUTH=$(DEMO)/truth-$(DATASET)
+	@echo "demo: $(DEMO)/work/$(DEMO_SPLIT)/submission.zip, report $(DEMO)/work/$(DEMO_SPLIT)/report/index.html"
+
+SIMULATED := $(WORK)/demo-simulated
+demo-simulated: $(VENV)/.stamp ## the chain on simulated model outputs (no weights, seconds)
+	$(PY) $(ROOT)/demo/simulated.py prepare --out $(SIMULATED) --recipe $(RECIPE_FILE)
+	$(MAKE) $(SUBMAKE_ARGS) submission DATA=$(SIMULATED)/data WORK=$(SIMULATED)/work SPLIT=valid \
+	    PROPAGATE="EXECUTOR=local $(PY) $(ROOT)/demo/simulated.py propagate"
+	$(PY) $(ROOT)/demo/simulated.py report --out $(SIMULATED)
+	$(MAKE) $(SUBMAKE_ARGS) report DATA=$(SIMULATED)/data WORK=$(SIMULATED)/work SPLIT=valid TRUTH=$(SIMULATED)/truth
 
 # ---------------------------------------------------------------------------------------------
 # Training (train/README.md): one run folder per configuration under $(WORK)/train/; the same
@@ -211,6 +245,14 @@ train-tiny: ## MODEL=... [WORLD=v2]: generate the training world and train the t
 	$(PY) -m rvos_train.generate --out $(GENERATED) $(if $(WORLD),--world $(WORLD))
 	$(TRAIN) $(MODEL) --config tiny --out $(call TRAIN_RUN,tiny$(if $(WORLD),-$(WORLD))) --data $(GENERATED)/data \
 	    --pretrained $(GENERATED)/pretrained $(TRAIN_ARGS)
+
+# The tiny zoo (docs/zoo.md): every model and propagator of the default recipe trained on the
+# world by their zoo configurations, exported to ZOO_DIR with its manifest (hours of CPU; resumes).
+# ZOO_ONLY="soc aot" rebuilds some and keeps the others.
+ZOO_ONLY ?=
+zoo: $(VENV)/.stamp $(VENV_UNINEXT)/.stamp ## [ZOO_ONLY="soc aot"]: train the tiny zoo on the world -> zoo/ (safetensors + manifest; prints its CPU time)
+	$(PY) -m rvos_train.zoo --out $(ZOO_DIR) --work $(WORK)/zoo --python-uninext $(PY_UNINEXT) \
+	    $(if $(ZOO_ONLY),--only $(ZOO_ONLY))
 
 WORLD_OPTS ?=
 world: $(VENV)/.stamp ## [WORLD_OPTS="--videos 96 --size 120x208"]: the referring-video world (docs/world.md) -> $(WORK)/world

@@ -1,13 +1,13 @@
 """The laptop demo: a recipe's Make chain on generated data, in a minute, with no weights.
 
-``python demo/run.py prepare --out DIR [--recipe NAME]`` writes a small Ref-YouTube-VOS-style split
+``python demo/simulated.py prepare --out DIR [--recipe NAME]`` writes a small Ref-YouTube-VOS-style split
 (``DIR/data``) with ground truth (``DIR/truth.npz`` and masks ``DIR/truth/<video>/<exp_id>/<frame>.png``), and the model and propagated runs the recipe starts
 from (``DIR/work/valid/<node>``). They are SIMULATED: each "model" is the ground truth with its own
 kind of error (a shift, missed frames, a wrong object, speckle), so that the votes have something to
-correct. ``python demo/run.py propagate ...`` is the stand-in propagator the demo hands to
+correct. ``python demo/simulated.py propagate ...`` is the stand-in propagator the demo hands to
 Make (same command line as ``rvos_vos.propagate``, several --run/--out pairs included): it copies each
 input run (identity propagation).
-``python demo/run.py report --out DIR`` prints J, F and J&F of every node against the truth.
+``python demo/simulated.py report --out DIR`` prints J, F and J&F of every node against the truth.
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def report(out: Path) -> int:
 
 
 def _body(argv: Sequence[str] | None) -> int:
-    parser = Parser(prog="python demo/run.py", description=__doc__)
+    parser = Parser(prog="python demo/simulated.py", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("prepare", "report"):
         sub.add_parser(name).add_argument("--out", type=Path, required=True)

@@ -8,7 +8,7 @@ uninext_convnext is all foreground. Then every vote of the recipe returns the gr
   round 1b (uninext_vith, uninext_convnext, soc; >= 3 of 6): object pixels 6, others 2;
   unpaired expressions take run 0 (soc / uninext_vith): the ground truth;
   round 2 (>= 4 of 8, unpaired >= 3 of 4): three of the four sources are the ground truth.
-Round-1 outputs are propagated by the demo's identity stand-in (demo/run.py propagate).
+Round-1 outputs are propagated by the demo's identity stand-in (demo/simulated.py propagate).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def make(
         "SPLIT=valid",
         f"DATASET={dataset}",
         f"PY={sys.executable}",
-        f"PROPAGATE={sys.executable} {ROOT / 'demo' / 'run.py'} propagate",
+        f"PROPAGATE={sys.executable} {ROOT / 'demo' / 'simulated.py'} propagate",
     ]
     return subprocess.run(
         ["make", "-C", str(ROOT), *targets, *variables], capture_output=True, text=True, check=check
@@ -278,7 +278,7 @@ def test_a_stages_propagations_are_made_by_one_command(
             str(alone / "valid" / node.name),
         ]
         subprocess.run(
-            [sys.executable, str(ROOT / "demo" / "run.py"), "propagate", "aot", *pair, *data],
+            [sys.executable, str(ROOT / "demo" / "simulated.py"), "propagate", "aot", *pair, *data],
             check=True,
         )
     make(tmp, alone, "submission")

@@ -4,7 +4,7 @@
 
     python bench/distributed/run.py [--out DIR] [--items 200]
 
-1. ``demo/run.py prepare`` writes the demo world once; each configuration gets a copy of it and
+1. ``demo/simulated.py prepare`` writes the demo world once; each configuration gets a copy of it and
    runs ``make submission`` on it (the demo's chain: round-1 votes, the stand-in propagations,
    round-2 votes, the zip): local (one process per stage), then Ray with ``RAY_WORKERS`` = 1 and 2
    on one local Ray of 2 CPUs started here (each stage connects to it through ``RAY_ADDRESS``),
@@ -55,13 +55,13 @@ CONFIGS["ray, 2 workers, make -j2"] = {**CONFIGS["ray, 2 workers"], "MAKEFLAGS":
 
 def prepare(world: Path) -> None:
     """The demo world (data, truth, simulated model runs) under ``world``."""
-    command = [sys.executable, str(ROOT / "demo" / "run.py"), "prepare", "--out", str(world)]
+    command = [sys.executable, str(ROOT / "demo" / "simulated.py"), "prepare", "--out", str(world)]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
 def run_chain(world: Path, env: dict[str, str]) -> float:
     """``make submission`` of the demo on ``world``; its wall time in seconds."""
-    propagate = f"EXECUTOR=local {sys.executable} {ROOT / 'demo' / 'run.py'} propagate"
+    propagate = f"EXECUTOR=local {sys.executable} {ROOT / 'demo' / 'simulated.py'} propagate"
     command = ["make", "-s", "-f", str(ROOT / "Makefile"), "submission", f"DATA={world}/data"]
     command += [f"WORK={world}/work", "SPLIT=valid", f"PROPAGATE={propagate}"]
     start = time.perf_counter()

@@ -262,7 +262,7 @@ class _Sliver:
         return Raw(np.zeros((2, 8, 8, 3), np.uint8), masks, np.array([self.loads, self.loads + 1]))
 
 
-def _identity(frames, masks, caption, rng):  # noqa: ANN001, ANN202
+def _identity(frames, masks, caption, rng):
     return frames, masks, caption
 
 

@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rvos_core.atomic import write_json
 from rvos_core.cli import path_arg, run_main
@@ -38,6 +38,9 @@ from rvos_core.errors import ConfigError
 from rvos_nn.checkpoint import extract_state_dict, read_checkpoint
 from rvos_nn.zoo import MANIFEST, VERSION, file_sha256, write_weights
 from rvos_train.generate import RECORD, generate
+
+if TYPE_CHECKING:
+    from rvos_train.tasks.propagation import Predict
 
 WORLD: dict[str, Any] = {
     "videos": 48,
@@ -120,21 +123,29 @@ def export(name: str, run: Path, out: Path, cpu_seconds: float) -> dict[str, Any
     }
 
 
-def score(name: str, zoo: Path, data: Path, out: Path, python: str) -> dict[str, float]:
-    """J&F of the shipped weights of ``name`` on the world's held-out split (module docstring)."""
+def score(name: str, zoo: Path, data: Path, out: Path, python: str) -> dict[str, Any]:
+    """J&F of the shipped weights of ``name`` on the world's held-out split (module docstring);
+    a propagator's also holds that of copying the first frame (``copy_first_frame_jf``)."""
     shutil.rmtree(out, ignore_errors=True)
     dataset, split = SCORE_SPLITS[kind_of(name)]
     if kind_of(name) == "model":
-        predictions = out / "run"
         infer = [python, "-m", "rvos_nn.infer", name, "--zoo", str(zoo)]
-        _run([*infer, "--out", str(predictions), *_data_args(data, dataset, split)])
-    else:
-        predictions = out / "predictions"
-        _propagate_split(name, zoo, data, split, predictions)
-    evaluate = [sys.executable, "-m", "rvos_eval", str(predictions), "--out", str(out / "eval")]
+        _run([*infer, "--out", str(out / "run"), *_data_args(data, dataset, split)])
+        return _evaluate(out / "run", data, dataset, split, out / "eval")
+    from rvos_train.tasks.propagation import copy_first_frame, predict_split
+
+    predict_split(_zoo_propagation(name, zoo), data, split, out / "predictions")
+    scores = _evaluate(out / "predictions", data, dataset, split, out / "eval")
+    predict_split(copy_first_frame, data, split, out / "copy")
+    copied = _evaluate(out / "copy", data, dataset, split, out / "eval-copy")
+    return {**scores, "copy_first_frame_jf": copied["jf"]}
+
+
+def _evaluate(predictions: Path, data: Path, dataset: str, split: str, out: Path) -> dict[str, Any]:
+    """``python -m rvos_eval`` on ``predictions``: the dataset, split, J, F and J&F."""
+    evaluate = [sys.executable, "-m", "rvos_eval", str(predictions), "--out", str(out)]
     _run([*evaluate, *_data_args(data, dataset, split), "--workers", "1"])
-    summary = json.loads((out / "eval" / "summary.json").read_text())
-    j, f, jf = _summary_numbers(summary)
+    j, f, jf = _summary_numbers(json.loads((out / "summary.json").read_text()))
     return {"dataset": dataset, "split": split, "j": j, "f": f, "jf": jf}
 
 
@@ -142,17 +153,17 @@ def _data_args(data: Path, dataset: str, split: str) -> list[str]:
     return ["--data", str(data), "--dataset", dataset, "--split", split]
 
 
-def _propagate_split(name: str, zoo: Path, data: Path, split: str, out: Path) -> None:
-    """The zoo's propagator ``name`` from the first frame over the DAVIS-style ``split``."""
+def _zoo_propagation(name: str, zoo: Path) -> Predict:
+    """The zoo's propagator ``name``, loaded strictly, as a first-frame predictor."""
     from rvos_nn.zoo import Zoo
-    from rvos_train.tasks.propagation import predict_split
+    from rvos_train.tasks.propagation import propagation
     from rvos_vos.propagators import load_propagator
 
     propagator = load_propagator(name)
     opened = Zoo.open(zoo)
     net = propagator.build(propagator.config(opened.entry(name, "propagator").variant, None))
     propagator.load(net, opened.weights(name, "propagator"))
-    predict_split(net.eval(), propagator, data, split, out)
+    return propagation(net.eval(), propagator)
 
 
 def _summary_numbers(summary: dict[str, Any]) -> tuple[float, float, float]:
@@ -210,7 +221,7 @@ def _main(argv: Sequence[str] | None) -> int:
     start = time.monotonic()
     names = args.only or MODELS + PROPAGATORS
     build(args.out, args.work, names, args.python_uninext, args.steps)
-    cpu = _children_cpu()
+    cpu = time.process_time() + _children_cpu()  # this process (propagators' scores) + children
     print(f"zoo: {args.out} in {time.monotonic() - start:.0f} s, {cpu:.0f} CPU s", file=sys.stderr)
     return 0
 

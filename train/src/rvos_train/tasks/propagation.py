@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +185,7 @@ class PropagationTask(Task):
         net = self.propagator.build(self.net_config)
         self.propagator.load(net, checkpoint)
         predictions = out / "predictions"
-        predict_split(net, self.propagator, self.settings.data, v.split, predictions)
+        predict_split(propagation(net, self.propagator), self.settings.data, v.split, predictions)
         return _davis_scores(predictions, self.settings.data, v.split, out / "eval")
 
     def recorded(self) -> dict[str, Any]:
@@ -217,10 +217,22 @@ def _split_schedule(config: TrainConfig) -> tuple[DropoutRates, float, dict[str,
     return DropoutRates(**rates), average, values
 
 
-def predict_split(
-    net: PropagationNet, propagator: Propagator, data: Path, split: str, out: Path
-) -> None:
-    """Every sequence of the DAVIS split propagated from its first annotation, written as indexed
+Predict = Callable[[list[np.ndarray], np.ndarray], np.ndarray]
+"""(frames, the first frame's labels uint8 [H, W]) -> labels uint8 [T, H, W]."""
+
+
+def propagation(net: PropagationNet, propagator: Propagator) -> Predict:
+    """The network's propagation from the first frame (rvos_vos.first_frame)."""
+    return lambda images, first: propagate_from_first(net, propagator, images, first)
+
+
+def copy_first_frame(images: list[np.ndarray], first: np.ndarray) -> np.ndarray:
+    """The baseline that propagates nothing: the first frame's labels in every frame."""
+    return np.repeat(first[None], len(images), axis=0)
+
+
+def predict_split(predict: Predict, data: Path, split: str, out: Path) -> None:
+    """Every sequence of the DAVIS split predicted from its first annotation, written as indexed
     PNGs ``out/<sequence>/<frame>.png`` (the layout rvos_eval reads)."""
     root = davis.find_root(data)
     for name in davis.sequence_names(root, split):
@@ -228,8 +240,7 @@ def predict_split(
         images = [
             read_frame(root / "JPEGImages" / "480p" / name / f"{f}.jpg") for f in truth.frames
         ]
-        labels = propagate_from_first(net, propagator, images, truth.labels[0])
-        _write_labels(out / name, truth.frames, labels)
+        _write_labels(out / name, truth.frames, predict(images, truth.labels[0]))
 
 
 def _write_labels(folder: Path, frames: Sequence[str], labels: np.ndarray) -> None:
