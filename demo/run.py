@@ -13,8 +13,8 @@ Make then runs the recipe's chain with the zoo's weights through the real driver
 
 ``python demo/run.py score --out DIR --work RUNS --recipe R [--dataset ...]`` scores every node of
 the recipe against the ground truth (rvos_eval's per-expression protocol: J and F per expression
-over its frames, then means) beside a baseline that reads no words: every expression of a video
-gets the largest of the targets its expressions refer to, with exact masks ("largest target").
+over its frames, then means) beside a baseline that reads no words (rvos_eval.baselines: every expression of
+a video gets the exact mask of the largest of the targets its expressions refer to).
 It prints the table with what propagation and each round of votes changed, and writes
 ``RUNS/scores.json``.
 """
@@ -38,11 +38,11 @@ from rvos_core.errors import ConfigError
 from rvos_core.masks import encode_mask_png
 from rvos_core.recipe import Recipe, load_recipe
 from rvos_eval import mevis
+from rvos_eval.baselines import LARGEST_TARGET, write_largest_target
 from rvos_nn.zoo import Zoo
 from rvos_train.generate import RECORD, generate
 
 SPLITS = {"refytvos": "valid", "mevis": "valid_u"}
-BASELINE = "largest target"
 
 
 def prepare(
@@ -65,7 +65,7 @@ def prepare(
         )
     data = open_dataset(dataset, folder / "data", SPLITS[dataset])
     truth = out / f"truth-{dataset}"
-    for task in _tasks(data, truth):
+    for task in mevis.dataset_tasks(data, truth):
         for exp_id, masks in mevis.expression_truth(task).items():
             for frame, mask in zip(task.frames, masks, strict=True):
                 write_bytes(truth / task.video / exp_id / f"{frame}.png", encode_mask_png(mask))
@@ -74,38 +74,19 @@ def prepare(
     )
 
 
-def _tasks(dataset: Dataset, predictions: Path) -> list[mevis.VideoTask]:
-    """rvos_eval's per-video tasks of ``dataset`` for the ``predictions`` folder."""
-    if dataset.name == "refytvos":
-        annotations = dataset.root / dataset.split / "Annotations"
-        return mevis.build_palette_tasks(dataset, annotations, predictions)
-    return mevis.build_tasks(dataset, dataset.extra["mask_dict"], predictions)
-
-
-def write_baseline(dataset: Dataset, folder: Path) -> Path:
-    """The "largest target" predictions as ``folder/<video>/<exp_id>/<frame>.png``."""
-    for task in _tasks(dataset, folder):
-        truth = mevis.expression_truth(task)
-        largest = max(truth.values(), key=lambda m: int(m.sum()))
-        for exp_id in truth:
-            for frame, mask in zip(task.frames, largest, strict=True):
-                write_bytes(folder / task.video / exp_id / f"{frame}.png", encode_mask_png(mask))
-    return folder
-
-
 def score(dataset: Dataset, recipe: Recipe, work: Path) -> dict[str, dict[str, Any]]:
     """J, F, J&F of every complete node of ``recipe`` under ``work`` and of the baseline."""
     rows: dict[str, dict[str, Any]] = {}
     for node in recipe.nodes:
         if (work / node.name / "run.json").is_file():
             rows[node.name] = _row(dataset, work / node.name / "Annotations", node.stage)
-    baseline = write_baseline(dataset, work / "baseline-largest-target")
-    rows[BASELINE] = _row(dataset, baseline, "baseline")
+    baseline = write_largest_target(dataset, work / "baseline-largest-target")
+    rows[LARGEST_TARGET] = _row(dataset, baseline, "baseline")
     return rows
 
 
 def _row(dataset: Dataset, predictions: Path, stage: str) -> dict[str, Any]:
-    result = mevis.evaluate_tasks(_tasks(dataset, predictions), predictions, workers=1)
+    result = mevis.evaluate_tasks(mevis.dataset_tasks(dataset, predictions), predictions, workers=1)
     return {"stage": stage, "J": result.j, "F": result.f, "J&F": result.jf}
 
 

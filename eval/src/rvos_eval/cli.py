@@ -94,11 +94,9 @@ def _mevis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
     dataset = dataset_from_args(args)
     run = _completed_run(args.run, dataset)
     predictions = args.run / "Annotations" if run is not None else args.run
-    if dataset.name == "refytvos":
-        tasks = mevis.build_palette_tasks(dataset, _refytvos_annotations(dataset), predictions)
-    else:
-        tasks = mevis.build_tasks(dataset, dataset.extra["mask_dict"], predictions)
-    result = mevis.evaluate_tasks(tasks, predictions, args.workers)
+    result = mevis.evaluate_tasks(
+        mevis.dataset_tasks(dataset, predictions), predictions, args.workers
+    )
     missing = result.missing_videos
     summary = {
         "dataset": dataset.name,
@@ -116,18 +114,6 @@ def _mevis(args: argparse.Namespace) -> tuple[str, bytes, dict[str, Any], str]:
     if missing:
         title += f" ({len(missing)} videos without predictions score 0: {', '.join(missing)})"
     return "per_expression.csv", mevis_csv(result), summary, f"{title}\n{table}"
-
-
-def _refytvos_annotations(dataset: Dataset) -> Path:
-    """The Annotations folder of a Ref-YouTube-VOS split; only such splits can be scored here."""
-    folder = dataset.root / dataset.split / "Annotations"
-    if not folder.is_dir():
-        raise InputError(
-            folder,
-            "Ref-YouTube-VOS is scored here only on splits with annotations (train, a held-out "
-            "part of it, the generated world's valid); the official valid is scored by the server",
-        )
-    return folder
 
 
 def _refdavis_layout(path: Path, dataset: Dataset) -> tuple[str, bool]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rvos_core.data import Video
+from rvos_core.data import Dataset, Video
 from rvos_core.data.base import load_json
 from rvos_core.errors import InputError
 from rvos_core.parallel import map_videos
@@ -131,6 +131,21 @@ def build_palette_tasks(
             VideoTask(video.id, video.frames, expressions, {}, predictions, folder, folder)
         )
     return tasks
+
+
+def dataset_tasks(dataset: Dataset, predictions: Path) -> list[VideoTask]:
+    """The tasks of a MeViS split, or of a Ref-YouTube-VOS split with annotations."""
+    if dataset.name == "refytvos":
+        annotations = dataset.root / dataset.split / "Annotations"
+        if not annotations.is_dir():
+            raise InputError(
+                annotations,
+                "Ref-YouTube-VOS is scored here only on splits with annotations (train, a "
+                "held-out part of it, the generated world's valid); the official valid is scored "
+                "by the server",
+            )
+        return build_palette_tasks(dataset, annotations, predictions)
+    return build_tasks(dataset, dataset.extra["mask_dict"], predictions)
 
 
 def _frame_size(task: VideoTask) -> tuple[int, int] | None:

@@ -9,12 +9,14 @@ network's configuration, seed, steps, CPU seconds of its training, sha256 and th
 shipped weights reach on the world's valid split, through the real drivers:
 
 - a model: ``rvos_nn.infer --zoo <out>`` on Ref-YouTube-VOS valid, scored by
-  ``rvos_eval --dataset refytvos`` (MeViS's per-expression protocol on the palette annotations);
+  ``rvos_eval --dataset refytvos`` (MeViS's per-expression protocol on the palette annotations),
+  beside the "largest target" baseline (rvos_eval.baselines: exact masks, no words);
 - a propagator: propagation from the first frame's ground truth on the DAVIS-style val split
-  (rvos_vos.first_frame, one plain view), scored by ``rvos_eval --dataset davis``.
+  (rvos_vos.first_frame, one plain view), scored by ``rvos_eval --dataset davis``, beside copying
+  the first frame's labels to every frame.
 
 Training runs are ordinary run folders under ``<work>/train/<name>``: the same command resumes an
-interrupted zoo, and a finished run is not trained again. A run's CPU seconds (the training
+interrupted zoo, and a finished run (its final ``model.pth``) is not started again. A run's CPU seconds (the training
 process and its data workers) are added up in ``<run>/zoo-cpu.json`` over the calls that trained
 it. UNINEXT trains and runs in its own environment (``--python-uninext``).
 """
@@ -34,7 +36,9 @@ from typing import TYPE_CHECKING, Any
 from rvos_core.atomic import write_json
 from rvos_core.cli import path_arg, run_main
 from rvos_core.command import Parser
+from rvos_core.data import open_dataset
 from rvos_core.errors import ConfigError
+from rvos_eval.baselines import write_largest_target
 from rvos_nn.checkpoint import extract_state_dict, read_checkpoint
 from rvos_nn.zoo import MANIFEST, VERSION, file_sha256, write_weights
 from rvos_train.generate import RECORD, generate
@@ -90,11 +94,13 @@ def train(name: str, run: Path, world: Path, python: str, steps: int | None = No
     command += ["--data", str(world / "data"), "--pretrained", str(world / "pretrained")]
     if steps is not None:
         command += ["--set", f"optim.steps={steps}", "--set", "optim.lr_drop=[]"]
+    record = run / CPU_FILE
+    if (run / "model.pth").is_file() and record.is_file():  # finished (the final weights)
+        return json.loads(record.read_text())["cpu_seconds"]
     before = _children_cpu()
     if subprocess.run(command, check=False).returncode != 0:
         raise ConfigError(f"training the zoo's {name} failed (its error is above); rerun resumes")
     spent = _children_cpu() - before
-    record = run / CPU_FILE
     total = spent + (json.loads(record.read_text())["cpu_seconds"] if record.is_file() else 0.0)
     write_json(record, {"cpu_seconds": round(total, 1)})
     return total
@@ -124,14 +130,19 @@ def export(name: str, run: Path, out: Path, cpu_seconds: float) -> dict[str, Any
 
 
 def score(name: str, zoo: Path, data: Path, out: Path, python: str) -> dict[str, Any]:
-    """J&F of the shipped weights of ``name`` on the world's held-out split (module docstring);
-    a propagator's also holds that of copying the first frame (``copy_first_frame_jf``)."""
+    """J&F of the shipped weights of ``name`` on the world's held-out split (module docstring),
+    beside a baseline's: a model's that of the largest target (rvos_eval.baselines), a
+    propagator's that of copying the first frame."""
     shutil.rmtree(out, ignore_errors=True)
     dataset, split = SCORE_SPLITS[kind_of(name)]
     if kind_of(name) == "model":
         infer = [python, "-m", "rvos_nn.infer", name, "--zoo", str(zoo)]
         _run([*infer, "--out", str(out / "run"), *_data_args(data, dataset, split)])
-        return _evaluate(out / "run", data, dataset, split, out / "eval")
+        scores = _evaluate(out / "run", data, dataset, split, out / "eval")
+        split_data = open_dataset(dataset, data, split)
+        baseline = write_largest_target(split_data, out / "largest-target")
+        largest = _evaluate(baseline, data, dataset, split, out / "eval-largest-target")
+        return {**scores, "largest_target_jf": largest["jf"]}
     from rvos_train.tasks.propagation import copy_first_frame, predict_split
 
     predict_split(_zoo_propagation(name, zoo), data, split, out / "predictions")
