@@ -220,3 +220,17 @@ def test_refytvos_splits_with_annotations_score_per_expression(
     assert main([*bare, "train", "--out", str(tmp_path / "out2")]) == 2
     assert "scored here only on splits with annotations" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
+
+
+def test_the_largest_target_baseline_gives_every_expression_the_biggest_target(
+    tmp_path: Path,
+) -> None:
+    from rvos_eval.baselines import write_largest_target
+
+    dataset = write_refytvos(tmp_path / "data", "train", annotated=True)
+    folder = write_largest_target(dataset, tmp_path / "baseline")
+    for exp_id in ("0", "1"):  # object 2 (B, then C: 8 pixels) outweighs object 1 (D: 4)
+        assert np.array_equal(read_gray_mask(folder / "va" / exp_id / "00000.png"), B)
+        assert np.array_equal(read_gray_mask(folder / "va" / exp_id / "00005.png"), C)
+    result = mevis.evaluate_tasks(mevis.dataset_tasks(dataset, folder), folder)
+    assert [(s.exp_id, s.j) for s in result.expressions] == [("0", 0.0), ("1", 1.0)]
