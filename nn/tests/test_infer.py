@@ -425,3 +425,17 @@ def test_cli_with_a_zoo_takes_its_variant_weights_and_tokenizers(
     assert main(["double", "--zoo", str(zoo), "--out", str(tmp_path / "bad"), *data]) == 2
     assert "not a zoo manifest of version 1" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_zoo_files_narrow_dtypes_and_store_a_shared_tensor_once() -> None:
+    from rvos_nn.zoo import shipped_tensors
+
+    head = torch.randn(3, 2)
+    index = torch.arange(400, dtype=torch.int64)
+    wide = torch.tensor([1, 2**40])
+    state = {"a.weight": head, "b.weight": head, "index": index, "count": torch.tensor(5)}
+    kept = shipped_tensors({**state, "wide": wide})
+    assert set(kept) == {"a.weight", "index", "count", "wide"}
+    assert kept["a.weight"].dtype == torch.float16 and kept["index"].dtype == torch.int16
+    assert kept["count"].dtype == torch.int64 and kept["wide"].dtype == torch.int64
+    assert torch.equal(kept["index"].long(), index) and torch.equal(kept["wide"], wide)

@@ -114,10 +114,11 @@ def _entries(folder: Path, path: Path, manifest: Any) -> dict[str, ZooEntry]:
 
 
 def shipped_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """What a zoo file stores of a state dict: floating tensors in float16 (the loaders cast them
-    back to float32; the manifest's J&F is that of these weights), other tensors as they are, and
-    one key of each group of keys that share a tensor (the heads a model holds twice: the strict
-    loader takes the missing copy from its twin)."""
+    """What a zoo file stores of a state dict: floating tensors in float16, integer tensors whose
+    values fit in int16 (index buffers such as Swin's relative positions) in int16 (the loaders
+    copy both into the model's own dtypes; the manifest's J&F is that of these weights), other
+    tensors as they are, and one key of each group of keys that share a tensor (the heads a model
+    holds twice: the strict loader takes the missing copy from its twin)."""
     kept: dict[str, torch.Tensor] = {}
     seen: set[tuple[int, int, tuple[int, ...], tuple[int, ...]]] = set()
     for key, value in state.items():
@@ -130,9 +131,18 @@ def shipped_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if identity in seen and value.numel():
             continue
         seen.add(identity)
-        value = value.detach().contiguous()
-        kept[key] = value.half() if value.is_floating_point() else value.clone()
+        kept[key] = _narrowed(value.detach().contiguous())
     return kept
+
+
+def _narrowed(value: torch.Tensor) -> torch.Tensor:
+    if value.is_floating_point():
+        return value.half()
+    small = torch.iinfo(torch.int16)
+    integer = value.dtype in (torch.int32, torch.int64) and value.numel() > 1
+    if integer and small.min <= int(value.min()) and int(value.max()) <= small.max:
+        return value.to(torch.int16)
+    return value.clone()
 
 
 def write_weights(state: dict[str, torch.Tensor], path: Path) -> Path:
