@@ -180,6 +180,8 @@ DEMO_WORLD ?=
 # 96-pixel crops) instead of the competition's 3 scales x flip, six times less work;
 # DEMO_PROPAGATE_OPTS= restores the competition's views.
 DEMO_PROPAGATE_OPTS ?= --scales 1.0 --no-flip
+# DEMO_JOBS nodes at a time, each on one thread (unless OMP_NUM_THREADS says otherwise): torch's
+# threads of two jobs on two cores would spin against each other.
 DEMO_JOBS ?= 2
 ZOO_VARIABLES = INFER_main="$(PY) -m rvos_nn.infer --zoo $(ZOO_DIR)" \
     INFER_uninext="$(PY_UNINEXT) -m rvos_nn.infer --zoo $(ZOO_DIR)" \
@@ -191,8 +193,8 @@ demo: $(VENV)/.stamp $(VENV_UNINEXT)/.stamp ## [DATASET=mevis]: the recipe end t
 
 demo-run: ## the demo's chain in the environments as they are (make demo builds them first)
 	$(PY) $(ROOT)/demo/run.py prepare --out $(DEMO) --zoo $(ZOO_DIR) --dataset $(DATASET) $(DEMO_WORLD)
-	$(MAKE) $(SUBMAKE_ARGS) -j$(DEMO_JOBS) submission DATA=$(DEMO_DATA) WORK=$(DEMO)/work SPLIT=$(DEMO_SPLIT) \
-	    $(ZOO_VARIABLES)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) $(SUBMAKE_ARGS) -j$(DEMO_JOBS) submission \
+	    DATA=$(DEMO_DATA) WORK=$(DEMO)/work SPLIT=$(DEMO_SPLIT) $(ZOO_VARIABLES)
 	$(PY) $(ROOT)/demo/run.py score --data $(DEMO_DATA) --work $(DEMO)/work/$(DEMO_SPLIT) \
 	    --recipe $(RECIPE_FILE) --dataset $(DATASET)
 	$(MAKE) $(SUBMAKE_ARGS) report DATA=$(DEMO_DATA) WORK=$(DEMO)/work SPLIT=$(DEMO_SPLIT) \
