@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,11 +23,15 @@ from rvos_uninext.config import UninextConfig
 )
 def test_entries_are_registered(name, kind):
     entry = load_model_entry(name)
-    assert tuple(entry.variants) == ("full", "tiny") and entry.default_variant == "full"
+    assert tuple(entry.variants) == ("full", "tiny", "zoo") and entry.default_variant == "full"
     assert entry.value_domain == "probability"
     assert entry.checkpoint_file == f"{name}.pth"
     with torch.device("meta"):
         assert entry.build("tiny").config.backbone_kind == kind
+        zoo = entry.build("zoo").config  # the tiny network at the world's frame size
+    tiny = UninextConfig.tiny(kind)
+    assert (zoo.min_size_test, zoo.max_size_test) == (96, 160)
+    assert dataclasses.replace(zoo, min_size_test=160, max_size_test=tiny.max_size_test) == tiny
 
 
 def test_full_configs_are_the_released_ones():
