@@ -7,11 +7,12 @@ Upstream: yoxu515/aot-benchmark @ 75e46fe and its competition copy RobertLuo1/ic
 ``networks/decoders/fpn.py`` (identical in both).
 
 Differences: global attention runs through ``scaled_dot_product_attention`` (same math, no
-[queries x memory] matrix kept); the local attention is written once, as one shifted product per
-window position over a zero-padded map (the math of upstream's pure-PyTorch
-``MultiheadLocalAttentionV3`` / ``LocalGatedPropagation(enable_corr=False)`` and of the
-correlation-sampler path), so no compiled correlation op is needed and neither a [queries x map]
-matrix nor an unfolded copy of the keys / values is built. Out-of-map window positions get -inf
+[queries x memory] matrix kept); the local attention has no compiled correlation op: it is
+computed over tiles of 8x8 queries as two batched matrix products against each tile's 22x22 keys
+(a gather of the window logits, a scatter of the window weights), or, at inference on large maps,
+as one shifted product per window position over a zero-padded map (the math of upstream's
+pure-PyTorch ``MultiheadLocalAttentionV3`` / ``LocalGatedPropagation(enable_corr=False)`` and of
+the correlation-sampler path). Out-of-map window positions get -inf
 instead of -1e8 (both give weight 0 after the softmax). The random masks have rate 0 unless the
 training sets one (``rvos_vos.training.stochastic``), and their draw is a method, so that recorded
 masks can be replayed.
@@ -20,6 +21,8 @@ masks can be replayed.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -90,44 +93,132 @@ def local_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> tuple[Tens
 
     Returns:
         (out [N, heads, dv, h, w], attention [N, heads, 225, h, w]); positions outside the map get
-        weight 0. Without autograd (inference): one shifted product per window position, no
-        unfolded copy of k or v (memory stays that of the inputs). With autograd (training): the
-        windows unfolded once (225 x the size of k and v), which autograd differentiates in a few
-        large operations instead of 900 small ones.
+        weight 0.
+
+    Two computations of the same math: tiles (``_tiled``: a few large operations, what autograd
+    differentiates and what small maps run) and, at inference on maps of more than
+    ``TILED_MAX_POSITIONS`` positions, one shifted product per window position
+    (``_shifted``: memory that of the inputs; faster there on CPU, bench/README.md).
     """
     h, w = q.shape[-2:]
-    unfolded = torch.is_grad_enabled()
-    k_pad = F.pad(k, (MAX_DIS,) * 4)
-    if unfolded:
-        logits = bias + (q.unsqueeze(3) * _windows(k_pad, h, w)).sum(dim=2)
-    else:
-        logits = bias.clone()
-        for i, (dy, dx) in enumerate(_offsets()):
-            logits[:, :, i] += (q * k_pad[..., dy : dy + h, dx : dx + w]).sum(dim=2)
+    tiled = torch.is_grad_enabled() or h * w <= TILED_MAX_POSITIONS
+    logits = (_tiled_logits if tiled else _shifted_logits)(q, k) + bias
     logits = logits.masked_fill(~_inside(h, w, q.device), float("-inf"))
     attn = torch.softmax(logits, dim=2)
+    return (_tiled_values if tiled else _shifted_values)(attn, v), attn
+
+
+# Inference maps up to this many positions run tiled (CPU crossover, heads 8 x 32 channels).
+TILED_MAX_POSITIONS = 512
+
+
+def _tiled_logits(q: Tensor, k: Tensor) -> Tensor:
+    """[N, heads, 225, h, w]: the window logits, tile by tile, from each tile's [queries x keys]
+    product (tiles of up to 8x8 queries and their (8 + 14) x (8 + 14) keys, all at once)."""
+    h, w = q.shape[-2:]
+    tile = Tile.of(h, w)
+    products = torch.matmul(tile.queries(q), tile.keys(k))  # [N, heads, tiles, queries, keys]
+    return tile.to_map(torch.gather(products, -1, tile.index(products)), h, w)
+
+
+def _tiled_values(attn: Tensor, v: Tensor) -> Tensor:
+    """[N, heads, dv, h, w]: the window weights scattered into each tile's [queries x keys]
+    matrix, times the tile's values."""
+    h, w = v.shape[-2:]
+    tile = Tile.of(h, w)
+    keys = tile.keys(v)  # [N, heads, tiles, dv, keys]
+    weights = tile.from_map(attn.to(v.dtype))  # [N, heads, tiles, queries, 225]
+    dense = weights.new_zeros(*weights.shape[:-1], keys.shape[-1])
+    dense = dense.scatter(-1, tile.index(dense), weights)
+    return tile.to_map(torch.matmul(dense, keys.transpose(-1, -2)), h, w)
+
+
+def _shifted_logits(q: Tensor, k: Tensor) -> Tensor:
+    h, w = q.shape[-2:]
+    k_pad = F.pad(k, (MAX_DIS,) * 4)
+    logits = q.new_empty(*q.shape[:2], (2 * MAX_DIS + 1) ** 2, h, w)
+    for i, (dy, dx) in enumerate(_offsets()):
+        logits[:, :, i] = (q * k_pad[..., dy : dy + h, dx : dx + w]).sum(dim=2)
+    return logits
+
+
+def _shifted_values(attn: Tensor, v: Tensor) -> Tensor:
+    h, w = v.shape[-2:]
     v_pad = F.pad(v, (MAX_DIS,) * 4)
-    if unfolded:
-        return (attn.unsqueeze(2).to(v.dtype) * _windows(v_pad, h, w)).sum(dim=3), attn
     out = torch.zeros_like(v)
     for i, (dy, dx) in enumerate(_offsets()):
         out.addcmul_(attn[:, :, i : i + 1].to(v.dtype), v_pad[..., dy : dy + h, dx : dx + w])
-    return out, attn
-
-
-def _windows(padded: Tensor, h: int, w: int) -> Tensor:
-    """[N, heads, d, h + 14, w + 14] -> [N, heads, d, 225, h, w]: each position's 15x15 window,
-    window positions in raster order (as ``_offsets``)."""
-    n, heads, d = padded.shape[:3]
-    win = 2 * MAX_DIS + 1
-    cols = F.unfold(padded.reshape(n * heads, d, *padded.shape[-2:]), kernel_size=win)
-    return cols.view(n, heads, d, win * win, h, w)
+    return out
 
 
 def _offsets() -> list[tuple[int, int]]:
     """Window positions as (row, column) offsets into the padded map, raster order."""
     win = 2 * MAX_DIS + 1
     return [(dy, dx) for dy in range(win) for dx in range(win)]
+
+
+# Query tiles of local_attention: TILE x TILE queries; a map side up to ONE_TILE is one tile.
+TILE, ONE_TILE = 8, 12
+
+
+@dataclass(frozen=True)
+class Tile:
+    """local_attention's tiling: ``rows`` x ``cols`` queries per tile, the map padded at the
+    bottom / right to whole tiles; each tile's keys are its (rows + 14) x (cols + 14) window."""
+
+    rows: int
+    cols: int
+
+    @classmethod
+    def of(cls, h: int, w: int) -> Tile:
+        """A side of up to ``ONE_TILE`` positions is one tile, a longer one ``TILE``-long tiles."""
+        return cls(*(n if n <= ONE_TILE else TILE for n in (h, w)))
+
+    def _tiles(self, x: Tensor, halo: int) -> Tensor:
+        """[N, heads, d, h, w] -> [N, heads, tiles, d, (rows + 2·halo)·(cols + 2·halo)]: each
+        tile's positions and ``halo`` around them, zeros outside the map."""
+        h, w = x.shape[-2:]
+        bottom, right = -h % self.rows + halo, -w % self.cols + halo
+        padded = F.pad(x, (halo, right, halo, bottom))
+        tiles = padded.unfold(3, self.rows + 2 * halo, self.rows)
+        tiles = tiles.unfold(4, self.cols + 2 * halo, self.cols)  # [N, a, d, tY, tX, R', C']
+        return tiles.flatten(5).flatten(3, 4).transpose(2, 3)
+
+    def queries(self, q: Tensor) -> Tensor:
+        """[N, heads, d, h, w] -> [N, heads, tiles, rows·cols, d]."""
+        return self._tiles(q, 0).transpose(-1, -2)
+
+    def keys(self, k: Tensor) -> Tensor:
+        """[N, heads, d, h, w] -> [N, heads, tiles, d, keys]."""
+        return self._tiles(k, MAX_DIS)
+
+    def to_map(self, x: Tensor, h: int, w: int) -> Tensor:
+        """[N, heads, tiles, rows·cols, c] -> [N, heads, c, h, w]."""
+        n, heads, _, _, c = x.shape
+        rows, cols = -(-h // self.rows), -(-w // self.cols)
+        x = x.reshape(n, heads, rows, cols, self.rows, self.cols, c)
+        x = x.permute(0, 1, 6, 2, 4, 3, 5).reshape(n, heads, c, rows * self.rows, -1)
+        return x[..., :h, :w]
+
+    def from_map(self, x: Tensor) -> Tensor:
+        """[N, heads, c, h, w] -> [N, heads, tiles, rows·cols, c] (zeros past the map)."""
+        return self._tiles(x, 0).transpose(-1, -2)
+
+    def index(self, like: Tensor) -> Tensor:
+        """int64 [..., rows·cols, 225] (expanded to ``like``'s leading dims): the key of each
+        window position of each query of a tile."""
+        index = _tile_index(self.rows, self.cols, like.device)
+        return index.expand(*like.shape[:-1], -1)
+
+
+@lru_cache(maxsize=32)
+def _tile_index(rows: int, cols: int, device: torch.device) -> Tensor:
+    win = 2 * MAX_DIS + 1
+    offsets = torch.arange(win, device=device)
+    key_rows = torch.arange(rows, device=device)[:, None] + offsets  # [rows, win]
+    key_cols = torch.arange(cols, device=device)[:, None] + offsets  # [cols, win]
+    index = key_rows[:, None, :, None] * (cols + 2 * MAX_DIS) + key_cols[None, :, None, :]
+    return index.reshape(rows * cols, win * win)
 
 
 def _inside(h: int, w: int, device: torch.device) -> Tensor:
