@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rvos_core.errors import ConfigError, InputError
+from rvos_vos import layers
 from rvos_vos.aot import AOTConfig, build
 from rvos_vos.layers import MAX_DIS, local_attention
 from rvos_vos.parity import upstream_trajectory
@@ -48,6 +49,39 @@ def test_local_attention_matches_a_dense_loop() -> None:
         out.double(), dense_local_attention(q, k, v, bias), atol=1e-5, rtol=1e-5
     )
     torch.testing.assert_close(attn.sum(2), torch.ones(n, heads, h, w))
+
+
+def window_inputs(n: int, heads: int, h: int, w: int, seed: int = 0) -> list[torch.Tensor]:
+    """q, k [N, heads, 3, h, w], v [N, heads, 4, h, w], bias [N, heads, 225, h, w]."""
+    gen = torch.Generator().manual_seed(seed)
+    q, k = (torch.randn(n, heads, 3, h, w, generator=gen) for _ in range(2))
+    v = torch.randn(n, heads, 4, h, w, generator=gen)
+    return [q, k, v, torch.randn(n, heads, (2 * MAX_DIS + 1) ** 2, h, w, generator=gen)]
+
+
+def test_local_attention_gradients_match_a_dense_loop() -> None:
+    # 13 x 17: two rows and three columns of 8x8 tiles, the last ones past the map
+    inputs = [x.requires_grad_() for x in window_inputs(1, 2, 13, 17)]
+    out, _ = local_attention(*inputs)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    ours = torch.autograd.grad((out * weights).sum(), inputs)
+    reference = dense_local_attention(*inputs)
+    theirs = torch.autograd.grad((reference * weights.double()).sum(), inputs)
+    torch.testing.assert_close(out.double(), reference, atol=1e-5, rtol=1e-5)
+    for mine, ref in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(mine.double(), ref.double(), atol=1e-5, rtol=1e-5)
+
+
+def test_local_attention_large_maps_shift_and_agree_with_the_tiles() -> None:
+    h, w = 19, 31
+    assert h * w > layers.TILED_MAX_POSITIONS  # inference takes the shifted products
+    inputs = window_inputs(2, 2, h, w)
+    with torch.no_grad():
+        shifted = local_attention(*inputs)
+    with torch.enable_grad():  # the tiles: what autograd runs
+        tiled = local_attention(*inputs)
+    for a, b in zip(shifted, tiled, strict=True):
+        torch.testing.assert_close(a, b.detach(), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -95,10 +95,10 @@ def local_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> tuple[Tens
         (out [N, heads, dv, h, w], attention [N, heads, 225, h, w]); positions outside the map get
         weight 0.
 
-    Two computations of the same math: tiles (``_tiled``: a few large operations, what autograd
+    Two computations of the same math: tiles (``_tiled_*``: a few large operations, what autograd
     differentiates and what small maps run) and, at inference on maps of more than
-    ``TILED_MAX_POSITIONS`` positions, one shifted product per window position
-    (``_shifted``: memory that of the inputs; faster there on CPU, bench/README.md).
+    ``TILED_MAX_POSITIONS`` positions, one shifted product per window position (``_shifted_*``:
+    memory that of the inputs; faster there on CPU: bench/propagate/local_attention.py).
     """
     h, w = q.shape[-2:]
     tiled = torch.is_grad_enabled() or h * w <= TILED_MAX_POSITIONS
