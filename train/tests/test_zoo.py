@@ -65,3 +65,15 @@ def test_the_zoo_command_trains_exports_scores_and_resumes(tmp_path: Path) -> No
     again = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((out / MANIFEST).read_text())["entries"]["aot"]["sha256"] == entry["sha256"]
+
+
+def test_the_zoo_keeps_the_tokenizers_its_networks_were_trained_with(tmp_path: Path) -> None:
+    world, zoo = tmp_path / "world" / "pretrained", tmp_path / "zoo" / "pretrained"
+    (world / "bert").mkdir(parents=True)
+    (world / "bert" / "vocab.txt").write_text("first world\n")
+    builder.share_tokenizers(world, zoo)  # a new zoo takes the world's
+    assert (zoo / "bert" / "vocab.txt").read_text() == "first world\n"
+    (world / "bert" / "vocab.txt").write_text("a world drawn again\n")
+    builder.share_tokenizers(world, zoo)  # a rebuilt network trains with the zoo's
+    assert (world / "bert" / "vocab.txt").read_text() == "first world\n"
+    assert (zoo / "bert" / "vocab.txt").read_text() == "first world\n"

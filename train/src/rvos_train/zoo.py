@@ -3,7 +3,9 @@
 Every model of the default recipe and both propagators in their tiny variant, trained from random
 weights on the generated referring-video world (``rvos_train.generate --world v2`` with WORLD's
 options) with their ``zoo`` configurations (``configs/<name>/zoo.toml``), then shipped as
-``<out>/<name>.safetensors`` beside the world's tokenizers (``<out>/pretrained``) and
+``<out>/<name>.safetensors`` beside the tokenizers they were trained with (``<out>/pretrained``:
+the world's when the zoo has none yet, else the zoo's, which then replace the world's for
+training: ``share_tokenizers``) and
 ``<out>/manifest.json`` (rvos_nn.zoo): the command, the world's options and version, each
 network's configuration, seed, steps, CPU seconds of its training, sha256 and the J&F its
 shipped weights reach on the world's valid split, through the real drivers:
@@ -73,7 +75,7 @@ def build(
     world = generate(work / "world", **WORLD)
     record = json.loads((world / RECORD).read_text())
     out.mkdir(parents=True, exist_ok=True)
-    _copy_tokenizers(world / "pretrained", out / "pretrained")
+    share_tokenizers(world / "pretrained", out / "pretrained")
     entries = _previous_entries(out)
     for name in names:
         python = uninext_python if name.startswith("uninext_") else sys.executable
@@ -187,6 +189,16 @@ def _summary_numbers(summary: dict[str, Any]) -> tuple[float, float, float]:
 def _run(command: list[str]) -> None:
     if subprocess.run(command, check=False, stdout=subprocess.DEVNULL).returncode != 0:
         raise ConfigError(f"{' '.join(command[1:4])} failed (its error is above)")
+
+
+def share_tokenizers(world: Path, zoo: Path) -> None:
+    """One set of tokenizers for every network of the zoo: the zoo's own when it has them (the
+    networks already in it were trained with them; the world's are trained anew with each world,
+    so a rebuilt network trains with the zoo's), else the world's, copied into the zoo."""
+    if zoo.is_dir():
+        _copy_tokenizers(zoo, world)
+    else:
+        _copy_tokenizers(world, zoo)
 
 
 def _copy_tokenizers(source: Path, target: Path) -> None:
