@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,23 +244,36 @@ def train_roberta_tokenizer(folder: Path, texts: Sequence[str], vocab_size: int)
 
 
 def train_bert_tokenizer(folder: Path, texts: Sequence[str], vocab_size: int) -> Path:
-    """Write a lower-casing WordPiece vocabulary trained on ``texts`` in bert-base-uncased's file
-    layout (vocab.txt; ids 0-4 are [PAD] [UNK] [CLS] [SEP] [MASK]), for the tiny UNINEXT on a small
-    world of its own: every id stays below ``vocab_size``."""
-    from tokenizers import BertWordPieceTokenizer
+    """Write a lower-casing WordPiece vocabulary of ``texts`` in bert-base-uncased's file layout
+    (vocab.txt; ids 0-4 are [PAD] [UNK] [CLS] [SEP] [MASK]), for the tiny UNINEXT on a small
+    world of its own: every id stays below ``vocab_size``.
 
-    folder.mkdir(parents=True, exist_ok=True)
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(
-        list(texts),
-        vocab_size=vocab_size,
-        min_frequency=1,
-        limit_alphabet=vocab_size // 4,
-        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
-        show_progress=False,
+    Built, not trained, so that the same texts always give the same file (the ``tokenizers``
+    WordPiece trainer breaks ties between equally frequent pieces in hash order): the specials,
+    every character of the normalised texts (sorted) alone and as a continuation ``##c``, then
+    whole words, most frequent first (ties alphabetical), while ids stay below ``vocab_size``;
+    a word left out is split into its characters by WordPiece."""
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    normalizer, splitter = BertNormalizer(lowercase=True), BertPreTokenizer()
+    counts = Counter(
+        word
+        for text in texts
+        for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))
     )
-    wordpiece.save_model(str(folder))
+    characters = sorted({c for word in counts for c in word})
+    vocab = [*BERT_SPECIALS, *characters, *(f"##{c}" for c in characters)]
+    if len(vocab) > vocab_size:
+        raise ConfigError(f"{len(characters)} characters do not fit a vocabulary of {vocab_size}")
+    words = sorted((w for w in counts if len(w) > 1), key=lambda w: (-counts[w], w))
+    vocab += words[: vocab_size - len(vocab)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("".join(f"{token}\n" for token in vocab), encoding="utf-8")
     return folder
+
+
+BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 def load_tokenizer_folder(folder: Path, spec: TokenizerSpec, max_tokens: int | None) -> Tokenizer:
