@@ -23,6 +23,7 @@ from rvos_nn.text import (
     build_text_encoder,
     load_tokenizer,
     load_tokenizer_folder,
+    train_bert_tokenizer,
 )
 
 
@@ -169,3 +170,28 @@ def test_text_tokenizer_fixture() -> None:
     expected = json.loads((parity_dir("text_tokenizer") / "expected.json").read_text())
     # every sentence: ids, mask, tokens; the batch: ids, mask, pad mask, ids from the json
     assert len(check.comparisons) == 3 * len(expected["single_caption_calls"]) + 4
+
+
+def test_the_tiny_bert_vocabulary_is_the_same_for_the_same_texts(tmp_path: Path) -> None:
+    texts = ["The red square moves left", "the small red circle", "a blue star stops", "Red!"]
+    first = train_bert_tokenizer(tmp_path / "first", texts, 48)
+    second = train_bert_tokenizer(tmp_path / "second", list(reversed(texts)), 48)
+    vocab = (first / "vocab.txt").read_text().split("\n")[:-1]
+    assert (second / "vocab.txt").read_bytes() == (first / "vocab.txt").read_bytes()
+    assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and len(vocab) == 48
+    assert vocab.index("red") < vocab.index("the")  # most frequent word first ("red": 3)
+    tokenizer = load_tokenizer_folder(first, UNINEXT_BERT_TOKENIZER, None)
+    assert tokenizer.backend.tokenize("The red star!") == [
+        "the",
+        "red",
+        "s",
+        "##t",
+        "##a",
+        "##r",
+        "!",
+    ]
+
+
+def test_a_vocabulary_too_small_for_the_characters_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="characters do not fit"):
+        train_bert_tokenizer(tmp_path / "tok", ["abcdefghij"], 20)
