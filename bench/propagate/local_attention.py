@@ -83,7 +83,7 @@ def time_call(call: Callable[[], object], repeat: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def run_case(case: tuple, repeat: int) -> list[str]:
+def run_case(case: tuple, repeat: int) -> str:
     label, n, heads, d, h, w = case
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(n, heads, d, h, w, generator=generator) for _ in range(3))
@@ -100,10 +100,10 @@ def run_case(case: tuple, repeat: int) -> list[str]:
 
     train = [time_call(lambda f=f: step(f), max(1, repeat // 2)) for f in (tiled, shifted)]
     chosen = "tiled" if h * w <= layers.TILED_MAX_POSITIONS else "shifted"
-    return [
+    return (
         f"| {label} | {n}x{heads}x{d} | {infer[0]:.2f} | {infer[1]:.2f} | {chosen} "
         f"| {train[0]:.1f} | {train[1]:.1f} | {diff:.1e} |"
-    ]
+    )
 
 
 def main() -> None:
@@ -119,7 +119,7 @@ def main() -> None:
     )
     print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |")
     for case in CASES:
-        print("\n".join(run_case(case, args.repeat)), flush=True)
+        print(run_case(case, args.repeat), flush=True)
 
 
 if __name__ == "__main__":

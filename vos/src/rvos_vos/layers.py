@@ -117,7 +117,7 @@ def _tiled_logits(q: Tensor, k: Tensor) -> Tensor:
     product (tiles of up to 8x8 queries and their (8 + 14) x (8 + 14) keys, all at once)."""
     h, w = q.shape[-2:]
     tile = Tile.of(h, w)
-    products = torch.matmul(tile.queries(q), tile.keys(k))  # [N, heads, tiles, queries, keys]
+    products = torch.matmul(tile.from_map(q), tile.keys(k))  # [N, heads, tiles, queries, keys]
     return tile.to_map(torch.gather(products, -1, tile.index(products)), h, w)
 
 
@@ -184,10 +184,6 @@ class Tile:
         tiles = tiles.unfold(4, self.cols + 2 * halo, self.cols)  # [N, a, d, tY, tX, R', C']
         return tiles.flatten(5).flatten(3, 4).transpose(2, 3)
 
-    def queries(self, q: Tensor) -> Tensor:
-        """[N, heads, d, h, w] -> [N, heads, tiles, rows·cols, d]."""
-        return self._tiles(q, 0).transpose(-1, -2)
-
     def keys(self, k: Tensor) -> Tensor:
         """[N, heads, d, h, w] -> [N, heads, tiles, d, keys]."""
         return self._tiles(k, MAX_DIS)
@@ -201,7 +197,8 @@ class Tile:
         return x[..., :h, :w]
 
     def from_map(self, x: Tensor) -> Tensor:
-        """[N, heads, c, h, w] -> [N, heads, tiles, rows·cols, c] (zeros past the map)."""
+        """[N, heads, c, h, w] -> [N, heads, tiles, rows·cols, c] (zeros past the map): the
+        queries of each tile, or any per-query map."""
         return self._tiles(x, 0).transpose(-1, -2)
 
     def index(self, like: Tensor) -> Tensor:
