@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zlib
 from pathlib import Path
 
@@ -9,13 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rvos_core import masks
 from rvos_core.errors import InputError
 from rvos_core.masks import (
     OutOfDomain,
     QuantizationSteps,
     decode_mask_png,
     encode_mask_png,
-    encode_probs_mask_png,
+    mask_png_of_rows,
     quantize_frame,
     quantize_probs,
     read_mask_png,
@@ -166,8 +168,26 @@ def test_quantization_steps_are_where_q_steps(logits: bool) -> None:
         assert np.all(np.diff(q.astype(np.int16)) >= 0), name
 
 
+@pytest.fixture(params=["kernel", "numpy"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """quantize_frame through the compiled kernel, and through NumPy (a package built without a C
+    compiler); CI always builds the kernel."""
+    if request.param == "numpy":
+        monkeypatch.setattr(masks, "_quantize", None)
+    else:
+        _require_kernel()
+    return request.param
+
+
+def _require_kernel() -> None:
+    if masks._quantize is None:
+        if os.environ.get("CI"):
+            pytest.fail("rvos_core._quantize was not built (a C compiler and the Python headers)")
+        pytest.skip("rvos_core._quantize was not built: no C compiler when core was installed")
+
+
 @pytest.mark.parametrize("logits", [True, False])
-def test_quantize_frame_is_the_reference(logits: bool) -> None:
+def test_quantize_frame_is_the_reference(logits: bool, implementation: str) -> None:
     steps = QuantizationSteps.of(logits)
     rng = np.random.default_rng(3)
     if logits:
@@ -183,14 +203,32 @@ def test_quantize_frame_is_the_reference(logits: bool) -> None:
     frame = values[: values.size // 8 * 8].reshape(8, -1)
     with np.errstate(over="ignore"):  # the reference's exp of -(-3e38) in float64: inf, p = 0
         expected = stored_probs(frame, logits)
-    assert np.array_equal(quantize_frame(frame, steps), expected)
+    rows = np.full((8, frame.shape[1] + 1), 77, np.uint8)
+    assert np.array_equal(quantize_frame(frame, steps, rows=rows), expected)
+    assert mask_png_of_rows(rows) == encode_mask_png(expected >= 128)
     assert np.array_equal(quantize_frame(frame[:, ::2], steps), expected[:, ::2])
     assert np.array_equal(frame >= np.float32(steps.half), expected >= 128)
 
 
-def _tiled_frame(logits: bool) -> np.ndarray:
-    """float32 [16 x 4 + 5, 128 x 3 + 7]: whole 16 x 128 tiles of each constant q (0, 1, 255),
-    tiles that mix them or hold the band, and the rows and columns beyond the last whole tile."""
+@pytest.mark.parametrize("logits", [True, False])
+def test_every_level_starts_where_the_reference_steps(logits: bool, implementation: str) -> None:
+    """Around each of the 255 levels (8 float32 values each side), in blocks of every kind."""
+    steps = QuantizationSteps.of(logits)
+    assert np.all(np.diff(steps.levels) >= 0)
+    values = np.concatenate([_float32_neighbours(v, 8) for v in steps.levels])
+    if not logits:
+        values = values[(values >= 0) & (values <= 1)]
+    expected = stored_probs(values, logits)
+    for width in (1, 17, 64, 200):
+        frame = np.resize(values, (values.size // width + 1, width))
+        assert np.array_equal(quantize_frame(frame, steps), np.resize(expected, frame.shape))
+    at = np.searchsorted(values, steps.levels)
+    assert np.array_equal(expected[at], np.arange(1, 256)[np.r_[True, np.diff(steps.levels) > 0]])
+
+
+def _blocks_frame(logits: bool) -> np.ndarray:
+    """float32 [69, 64 x 6 + 7]: whole blocks of 64 values on each constant level (0, 1, 255),
+    blocks that mix them or hold the band, and each row's last, shorter block."""
     steps = QuantizationSteps.of(logits)
     rng = np.random.default_rng(5)
     low, high = (-40.0, 40.0) if logits else (0.0, 1.0)
@@ -200,34 +238,35 @@ def _tiled_frame(logits: bool) -> np.ndarray:
     frame[16:32, :128] = np.float32((steps.support + steps.band) / 2)  # q = 1
     frame[32:48, :128] = np.float32(high)  # q = 255
     frame[:16, 128:256] = np.float32(high)
-    frame[7, 200] = np.float32(steps.band)  # one band pixel in a tile of 255
+    frame[7, 200] = np.float32(steps.band)  # one band value in a block of 255
     frame[48:64, :256] = np.float32((steps.support + steps.band) / 2)
-    frame[50, 3] = np.float32(below)  # a 0 in a tile of 1
+    frame[50, 3] = np.float32(below)  # a 0 in a block of 1
+    frame[60:, 384:] = np.float32(high)  # the last blocks of rows, constant
     return frame
 
 
 @pytest.mark.parametrize("logits", [True, False])
-def test_quantize_frame_fills_constant_tiles_exactly(logits: bool) -> None:
+def test_quantize_frame_fills_constant_blocks_exactly(logits: bool, implementation: str) -> None:
     steps = QuantizationSteps.of(logits)
-    frame = _tiled_frame(logits)
+    frame = _blocks_frame(logits)
     expected = stored_probs(frame, logits)
     out = np.full(frame.shape, 77, np.uint8)
     assert quantize_frame(frame, steps, out=out) is out
     assert np.array_equal(out, expected)
-    assert set(np.unique(expected[:48, :128])) == {0, 1, 255}  # the constant tiles are there
+    assert set(np.unique(expected[:48, :128])) == {0, 1, 255}  # the constant blocks are there
     assert np.array_equal(quantize_frame(frame[:, ::-1], steps), expected[:, ::-1])
     assert np.array_equal(quantize_frame(frame[:40, :100], steps), expected[:40, :100])
 
 
 @pytest.mark.parametrize("logits", [True, False])
 @pytest.mark.parametrize(
-    "at", [(3, 5), (20, 60), (66, 10), (30, 388)]
-)  # tiles 0, 1; last rows, columns
+    "at", [(3, 5), (20, 60), (66, 10), (30, 388), (68, 390)]
+)  # constant blocks, mixed blocks, a row's last block
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, -0.5, 1.5])
 def test_quantize_frame_refuses_what_is_not_in_the_domain(
-    logits: bool, at: tuple[int, int], bad: float
+    logits: bool, at: tuple[int, int], bad: float, implementation: str
 ) -> None:
-    frame = _tiled_frame(logits)
+    frame = _blocks_frame(logits)
     frame[at] = bad
     finite = np.isfinite(bad)
     if logits and finite:
@@ -238,8 +277,14 @@ def test_quantize_frame_refuses_what_is_not_in_the_domain(
         quantize_frame(frame, QuantizationSteps.of(logits))
 
 
-def test_mask_png_of_stored_probabilities() -> None:
-    probs = np.random.default_rng(2).integers(0, 256, (37, 53)).astype(np.uint8)
-    probs[0, :4] = [126, 127, 128, 129]
-    assert encode_probs_mask_png(probs) == encode_mask_png(probs >= 128)
-    assert encode_probs_mask_png(probs[:, ::2]) == encode_mask_png(probs[:, ::2] >= 128)
+def test_negative_zero_is_a_probability_of_zero(implementation: str) -> None:
+    frame = np.array([[-0.0, 0.0, 0.7]], np.float32)
+    q = quantize_frame(frame, QuantizationSteps.of(False))
+    assert np.array_equal(q, stored_probs(frame, False)) and q[0, 0] == 0
+
+
+def test_the_kernel_checks_its_buffers() -> None:
+    _require_kernel()
+    frame = np.zeros((4, 6), np.float32)
+    with pytest.raises(ValueError, match="rows"):
+        quantize_frame(frame, QuantizationSteps.of(True), rows=np.empty((4, 6), np.uint8))

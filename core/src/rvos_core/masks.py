@@ -22,6 +22,11 @@ from zlib_ng import zlib_ng
 
 from rvos_core.errors import InputError
 
+try:
+    from rvos_core import _quantize
+except ImportError:  # installed without a C compiler: quantize_frame uses NumPy
+    _quantize = None
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
 _CHUNK = struct.Struct(">I4s")
@@ -127,9 +132,9 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return _CHUNK.pack(len(body), kind) + body + crc.to_bytes(4)
 
 
-def _mask_png(rows: np.ndarray) -> bytes:
-    """The PNG of rows uint8 [H, W + 1] (filter byte 0, then the pixels 0 / 255): one IDAT chunk
-    deflated by zlib-ng at level 1."""
+def mask_png_of_rows(rows: np.ndarray) -> bytes:
+    """The mask PNG of rows uint8 [H, W + 1] (filter byte 0, then the pixels 0 / 255, as
+    ``quantize_frame`` writes them): one IDAT chunk deflated by zlib-ng at level 1."""
     height, width = rows.shape[0], rows.shape[1] - 1
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib_ng.compress(rows, 1)
@@ -142,17 +147,7 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
     height, width = mask.shape
     rows = np.zeros((height, width + 1), np.uint8)
     np.multiply(np.asarray(mask, dtype=bool), np.uint8(255), out=rows[:, 1:], casting="unsafe")
-    return _mask_png(rows)
-
-
-def encode_probs_mask_png(probs: np.ndarray) -> bytes:
-    """The mask PNG of stored probabilities uint8 [H, W] (the mask is q >= 128): the bytes of
-    ``encode_mask_png(probs >= 128)``, without a bool mask (q >> 7 is 0 or 1; negated, 0 or 255)."""
-    height, width = probs.shape
-    rows = np.empty((height, width + 1), np.uint8)
-    rows[:, 0] = 0
-    np.negative(np.right_shift(probs, 7), out=rows[:, 1:])
-    return _mask_png(rows)
+    return mask_png_of_rows(rows)
 
 
 def sigmoid_f32(values: np.ndarray) -> np.ndarray:
@@ -195,81 +190,122 @@ def stored_probs(values: np.ndarray, logits: bool) -> np.ndarray:
     return quantize_probs(sigmoid_f32(values) if logits else values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class QuantizationSteps:
     """Where ``stored_probs`` (q) steps, as float32 inputs of one domain.
 
     q is a non-decreasing step function of the input (a composition of non-decreasing roundings:
     ``sigmoid_f32`` is the correctly rounded sigmoid, then x 255, rounding and the two one-step
-    moves of ``quantize_probs``). So q = 0 below ``support``, 1 from ``support`` up to ``band``,
-    255 from ``top`` on, and q >= 128 exactly from ``half`` on; only inputs in [band, top) (an
-    object's boundary: typically ~1 % of a frame) need the reference formula.
+    moves of ``quantize_probs``), so it is the number of ``levels`` at or below the input, where
+    ``levels[k]`` float32 [255] is the smallest input with q >= k + 1 (found by bisection over the
+    reference itself). Named levels: q = 0 below ``support``, 1 from ``support`` up to ``band``,
+    255 from ``top`` on, and q >= 128 (the mask) exactly from ``half`` on; only inputs in
+    [band, top) (an object's boundary: typically ~1 % of a frame) take other values.
     """
 
     logits: bool
-    support: float  # smallest input with q >= 1
-    band: float  # smallest input with q >= 2
-    half: float  # smallest input with q >= 128 (the mask: p > 0.5)
-    top: float  # smallest input with q == 255
+    levels: np.ndarray
 
     @classmethod
     def of(cls, logits: bool) -> QuantizationSteps:
         """The steps of the logit (``logits=True``) or the probability domain."""
         return _steps(logits)
 
+    @property
+    def support(self) -> float:
+        return float(self.levels[0])
+
+    @property
+    def band(self) -> float:
+        return float(self.levels[1])
+
+    @property
+    def half(self) -> float:
+        return float(self.levels[127])
+
+    @property
+    def top(self) -> float:
+        return float(self.levels[254])
+
 
 _SIGN = 1 << 31
 
 
-def _order_key(value: float) -> int:
-    """An integer that orders float32 values as numbers (-0.0 and 0.0 share 0)."""
-    bits = int(np.float32(value).view(np.uint32))
-    return -(bits & (_SIGN - 1)) if bits & _SIGN else bits
+def _order_keys(values: np.ndarray) -> np.ndarray:
+    """int64 [..] keys that order float32 values [..] as numbers (-0.0 and 0.0 share 0)."""
+    bits = np.asarray(values, np.float32).view(np.uint32).astype(np.int64)
+    return np.where(bits & _SIGN, -(bits & (_SIGN - 1)), bits)
 
 
-def _from_key(key: int) -> np.float32:
-    bits = key if key >= 0 else (-key) | _SIGN
-    return np.array([bits], np.uint32).view(np.float32)[0]
-
-
-def _first_at_least(level: int, low: float, high: float, logits: bool) -> float:
-    """Smallest float32 x in [low, high] with stored_probs(x) >= level (q(high) >= level)."""
-    lo, hi = _order_key(low), _order_key(high)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if stored_probs(np.array([_from_key(mid)]), logits)[0] >= level:
-            hi = mid
-        else:
-            lo = mid + 1
-    return float(_from_key(lo))
+def _from_keys(keys: np.ndarray) -> np.ndarray:
+    bits = np.where(keys >= 0, keys, -keys | _SIGN).astype(np.uint32)
+    return bits.view(np.float32)
 
 
 @functools.cache
 def _steps(logits: bool) -> QuantizationSteps:
+    """All 255 levels at once: a bisection over the float32 order, each level its own interval."""
     # q is 0 at the low end and 255 at the high end of either range (no overflow in sigmoid_f32)
-    low, high = (-100.0, 100.0) if logits else (0.0, 1.0)
-    support, band, half, top = (
-        _first_at_least(level, low, high, logits) for level in (1, 2, 128, 255)
-    )
-    return QuantizationSteps(logits, support, band, half, top)
+    ends = (-100.0, 100.0) if logits else (0.0, 1.0)
+    wanted = np.arange(1, 256)
+    lo, hi = (np.full(wanted.shape, k) for k in _order_keys(np.array(ends)))
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        reached = stored_probs(_from_keys(mid), logits) >= wanted
+        lo, hi = np.where(reached, lo, mid + 1), np.where(reached, mid, hi)
+    levels = _from_keys(lo)
+    levels.flags.writeable = False
+    return QuantizationSteps(logits, levels)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def quantize_frame(
+    values: np.ndarray,
+    steps: QuantizationSteps,
+    out: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """``stored_probs`` uint8 [H, W] of float32 values [H, W] of the steps' domain, exactly, into
+    ``out`` (C-contiguous; a new array when None), and, when ``rows`` uint8 [H, W + 1] is given,
+    the rows of the mask PNG of q >= 128 into it (``mask_png_of_rows``). OutOfDomain when a value
+    is NaN or infinite, or, for probabilities, outside [0, 1].
+
+    One pass of the compiled kernel (``rvos_core._quantize``): per block of 128 values, the range
+    (it is the check as well); a block on one level (0, 1 or 255: most of a frame) is filled with
+    it, any other block compared value by value, and the values in the band looked up in
+    ``steps.levels``. Where the package was installed without a C compiler, NumPy does the same
+    over 16 x 128 tiles in a few passes (``_quantize_tiles``: about twice the CPU)."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    height, width = values.shape
+    q = np.empty(values.shape, np.uint8) if out is None else out
+    if _quantize is None:
+        _quantize_without_kernel(values, steps, q)
+        if rows is not None:
+            rows[:, 0] = 0
+            np.negative(np.right_shift(q, 7), out=rows[:, 1:])
+        return q
+    png = np.empty((height, width + 1), np.uint8) if rows is None else rows
+    low, high = (-_FLOAT32_MAX, _FLOAT32_MAX) if steps.logits else (-0.0, 1.0)
+    if _quantize.quantize(values, height, width, steps.levels, low, high, q, png):
+        raise OutOfDomain(_refusal(values))
+    return q
+
+
+def _refusal(values: np.ndarray) -> str:
+    """Why values that are not all in their domain are refused."""
+    return "probabilities outside [0, 1]" if np.isfinite(values).all() else "NaN or infinite values"
 
 
 _TILE_ROWS, _TILE_COLS = 16, 128  # 720p: 45 x 10 tiles
 
 
-def quantize_frame(
-    values: np.ndarray, steps: QuantizationSteps, out: np.ndarray | None = None
-) -> np.ndarray:
-    """``stored_probs`` uint8 [H, W] of float32 values [H, W] of the steps' domain, exactly, into
-    ``out`` (C-contiguous; a new array when None). OutOfDomain when a value is NaN or infinite,
-    or, for probabilities, outside [0, 1].
-
-    Most of a frame is far from an object's boundary: the minimum and the maximum of each 16 x 128
-    tile (one reduction each over the frame; they are also the checks) show the tiles where q is
-    one constant (0, 1 or 255), which are filled with it; the other tiles, and the rows and
-    columns beyond the last whole tile, are quantised pixel by pixel (``_quantize_pixels``)."""
-    values = np.asarray(values, dtype=np.float32)
-    q = np.empty(values.shape, np.uint8) if out is None else out
+def _quantize_without_kernel(values: np.ndarray, steps: QuantizationSteps, q: np.ndarray) -> None:
+    """``quantize_frame``'s q in NumPy: the minimum and the maximum of each 16 x 128 tile (one
+    reduction each over the frame; they are also the checks) show the tiles where q is one
+    constant (0, 1 or 255), which are filled with it; the other tiles, and the rows and columns
+    beyond the last whole tile, are quantised pixel by pixel (``_quantize_pixels``)."""
     height, width = values.shape
     rows, cols = height - height % _TILE_ROWS, width - width % _TILE_COLS
     lows, highs = [], []
@@ -282,19 +318,10 @@ def quantize_frame(
             q[part] = _quantize_pixels(values[part], steps)
             lows.append(values[part].min())
             highs.append(values[part].max())
-    _check_range(np.min(lows), np.max(highs), steps.logits)  # NaN propagates into both
-    return q
-
-
-class OutOfDomain(ValueError):
-    """Values that ``quantize_frame`` refuses: NaN or infinite, or probabilities outside [0, 1]."""
-
-
-def _check_range(low: float, high: float, logits: bool) -> None:
-    if not (np.isfinite(low) and np.isfinite(high)):
-        raise OutOfDomain("NaN or infinite values")
-    if not logits and (low < 0.0 or high > 1.0):
-        raise OutOfDomain("probabilities outside [0, 1]")
+    low, high = np.min(lows), np.max(highs)  # NaN propagates into both
+    in_domain = low >= -_FLOAT32_MAX and high <= _FLOAT32_MAX
+    if not (in_domain and (steps.logits or (low >= 0.0 and high <= 1.0))):
+        raise OutOfDomain(_refusal(values))
 
 
 def _quantize_tiles(
@@ -321,13 +348,16 @@ def _quantize_tiles(
 
 def _quantize_pixels(values: np.ndarray, steps: QuantizationSteps) -> np.ndarray:
     """q uint8 [..] of float32 values [..] (not checked), in a few flat passes: two comparisons
-    give q in {0, 1, 255} and the band's positions; in the band (q from 2 to 254, so the support
-    rule of ``quantize_probs`` holds) q is ``_nearest_step`` of the probabilities."""
+    give q in {0, 1, 255} and the band's positions; in the band (q from 2 to 254) q is the number
+    of ``steps.levels`` at or below the value."""
     values = np.ascontiguousarray(values)
     top = np.greater_equal(values, np.float32(steps.top))
     q = np.greater_equal(values, np.float32(steps.support)).view(np.uint8)
     q += top.view(np.uint8) * np.uint8(254)
     inside = np.flatnonzero(np.greater_equal(values, np.float32(steps.band)) > top)
-    band = values.reshape(-1)[inside]
-    q.reshape(-1)[inside] = _nearest_step(sigmoid_f32(band) if steps.logits else band)
+    q.reshape(-1)[inside] = np.searchsorted(steps.levels, values.reshape(-1)[inside], "right")
     return q
+
+
+class OutOfDomain(ValueError):
+    """Values that ``quantize_frame`` refuses: NaN or infinite, or probabilities outside [0, 1]."""

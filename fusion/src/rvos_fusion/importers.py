@@ -32,7 +32,7 @@ from rvos_core.errors import InputError
 from rvos_core.masks import (
     OutOfDomain,
     QuantizationSteps,
-    encode_probs_mask_png,
+    mask_png_of_rows,
     quantize_frame,
     read_mask_png,
 )
@@ -180,15 +180,16 @@ class PthImport(Stage):
         where = f"video {out.video.id}, expression {exp_id}"
         values, scores = _checked_entry(path, where, out.video, entry)
         steps = QuantizationSteps.of(self.domain == "logit")
-        probs = np.empty(values.shape if self.save_probs else values.shape[1:], np.uint8)
-        for t in range(values.shape[0]):
-            q = probs[t] if self.save_probs else probs
+        frames, height, width = values.shape
+        probs = np.empty((frames if self.save_probs else 1, height, width), np.uint8)
+        rows = np.empty((height, width + 1), np.uint8)
+        for t in range(frames):
             try:
-                quantize_frame(_frame(values, t), steps, out=q)
+                quantize_frame(_frame(values, t), steps, out=probs[t % len(probs)], rows=rows)
             except OutOfDomain as exc:
                 hint = "" if self.domain == "logit" else " (is it logits?)"
                 raise InputError(path, f"{where}: 'mask_logits' holds {exc}{hint}") from None
-            out.write_png(exp_id, t, encode_probs_mask_png(q), q.shape)
+            out.write_png(exp_id, t, mask_png_of_rows(rows), (height, width))
         out.write_scores(exp_id, scores)
         if self.save_probs:
             out.write_probs(exp_id, probs)

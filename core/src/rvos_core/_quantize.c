@@ -1,0 +1,192 @@
+/* One pass over a float32 frame: the checks, the stored probabilities q and the mask PNG's rows.
+ *
+ * Written for this project (no upstream counterpart: upstream thresholds torch tensors). Called by
+ * rvos_core.masks.quantize_frame, which also holds the NumPy path used where this is not built.
+ *
+ * q is the step function of the reference (rvos_core.masks.stored_probs): q(x) is the number of
+ * its 255 levels t[k] (the smallest float32 input with q >= k + 1, found in Python by bisection
+ * over the reference itself) that are <= x. The levels are non-decreasing, so the kernel agrees
+ * with the reference exactly, on every CPU, without evaluating a sigmoid.
+ *
+ * Per block of BLOCK values of a row: the smallest and largest value (as integer order keys, one
+ * vectorised loop; they are also the domain check). A block on one level (q = 0, 1 or 255: most
+ * of a frame) is filled with it; any other block is compared value by value (vectorised), and its
+ * values in the band [t[1], t[254]) get q by a binary search over the levels. The PNG byte is 255
+ * where x >= t[127] (q >= 128), else 0.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define LEVELS 255
+#define BLOCK 128
+
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+typedef struct {
+    const float *t;       /* [LEVELS] levels, non-decreasing */
+    int32_t keys[LEVELS]; /* their order keys */
+    int32_t low, high;    /* the domain's ends (order keys, inclusive) */
+} Steps;
+
+/* q of one value in the band: the number of levels <= x (8 halvings over 255 entries). */
+static uint8_t band_level(const float *t, float x) {
+    int n = 0;
+    for (int step = 128; step; step >>= 1) {
+        if (n + step <= LEVELS && t[n + step - 1] <= x) n += step;
+    }
+    return (uint8_t)n;
+}
+
+/* An int32 that orders float32 values as numbers (-0.0 just below 0.0; NaN beyond the infinities),
+ * so that the range of a block is an integer minimum and maximum, which vectorise. */
+static inline int32_t order_key(float v) {
+    int32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits ^ (int32_t)((uint32_t)(bits >> 31) >> 1);
+}
+
+/* The smallest and largest order_key of `count` values. */
+static inline void block_range(const float *restrict x, Py_ssize_t count, int32_t *low,
+                               int32_t *high) {
+    int32_t a = INT32_MAX, b = INT32_MIN;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const int32_t k = order_key(x[i]);
+        a = k < a ? k : a;
+        b = k > b ? k : b;
+    }
+    *low = a;
+    *high = b;
+}
+
+/* q and the PNG bytes of `count` values that are not all on one level. */
+static inline void block_levels(const float *restrict x, Py_ssize_t count, const Steps *s,
+                                uint8_t *restrict q, uint8_t *restrict png) {
+    const float support = s->t[0], band = s->t[1], half = s->t[127], top = s->t[254];
+    uint32_t in_band = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const float v = x[i];
+        in_band |= (uint32_t)((v >= band) & (v < top));
+        q[i] = (uint8_t)((uint8_t)(v >= support) + (uint8_t)(v >= top) * 254u);
+        png[i] = (uint8_t)(-(uint8_t)(v >= half));
+    }
+    if (!in_band) return;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (x[i] >= band && x[i] < top) q[i] = band_level(s->t, x[i]);
+    }
+}
+
+/* The level all values with keys in [low, high] share (0, 1 or 255), or -1. */
+static int one_level(const Steps *s, int32_t low, int32_t high) {
+    if (high < s->keys[0]) return 0;
+    if (low >= s->keys[0] && high < s->keys[1]) return 1;
+    if (low >= s->keys[254]) return 255;
+    return -1;
+}
+
+static inline void fill(uint8_t *restrict out, Py_ssize_t count, uint8_t value) {
+    for (Py_ssize_t i = 0; i < count; i++) out[i] = value;
+}
+
+/* One block of `count` values: its q and PNG bytes; returns whether all are in the domain. */
+static inline int block_pass(const float *x, Py_ssize_t count, const Steps *s, uint8_t *q,
+                             uint8_t *png) {
+    int32_t low, high;
+    block_range(x, count, &low, &high);
+    const int level = one_level(s, low, high);
+    if (level < 0) {
+        block_levels(x, count, s, q, png);
+    } else {
+        fill(q, count, (uint8_t)level);
+        fill(png, count, low >= s->keys[127] ? 255 : 0);
+    }
+    return low >= s->low && high <= s->high;
+}
+
+/* One row of `width` values: its q and PNG bytes (after the filter byte); returns whether all its
+ * values are in the domain. Whole blocks have a constant count, which the compiler unrolls. */
+VECTOR_CLONES
+static int row_pass(const float *x, Py_ssize_t width, const Steps *s, uint8_t *q, uint8_t *png) {
+    int ok = 1;
+    const Py_ssize_t whole = width - width % BLOCK;
+    for (Py_ssize_t i = 0; i < whole; i += BLOCK) ok &= block_pass(x + i, BLOCK, s, q + i, png + i);
+    if (whole < width) ok &= block_pass(x + whole, width - whole, s, q + whole, png + whole);
+    return ok;
+}
+
+/* Returns the number of rows with values outside [low, high] or NaN (0: q and the rows are
+ * complete). */
+static Py_ssize_t quantize_rows(const float *x, Py_ssize_t height, Py_ssize_t width,
+                                const Steps *s, uint8_t *q, uint8_t *rows) {
+    Py_ssize_t bad = 0;
+    for (Py_ssize_t y = 0; y < height; y++) {
+        uint8_t *png = rows + y * (width + 1);
+        png[0] = 0; /* PNG filter type 0 */
+        bad += !row_pass(x + y * width, width, s, q + y * width, png + 1);
+    }
+    return bad;
+}
+
+static int need(int ok, const char *message) {
+    if (!ok) PyErr_SetString(PyExc_ValueError, message);
+    return ok;
+}
+
+static int check_buffers(const Py_buffer *x, const Py_buffer *t, const Py_buffer *q,
+                         const Py_buffer *rows, Py_ssize_t height, Py_ssize_t width) {
+    return need(height >= 0 && width >= 0, "negative frame size") &&
+           need(x->len == height * width * (Py_ssize_t)sizeof(float),
+                "values: need height x width float32") &&
+           need(t->len == LEVELS * (Py_ssize_t)sizeof(float), "levels: need 255 float32") &&
+           need(q->len == height * width, "q: need height x width bytes") &&
+           need(rows->len == height * (width + 1), "rows: need height x (width + 1) bytes");
+}
+
+/* quantize(values, height, width, levels, low, high, q, rows) -> rows outside the domain */
+static PyObject *quantize(PyObject *self, PyObject *args) {
+    Py_buffer x, t, q, rows;
+    Py_ssize_t height, width;
+    float low, high;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nny*ffw*w*", &x, &height, &width, &t, &low, &high, &q, &rows))
+        return NULL;
+    Py_ssize_t bad = -1;
+    if (check_buffers(&x, &t, &q, &rows, height, width)) {
+        Steps s = {.t = (const float *)t.buf, .low = order_key(low), .high = order_key(high)};
+        for (int k = 0; k < LEVELS; k++) s.keys[k] = order_key(s.t[k]);
+        Py_BEGIN_ALLOW_THREADS
+        bad = quantize_rows((const float *)x.buf, height, width, &s, (uint8_t *)q.buf,
+                            (uint8_t *)rows.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&t);
+    PyBuffer_Release(&q);
+    PyBuffer_Release(&rows);
+    return bad < 0 ? NULL : PyLong_FromSsize_t(bad);
+}
+
+static PyMethodDef methods[] = {
+    {"quantize", quantize, METH_VARARGS,
+     "quantize(values, height, width, levels, low, high, q, rows) -> int\n\n"
+     "q uint8 [H, W] and the mask PNG's rows uint8 [H, W + 1] (filter byte 0, then 0 / 255) of\n"
+     "C-contiguous float32 values [H, W], given the 255 levels float32 (any buffers of those\n"
+     "sizes); returns the number of rows holding a value outside [low, high] or NaN (0: all\n"
+     "in the domain; otherwise q and the rows are not to be used)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_quantize",
+    .m_doc = "The single-pass quantisation kernel of rvos_core.masks (see quantize).",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__quantize(void) { return PyModule_Create(&module); }
