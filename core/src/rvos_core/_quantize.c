@@ -11,8 +11,8 @@
  * Per block of BLOCK values of a row: the smallest and largest value (as integer order keys, one
  * vectorised loop; they are also the domain check). A block on one level (q = 0, 1 or 255: most
  * of a frame) is filled with it; any other block is compared value by value (vectorised), and its
- * values in the band [t[1], t[254]) get q by a binary search over the levels. The PNG byte is 255
- * where x >= t[127] (q >= 128), else 0.
+ * values in the band [t[1], t[254]) get q from the levels in their bucket (the band cut in 1024
+ * equal parts, see make_buckets). The PNG byte is 255 where x >= t[127] (q >= 128), else 0.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,6 +21,7 @@
 
 #define LEVELS 255
 #define BLOCK 128
+#define BUCKETS 1024
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
 #define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -32,14 +33,36 @@ typedef struct {
     const float *t;       /* [LEVELS] levels, non-decreasing */
     int32_t keys[LEVELS]; /* their order keys */
     int32_t low, high;    /* the domain's ends (order keys, inclusive) */
+    float origin, scale;  /* the band's buckets: (x - origin) * scale */
+    /* first[j]: the number of levels in the buckets before j (levels below the band included) */
+    uint16_t first[BUCKETS + 1];
 } Steps;
 
-/* q of one value in the band: the number of levels <= x (8 halvings over 255 entries). */
-static uint8_t band_level(const float *t, float x) {
-    int n = 0;
-    for (int step = 128; step; step >>= 1) {
-        if (n + step <= LEVELS && t[n + step - 1] <= x) n += step;
+/* The bucket of a value of the band [t[1], t[254]) (a non-decreasing function of x). */
+static inline int bucket(const Steps *s, float x) {
+    const int j = (int)((x - s->origin) * s->scale);
+    return j < BUCKETS - 1 ? j : BUCKETS - 1;
+}
+
+/* The buckets: the band cut in BUCKETS equal parts, and how many levels lie before each part. As
+ * bucket() does not decrease, a level in an earlier bucket than x's is below x, one in a later
+ * bucket above it: only the few levels in x's own bucket are compared with x. */
+static void make_buckets(Steps *s) {
+    s->origin = s->t[1];
+    s->scale = (float)BUCKETS / (s->t[254] - s->t[1]);
+    uint16_t count[BUCKETS + 1] = {0};
+    for (int k = 0; k < LEVELS; k++) {
+        count[s->t[k] < s->origin ? 0 : bucket(s, s->t[k]) + 1]++;
     }
+    uint16_t total = 0;
+    for (int j = 0; j <= BUCKETS; j++) s->first[j] = total += count[j];
+}
+
+/* q of one value in the band: the number of levels <= x. */
+static inline uint8_t band_level(const Steps *s, float x) {
+    const int j = bucket(s, x);
+    int n = s->first[j];
+    while (n < s->first[j + 1] && s->t[n] <= x) n++;
     return (uint8_t)n;
 }
 
@@ -77,7 +100,7 @@ static inline void block_levels(const float *restrict x, Py_ssize_t count, const
     }
     if (!in_band) return;
     for (Py_ssize_t i = 0; i < count; i++) {
-        if (x[i] >= band && x[i] < top) q[i] = band_level(s->t, x[i]);
+        if (x[i] >= band && x[i] < top) q[i] = band_level(s, x[i]);
     }
 }
 
@@ -159,6 +182,7 @@ static PyObject *quantize(PyObject *self, PyObject *args) {
     if (check_buffers(&x, &t, &q, &rows, height, width)) {
         Steps s = {.t = (const float *)t.buf, .low = order_key(low), .high = order_key(high)};
         for (int k = 0; k < LEVELS; k++) s.keys[k] = order_key(s.t[k]);
+        make_buckets(&s);
         Py_BEGIN_ALLOW_THREADS
         bad = quantize_rows((const float *)x.buf, height, width, &s, (uint8_t *)q.buf,
                             (uint8_t *)rows.buf);
