@@ -441,7 +441,7 @@ class RunWriter:
         if self.meta.get("has_probs"):
             with ProbsReader(self.root / "probs" / f"{video.id}.h5", video) as reader:
                 for exp_id in video.exp_ids:
-                    reader.frame(exp_id, 0)
+                    reader.dataset(exp_id)
         if not self.meta.get("has_scores"):
             return {}
         scores = read_scores_file(self.root / "scores" / f"{video.id}.json", video)
@@ -788,6 +788,11 @@ class ProbsReader:
 
     def frame(self, exp_id: str, t: int, shape: tuple[int, int] | None = None) -> np.ndarray:
         """uint8 [H, W] of frame ``t``; the dataset must be uint8 [T, H, W] (and [T, *shape])."""
+        return self.dataset(exp_id, shape)[t]
+
+    def dataset(self, exp_id: str, shape: tuple[int, int] | None = None) -> h5py.Dataset:
+        """The expression's dataset, checked to be uint8 [T, H, W] (and [T, *shape]); nothing is
+        read from it."""
         data = self._file.get(exp_id)
         frames = len(self.video.frames)
         if (
@@ -799,4 +804,4 @@ class ProbsReader:
         ):
             want = f"[{frames}, {shape[0]}, {shape[1]}]" if shape else f"[{frames}, H, W]"
             raise InputError(self.path, f"expression {exp_id}: expected a uint8 {want} dataset")
-        return data[t]
+        return data
