@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -222,7 +221,7 @@ def write_outputs(outputs: Iterable[Path], floor: Path, clock: Clock) -> None:
 
 def floor_cpu(stage: Stage, floor: Path) -> float:
     """CPU seconds of the stage's floor: reading its inputs and writing its outputs alone."""
-    shutil.rmtree(floor, ignore_errors=True)
+    IMPORT.discard(floor)
     clock = Clock()
     clock.timed(read_inputs, stage.reads)
     write_outputs(stage.writes, floor, clock)
@@ -232,10 +231,7 @@ def floor_cpu(stage: Stage, floor: Path) -> float:
 def run_commands(stage: Stage) -> tuple[float, float]:
     """(CPU seconds, peak MiB) of the stage's commands, run on fresh outputs."""
     for path in stage.writes:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        IMPORT.discard(path)
     runs = [IMPORT.measured([sys.executable, *command]) for command in stage.commands]
     return sum(r[0] for r in runs), max(r[1] for r in runs)
 
@@ -314,7 +310,10 @@ def main() -> int:
     if not (davis / "pred").is_dir():
         EVAL.write_set(davis, DAVIS_SIZE, args.sequences, args.davis_frames, 0)
     frames = args.sequences * (args.davis_frames - 2)
-    rows = [measure(s, root, args.repeat) for s in stages(root, data, masks, davis, frames)]
+    try:
+        rows = [measure(s, root, args.repeat) for s in stages(root, data, masks, davis, frames)]
+    finally:
+        IMPORT.empty_discarded()
     print_table(rows)
     result = summary(rows, args)
     print(json.dumps(result))

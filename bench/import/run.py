@@ -106,6 +106,28 @@ def measured(argv: Sequence[str]) -> tuple[float, float]:
     return cpu, peak
 
 
+_DISCARDED: set[Path] = set()
+
+
+def discard(path: Path) -> None:
+    """Move an earlier turn's output aside (a rename) instead of deleting it. On ext4, files made
+    right after thousands of deletions cost several times the system CPU (the inode allocator
+    steps over recently deleted inodes), which would land on whichever side ran after a deletion;
+    ``empty_discarded`` deletes them all once the benchmark is done."""
+    if path.exists() or path.is_symlink():
+        aside = path.parent / ".discarded"
+        aside.mkdir(exist_ok=True)
+        _DISCARDED.add(aside)
+        path.rename(aside / f"{path.name}-{time.monotonic_ns()}")
+
+
+def empty_discarded() -> None:
+    """Delete what ``discard`` moved aside."""
+    for aside in _DISCARDED:
+        shutil.rmtree(aside, ignore_errors=True)
+    _DISCARDED.clear()
+
+
 def startup(imports: str) -> float:
     """CPU seconds of an interpreter that only imports ``imports`` (best of 3)."""
     return min(measured([sys.executable, "-c", imports])[0] for _ in range(3))
@@ -115,7 +137,7 @@ def run_ours(root: Path) -> list[tuple[str, float, float]]:
     """split-pth of each dict, then the round-1 vote: (command, CPU s, peak MiB) each."""
     data = ["--data", str(root / "data"), "--split", SPLIT]
     work = root / "ours"
-    shutil.rmtree(work, ignore_errors=True)
+    discard(work)
     rows = []
     for model in MODELS:
         pth = str(root / "pth" / f"{model}.pth")
@@ -166,7 +188,7 @@ def _patched(source: Path, target: Path, constants: dict[str, str]) -> Path:
 def run_upstream(root: Path, upstream: Path, python: str) -> list[tuple[str, float, float]]:
     """upstream spilt_pth.py + test_swap_1.py, path constants patched: (command, CPU s, peak MiB)."""
     work = root / "upstream"
-    shutil.rmtree(work, ignore_errors=True)
+    discard(work)
     work.mkdir()
     split = _patched(upstream / "spilt_pth.py", work / "spilt_pth.py", {
         "pth_model_dir": repr(str(root / "pth")),
@@ -250,7 +272,7 @@ def _floor_vote(root: Path, dataset: Dataset, clock: _Clock) -> None:
 
 def floor(root: Path, dataset: Dataset) -> float:
     """CPU seconds of the floor of the whole import path (see the module docstring)."""
-    shutil.rmtree(root / "floor", ignore_errors=True)
+    discard(root / "floor")
     clock = _Clock()
     for model in MODELS:
         _floor_model(root, dataset, model, clock)
@@ -341,6 +363,7 @@ def main() -> int:
         print(
             f"upstream / ours: {up_total / ours_total:.2f}x in total, {up_mask / ours_mask:.2f}x per mask; same PNGs: {same}"
         )
+    empty_discarded()
     print(json.dumps(summary))
     return 0
 
