@@ -13,16 +13,22 @@ On generated inputs, in one run, each stage's command in its own process:
 * **report**: ``python -m rvos_report`` of the vote and its three inputs against the ground truth.
 
 **CPU s** of a command: user + system of its process and its children, the best of ``--repeat``
-turns. **Start-up**: the same command with ``-h`` (interpreter, imports, argument parser), best of
-three, taken out of the per-unit cost (import, vote, submission: per output mask; evaluation: per
-evaluated frame; report: per mask of every node it reads). **Floor** (best of ``--repeat``): in
+turns (ours and the floor take turns). Every stage runs twice: on the inputs above and on the same inputs cut to **one video**
+(one DAVIS sequence for the evaluation). The **per-unit** cost (import, vote, submission: per
+output mask; evaluation: per evaluated frame; report: per mask of every node it reads) is the
+difference of the two runs divided by the difference of their units: what one more mask costs,
+the same on the floor's side. What a command costs whatever its size (interpreter, imports,
+argument parsing, opening and closing its run folder) is the **fixed** cost per command, the
+intercept; the **start-up** column is the same command with ``-h`` (interpreter, imports, parser;
+best of three), part of it. **Floor** (best of ``--repeat``): in
 this process, CPU time around the input and output alone: every tensor read once through the
 memory map; every input PNG decoded (``rvos_core.masks.png_pixels``: zlib-ng, as our readers; no
 value checks); our own outputs written again from their decoded values with our encoders (mask
 PNGs: each distinct mask encoded once, as the vote encodes a pair's mask once; probability h5
 datasets), every other output file (JSON, CSV, zip, the report's pages, images and videos) written
 as bytes. The report's floor leaves out its rendering: decoding the video frames it shows, drawing
-tiles, encoding images and videos.
+tiles, encoding images and videos. Outputs of earlier turns are moved aside, not deleted, until
+the end (``bench_import.discard``).
 
     python bench/floor/run.py [--videos 5] [--expressions 4] [--frames 20] [--repeat 2] [--json FILE]
 """
@@ -84,22 +90,42 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class Row:
-    """CPU seconds of a stage: ours (all its commands), one start-up, the floor."""
+class Turns:
+    """A stage measured on one input size: CPU seconds of ours (all its commands) and of its
+    floor, the best of the turns each, and the peak RSS of its commands."""
 
-    stage: Stage
     ours: float
-    start: float
     floor: float
     peak_mib: float
 
+
+@dataclass(frozen=True)
+class Row:
+    """A stage measured on the large and the small inputs, and its start-up."""
+
+    stage: Stage
+    small: Stage
+    large_cpu: Turns
+    small_cpu: Turns
+    start: float
+
+    @property
+    def added_units(self) -> int:
+        return self.stage.units - self.small.units
+
     @property
     def ours_per_unit_ms(self) -> float:
-        return 1e3 * (self.ours - self.start * len(self.stage.commands)) / self.stage.units
+        return 1e3 * (self.large_cpu.ours - self.small_cpu.ours) / self.added_units
 
     @property
     def floor_per_unit_ms(self) -> float:
-        return 1e3 * self.floor / self.stage.units
+        return 1e3 * (self.large_cpu.floor - self.small_cpu.floor) / self.added_units
+
+    @property
+    def fixed(self) -> float:
+        """CPU seconds a command costs whatever its size (the intercept), start-up included."""
+        small = self.small_cpu.ours - 1e-3 * self.ours_per_unit_ms * self.small.units
+        return small / len(self.stage.commands)
 
 
 def build(root: Path, videos: int, expressions: int, frames: int) -> Path:
@@ -236,27 +262,39 @@ def run_commands(stage: Stage) -> tuple[float, float]:
     return sum(r[0] for r in runs), max(r[1] for r in runs)
 
 
-def measure(stage: Stage, root: Path, repeat: int) -> Row:
-    """The stage's commands, its start-up and its floor, each the best of ``repeat`` turns."""
-    best = min(run_commands(stage) for _ in range(repeat))
-    start = min(IMPORT.measured([sys.executable, *stage.start])[0] for _ in range(3))
-    floor = min(floor_cpu(stage, root / "floor-stages" / stage.name) for _ in range(repeat))
-    return Row(stage, best[0], start, floor, best[1])
+def turns(stage: Stage, root: Path, repeat: int) -> Turns:
+    """The stage's commands and its floor on one input size, taking turns (so that both meet the
+    same load), each the best of ``repeat`` turns."""
+    ours, floors = [], []
+    for _ in range(repeat):
+        ours.append(run_commands(stage))
+        floors.append(floor_cpu(stage, root / "floor-stages" / stage.name))
+    best = min(ours)
+    return Turns(best[0], min(floors), best[1])
+
+
+def measure(large: tuple[Stage, Path], small: tuple[Stage, Path], repeat: int) -> Row:
+    """A stage on the large and the small inputs, and its start-up (best of three)."""
+    start = min(IMPORT.measured([sys.executable, *large[0].start])[0] for _ in range(3))
+    return Row(large[0], small[0], turns(*large, repeat), turns(*small, repeat), start)
 
 
 def print_table(rows: Sequence[Row]) -> None:
     """The table of README's "ours vs floor" section."""
     print(
-        "| stage | commands | units | start-up CPU s (each) | ours CPU s | ours ms / unit "
-        "| floor CPU s | floor ms / unit | ours / floor per unit | peak RSS MiB |"
+        "| stage | commands | units (large / small) | start-up CPU s | fixed CPU s "
+        "| ours CPU s (large / small) | ours ms / unit | floor CPU s (large / small) "
+        "| floor ms / unit | ours / floor per unit | peak RSS MiB |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        s = r.stage
+        s, big, small = r.stage, r.large_cpu, r.small_cpu
         print(
-            f"| {s.name} | {len(s.commands)} | {s.units} {s.unit}s | {r.start:.2f} | {r.ours:.2f} "
-            f"| {r.ours_per_unit_ms:.2f} | {r.floor:.2f} | {r.floor_per_unit_ms:.2f} "
-            f"| {r.ours_per_unit_ms / r.floor_per_unit_ms:.2f}x | {r.peak_mib:.0f} |"
+            f"| {s.name} | {len(s.commands)} | {s.units} / {r.small.units} {s.unit}s "
+            f"| {r.start:.2f} | {r.fixed:.2f} | {big.ours:.2f} / {small.ours:.2f} "
+            f"| {r.ours_per_unit_ms:.2f} | {big.floor:.2f} / {small.floor:.2f} "
+            f"| {r.floor_per_unit_ms:.2f} | {r.ours_per_unit_ms / r.floor_per_unit_ms:.2f}x "
+            f"| {big.peak_mib:.0f} |"
         )
 
 
@@ -265,22 +303,44 @@ def summary(rows: Sequence[Row], args: argparse.Namespace) -> dict[str, object]:
     return {
         "benchmark": "floor",
         "inputs": f"{args.videos} videos x {args.expressions} expressions x {args.frames} frames, "
-        f"720p; DAVIS {args.sequences} x {args.davis_frames} frames",
+        f"720p; DAVIS {args.sequences} x {args.davis_frames} frames; each against one video",
         "stages": {
             r.stage.name: {
                 "unit": r.stage.unit,
                 "units": r.stage.units,
+                "small_units": r.small.units,
                 "commands": len(r.stage.commands),
-                "cpu_s": r.ours,
+                "cpu_s": r.large_cpu.ours,
+                "small_cpu_s": r.small_cpu.ours,
                 "start_s": r.start,
-                "floor_cpu_s": r.floor,
+                "fixed_s": r.fixed,
+                "floor_cpu_s": r.large_cpu.floor,
+                "small_floor_cpu_s": r.small_cpu.floor,
                 "ms_per_unit": r.ours_per_unit_ms,
                 "floor_ms_per_unit": r.floor_per_unit_ms,
-                "peak_mib": r.peak_mib,
+                "peak_mib": r.large_cpu.peak_mib,
             }
             for r in rows
         },
     }
+
+
+def inputs(
+    workdir: Path, videos: int, sequences: int, args: argparse.Namespace
+) -> list[tuple[Stage, Path]]:
+    """The stages (with their root) on ``videos`` videos of the split and ``sequences`` DAVIS
+    sequences, their inputs made when missing."""
+    root = workdir / f"{videos}x{args.expressions}x{args.frames}"
+    root.mkdir(parents=True, exist_ok=True)
+    data = build(root, videos, args.expressions, args.frames)
+    masks = sum(
+        len(v.exp_ids) * len(v.frames) for v in open_dataset("refytvos", data, IMPORT.SPLIT)
+    )
+    davis = root / f"davis-{sequences}x{args.davis_frames}"
+    if not (davis / "pred").is_dir():
+        EVAL.write_set(davis, DAVIS_SIZE, sequences, args.davis_frames, 0)
+    frames = sequences * (args.davis_frames - 2)
+    return [(stage, root) for stage in stages(root, data, masks, davis, frames)]
 
 
 def main() -> int:
@@ -300,18 +360,12 @@ def main() -> int:
     args = parser.parse_args()
     keep_freed_memory()
     cv2.setNumThreads(1)
-    root = args.workdir / f"{args.videos}x{args.expressions}x{args.frames}"
-    root.mkdir(parents=True, exist_ok=True)
-    data = build(root, args.videos, args.expressions, args.frames)
-    masks = sum(
-        len(v.exp_ids) * len(v.frames) for v in open_dataset("refytvos", data, IMPORT.SPLIT)
-    )
-    davis = root / "davis"
-    if not (davis / "pred").is_dir():
-        EVAL.write_set(davis, DAVIS_SIZE, args.sequences, args.davis_frames, 0)
-    frames = args.sequences * (args.davis_frames - 2)
+    sizes = [
+        inputs(args.workdir, videos, sequences, args)
+        for videos, sequences in ((args.videos, args.sequences), (1, 1))
+    ]
     try:
-        rows = [measure(s, root, args.repeat) for s in stages(root, data, masks, davis, frames)]
+        rows = [measure(*pair, args.repeat) for pair in zip(*sizes, strict=True)]
     finally:
         IMPORT.empty_discarded()
     print_table(rows)
