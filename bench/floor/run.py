@@ -303,7 +303,7 @@ def summary(rows: Sequence[Row], args: argparse.Namespace) -> dict[str, object]:
     return {
         "benchmark": "floor",
         "inputs": f"{args.videos} videos x {args.expressions} expressions x {args.frames} frames, "
-        f"720p; DAVIS {args.sequences} x {args.davis_frames} frames; each against one video",
+        f"720p; DAVIS {args.sequences} x {args.davis_frames}",
         "stages": {
             r.stage.name: {
                 "unit": r.stage.unit,
