@@ -276,7 +276,7 @@ def quantize_frame(
     (it is the check as well); a block on one level (0, 1 or 255: most of a frame) is filled with
     it, any other block compared value by value, and the values in the band looked up in
     ``steps.levels``. Where the package was installed without a C compiler, NumPy does the same
-    over 16 x 128 tiles in a few passes (``_quantize_tiles``: about twice the CPU)."""
+    over 16 x 128 tiles in a few passes (``_quantize_tiles``: ~3x the CPU per frame)."""
     values = np.ascontiguousarray(values, dtype=np.float32)
     height, width = values.shape
     q = np.empty(values.shape, np.uint8) if out is None else out
