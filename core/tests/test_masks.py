@@ -283,8 +283,26 @@ def test_negative_zero_is_a_probability_of_zero(implementation: str) -> None:
     assert np.array_equal(q, stored_probs(frame, False)) and q[0, 0] == 0
 
 
+def test_quantize_frame_checks_its_buffers(implementation: str) -> None:
+    frame = np.zeros((4, 6), np.float32)
+    steps = QuantizationSteps.of(True)
+    with pytest.raises(ValueError, match="rows"):
+        quantize_frame(frame, steps, rows=np.empty((4, 6), np.uint8))
+    with pytest.raises(ValueError, match="out"):
+        quantize_frame(frame, steps, out=np.empty((6, 4), np.uint8))
+
+
 def test_the_kernel_checks_its_buffers() -> None:
+    """Sizes are checked in C as well: a wrong buffer is an error, never a write past its end."""
     _require_kernel()
     frame = np.zeros((4, 6), np.float32)
-    with pytest.raises(ValueError, match="rows"):
-        quantize_frame(frame, QuantizationSteps.of(True), rows=np.empty((4, 6), np.uint8))
+    levels = QuantizationSteps.of(True).levels
+    q, rows = np.empty((4, 6), np.uint8), np.empty((4, 7), np.uint8)
+    for args, what in (
+        ((frame, 4, 7, levels, -1.0, 1.0, q, rows), "values"),
+        ((frame, 4, 6, levels[:9], -1.0, 1.0, q, rows), "levels"),
+        ((frame, 4, 6, levels, -1.0, 1.0, q[:3], rows), "q"),
+        ((frame, 4, 6, levels, -1.0, 1.0, q, rows[:3]), "rows"),
+    ):
+        with pytest.raises(ValueError, match=what):
+            masks._quantize.quantize(*args)

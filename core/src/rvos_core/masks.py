@@ -280,6 +280,8 @@ def quantize_frame(
     values = np.ascontiguousarray(values, dtype=np.float32)
     height, width = values.shape
     q = np.empty(values.shape, np.uint8) if out is None else out
+    if q.shape != values.shape or (rows is not None and rows.shape != (height, width + 1)):
+        raise ValueError(f"quantize_frame: out must be [H, W], rows [H, W + 1] for {values.shape}")
     if _quantize is None:
         _quantize_without_kernel(values, steps, q)
         if rows is not None:
