@@ -49,15 +49,28 @@ def tile_size(shape: tuple[int, int], width: int) -> tuple[int, int]:
     return height + height % 2, width + width % 2
 
 
+def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [H, W(, C)] -> uint8 [*size(, C)], area-averaged. OpenCV averages whole k x k blocks
+    several times faster than a fractional grid, so a frame whose sides k divides goes down by
+    the largest such k first (720p to a 240-pixel tile: 5, then 256 -> 240 columns): 3x faster for
+    a mask, 2x for a frame. Two averages blur a little more than one: a frame's tile moves by a
+    few grey levels at sharp edges, a mask's tile in a few of its boundary pixels (7 of a 213-pixel
+    boundary in the test)."""
+    k = min(image.shape[0] // size[0], image.shape[1] // size[1])
+    if k >= 2 and image.shape[0] % k == 0 and image.shape[1] % k == 0:
+        blocks = (image.shape[1] // k, image.shape[0] // k)
+        image = cv2.resize(image, blocks, interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
 def scale_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 [H, W, 3] -> uint8 [*size, 3]."""
-    return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return shrink(frame, size)
 
 
 def scale_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """bool [H, W] -> bool [*size] (area-averaged, then more than half covered)."""
-    small = cv2.resize(mask.view(np.uint8) * 255, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    return small >= 128
+    return shrink(mask.view(np.uint8) * np.uint8(255), size) >= 128
 
 
 def overlay(frame: np.ndarray, mask: np.ndarray, rgb: RGB) -> np.ndarray:
