@@ -66,8 +66,8 @@ JOINT_PAIRS = $(if $(filter $(1),$(JOINT_PROPAGATORS)),$$(for n in $(2); do \
     && printf ' --run %s --out %s' $(W)/$$n $(W)/$$n+$(1); done))
 
 PACKAGES := core nn fusion eval models/referformer vos models/soc models/mutr models/sam3 train report
-# core's C kernel (rvos_core._quantize) is compiled when core is installed: a change rebuilds it.
-PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml) $(ROOT)/core/src/rvos_core/_quantize.c
+# core's C kernels (rvos_core._kernels) are compiled when core is installed: a change rebuilds them.
+PACKAGE_FILES := $(foreach p,$(PACKAGES),$(ROOT)/$(p)/pyproject.toml) $(ROOT)/core/src/rvos_core/_kernels.c
 
 .PHONY: help env env-uninext env-ray test lint format demo demo-run demo-simulated zoo submission recipe vote import-pth validate train finetune train-tiny world \
         evaluate report segment bench bench-full clean-work paths
@@ -100,7 +100,7 @@ env: $(VENV)/.stamp ## build the main environment .venv from env/ (pinned)
 # + eval (UNINEXT's training and its validation hook run here: make train MODEL=uninext_...),
 # built by the main environment's uv.
 $(VENV_UNINEXT)/.stamp: $(ROOT)/env/requirements-uninext.txt $(ROOT)/core/pyproject.toml \
-                        $(ROOT)/core/src/rvos_core/_quantize.c \
+                        $(ROOT)/core/src/rvos_core/_kernels.c \
                         $(ROOT)/nn/pyproject.toml $(ROOT)/models/uninext/pyproject.toml \
                         $(ROOT)/train/pyproject.toml $(ROOT)/eval/pyproject.toml | $(VENV)/.stamp
 	python3 -m venv $(VENV_UNINEXT)

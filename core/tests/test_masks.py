@@ -173,17 +173,17 @@ def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     """quantize_frame through the compiled kernel, and through NumPy (a package built without a C
     compiler); CI always builds the kernel."""
     if request.param == "numpy":
-        monkeypatch.setattr(masks, "_quantize", None)
+        monkeypatch.setattr(masks, "_kernels", None)
     else:
         _require_kernel()
     return request.param
 
 
 def _require_kernel() -> None:
-    if masks._quantize is None:
+    if masks._kernels is None:
         if os.environ.get("CI"):
-            pytest.fail("rvos_core._quantize was not built (a C compiler and the Python headers)")
-        pytest.skip("rvos_core._quantize was not built: no C compiler when core was installed")
+            pytest.fail("rvos_core._kernels was not built (a C compiler and the Python headers)")
+        pytest.skip("rvos_core._kernels was not built: no C compiler when core was installed")
 
 
 @pytest.mark.parametrize("logits", [True, False])
@@ -305,4 +305,28 @@ def test_the_kernel_checks_its_buffers() -> None:
         ((frame, 4, 6, levels, -1.0, 1.0, q, rows[:3]), "rows"),
     ):
         with pytest.raises(ValueError, match=what):
-            masks._quantize.quantize(*args)
+            masks._kernels.quantize(*args)
+
+
+@pytest.mark.parametrize("value", [1, 127, 128, 254])
+@pytest.mark.parametrize("at", [(0, 0), (2, 70), (4, 130)])  # first, inside a row, last
+def test_decoded_masks_hold_only_0_and_255(
+    value: int, at: tuple[int, int], implementation: str
+) -> None:
+    pixels = np.where(np.random.default_rng(4).random((5, 131)) < 0.4, 255, 0).astype(np.uint8)
+    rows = np.concatenate([np.zeros((5, 1), np.uint8), pixels], axis=1)
+    assert np.array_equal(decode_mask_png(mask_png_of_rows(rows), "m.png"), pixels == 255)
+    rows[at[0], at[1] + 1] = value
+    with pytest.raises(InputError, match="values other than 0 and 255"):
+        decode_mask_png(mask_png_of_rows(rows), "m.png")
+
+
+def test_the_mask_kernel_checks_its_buffers() -> None:
+    _require_kernel()
+    pixels = np.zeros((4, 6), np.uint8)
+    with pytest.raises(ValueError, match="out"):
+        masks._kernels.mask_of_pixels(pixels, np.empty((4, 5), bool))
+    with pytest.raises(ValueError, match="pixels"):
+        masks._kernels.mask_of_pixels(np.zeros((4, 12), np.uint8)[:, ::2], np.empty((4, 6), bool))
+    out = np.empty((4, 6), bool)
+    assert masks._kernels.mask_of_pixels(np.full((4, 7), 255, np.uint8)[:, 1:], out) and out.all()

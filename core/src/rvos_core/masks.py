@@ -23,9 +23,9 @@ from zlib_ng import zlib_ng
 from rvos_core.errors import InputError
 
 try:
-    from rvos_core import _quantize
-except ImportError:  # installed without a C compiler: quantize_frame uses NumPy
-    _quantize = None
+    from rvos_core import _kernels
+except ImportError:  # installed without a C compiler: NumPy does the kernels' work
+    _kernels = None
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
@@ -109,11 +109,21 @@ def decode_mask_png(
         raise InputError(path, f"mask PNG must be 8-bit mode 'L' (0/255), found {depth}-bit {kind}")
     if shape is not None and (height, width) != tuple(shape):
         raise InputError(path, f"mask is {height}x{width}, expected {shape[0]}x{shape[1]}")
-    pixels = png_pixels(data, path)
-    # every value is 0 or 255 <=> the sum is 255 x the number of non-zero pixels (values <= 255)
-    if cv2.sumElems(pixels)[0] != 255.0 * cv2.countNonZero(pixels):
+    mask, only_0_255 = _mask_of_pixels(png_pixels(data, path))
+    if not only_0_255:
         raise InputError(path, "mask PNG holds values other than 0 and 255")
-    return np.greater(pixels, 127)
+    return mask
+
+
+def _mask_of_pixels(pixels: np.ndarray) -> tuple[np.ndarray, bool]:
+    """bool [H, W] = pixels >= 128 of uint8 [H, W], and whether every pixel is 0 or 255: one pass
+    of the compiled kernel, or three of NumPy / OpenCV where it was not built."""
+    if _kernels is None:
+        # every value is 0 or 255 <=> the sum is 255 x the number of non-zero pixels (values <= 255)
+        only_0_255 = cv2.sumElems(pixels)[0] == 255.0 * cv2.countNonZero(pixels)
+        return np.greater(pixels, 127), only_0_255
+    mask = np.empty(pixels.shape, bool)
+    return mask, _kernels.mask_of_pixels(pixels, mask)
 
 
 def read_mask_png(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -272,7 +282,7 @@ def quantize_frame(
     the rows of the mask PNG of q >= 128 into it (``mask_png_of_rows``). OutOfDomain when a value
     is NaN or infinite, or, for probabilities, outside [0, 1].
 
-    One pass of the compiled kernel (``rvos_core._quantize``): per block of 128 values, the range
+    One pass of the compiled kernel (``rvos_core._kernels``): per block of 128 values, the range
     (it is the check as well); a block on one level (0, 1 or 255: most of a frame) is filled with
     it, any other block compared value by value, and the values in the band looked up in
     ``steps.levels``. Where the package was installed without a C compiler, NumPy does the same
@@ -282,7 +292,7 @@ def quantize_frame(
     q = np.empty(values.shape, np.uint8) if out is None else out
     if q.shape != values.shape or (rows is not None and rows.shape != (height, width + 1)):
         raise ValueError(f"quantize_frame: out must be [H, W], rows [H, W + 1] for {values.shape}")
-    if _quantize is None:
+    if _kernels is None:
         _quantize_without_kernel(values, steps, q)
         if rows is not None:
             rows[:, 0] = 0
@@ -290,7 +300,7 @@ def quantize_frame(
         return q
     png = np.empty((height, width + 1), np.uint8) if rows is None else rows
     low, high = (-_FLOAT32_MAX, _FLOAT32_MAX) if steps.logits else (-0.0, 1.0)
-    if _quantize.quantize(values, height, width, steps.levels, low, high, q, png):
+    if _kernels.quantize(values, height, width, steps.levels, low, high, q, png):
         raise OutOfDomain(_refusal(values))
     return q
 

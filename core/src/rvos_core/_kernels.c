@@ -1,18 +1,20 @@
-/* One pass over a float32 frame: the checks, the stored probabilities q and the mask PNG's rows.
+/* The compiled kernels of rvos_core.masks: single passes over a frame that NumPy makes in several.
  *
- * Written for this project (no upstream counterpart: upstream thresholds torch tensors). Called by
- * rvos_core.masks.quantize_frame, which also holds the NumPy path used where this is not built.
+ * Written for this project (no upstream counterpart: upstream thresholds torch tensors and reads
+ * masks with PIL). rvos_core.masks holds the NumPy paths used where this is not built.
  *
+ * quantize: the checks, the stored probabilities q and the mask PNG's rows of a float32 frame.
  * q is the step function of the reference (rvos_core.masks.stored_probs): q(x) is the number of
  * its 255 levels t[k] (the smallest float32 input with q >= k + 1, found in Python by bisection
  * over the reference itself) that are <= x. The levels are non-decreasing, so the kernel agrees
  * with the reference exactly, on every CPU, without evaluating a sigmoid.
- *
  * Per block of BLOCK values of a row: the smallest and largest value (as integer order keys, one
  * vectorised loop; they are also the domain check). A block on one level (q = 0, 1 or 255: most
  * of a frame) is filled with it; any other block is compared value by value (vectorised), and its
  * values in the band [t[1], t[254]) get q from the levels in their bucket (the band cut in 1024
  * equal parts, see make_buckets). The PNG byte is 255 where x >= t[127] (q >= 128), else 0.
+ *
+ * mask_of_pixels: a decoded mask PNG's pixels uint8 to bool, checking that each is 0 or 255.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -195,6 +197,51 @@ static PyObject *quantize(PyObject *self, PyObject *args) {
     return bad < 0 ? NULL : PyLong_FromSsize_t(bad);
 }
 
+/* One row of a decoded mask: out = pixel >> 7 (1 for 255); returns whether every pixel is 0 or
+ * 255 ((uint8)(v + 1) <= 1 holds for those two alone). */
+VECTOR_CLONES
+static int mask_row(const uint8_t *restrict pixels, Py_ssize_t width, uint8_t *restrict out) {
+    uint8_t other = 0;
+    for (Py_ssize_t i = 0; i < width; i++) {
+        other |= (uint8_t)(pixels[i] + 1) > 1;
+        out[i] = pixels[i] >> 7;
+    }
+    return !other;
+}
+
+static int check_pixels(const Py_buffer *p, const Py_buffer *out) {
+    return need(p->ndim == 2 && p->itemsize == 1 && p->strides[1] == 1,
+                "pixels: need uint8 [H, W] with rows of adjacent bytes") &&
+           need(p->shape[0] >= 0 && out->len == p->shape[0] * p->shape[1],
+                "out: need H x W bytes");
+}
+
+/* mask_of_pixels(pixels, out) -> bool */
+static PyObject *mask_of_pixels(PyObject *self, PyObject *args) {
+    PyObject *source;
+    Py_buffer p, out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Ow*", &source, &out)) return NULL;
+    if (PyObject_GetBuffer(source, &p, PyBUF_RECORDS_RO) < 0) {
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    int ok = -1;
+    if (check_pixels(&p, &out)) {
+        const Py_ssize_t height = p.shape[0], width = p.shape[1], stride = p.strides[0];
+        ok = 1;
+        Py_BEGIN_ALLOW_THREADS
+        const uint8_t *rows = (const uint8_t *)p.buf;
+        for (Py_ssize_t y = 0; y < height; y++) {
+            ok &= mask_row(rows + y * stride, width, (uint8_t *)out.buf + y * width);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&p);
+    PyBuffer_Release(&out);
+    return ok < 0 ? NULL : PyBool_FromLong(ok);
+}
+
 static PyMethodDef methods[] = {
     {"quantize", quantize, METH_VARARGS,
      "quantize(values, height, width, levels, low, high, q, rows) -> int\n\n"
@@ -202,15 +249,20 @@ static PyMethodDef methods[] = {
      "C-contiguous float32 values [H, W], given the 255 levels float32 (any buffers of those\n"
      "sizes); returns the number of rows holding a value outside [low, high] or NaN (0: all\n"
      "in the domain; otherwise q and the rows are not to be used)."},
+    {"mask_of_pixels", mask_of_pixels, METH_VARARGS,
+     "mask_of_pixels(pixels, out) -> bool\n\n"
+     "out (H x W bytes, e.g. a C-contiguous bool [H, W]) = pixels >= 128 of uint8 [H, W] pixels\n"
+     "(rows of adjacent bytes, any row stride); True when every pixel is 0 or 255 (otherwise\n"
+     "out is not to be used)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     .m_base = PyModuleDef_HEAD_INIT,
-    .m_name = "_quantize",
-    .m_doc = "The single-pass quantisation kernel of rvos_core.masks (see quantize).",
+    .m_name = "_kernels",
+    .m_doc = "The compiled kernels of rvos_core.masks: quantize and mask_of_pixels.",
     .m_size = -1,
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__quantize(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
