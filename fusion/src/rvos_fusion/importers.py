@@ -185,7 +185,8 @@ class PthImport(Stage):
         rows = np.empty((height, width + 1), np.uint8)
         for t in range(frames):
             try:
-                quantize_frame(_frame(values, t), steps, out=probs[t % len(probs)], rows=rows)
+                q = probs[t if self.save_probs else 0]
+                quantize_frame(_frame(values, t), steps, out=q, rows=rows)
             except OutOfDomain as exc:
                 hint = "" if self.domain == "logit" else " (is it logits?)"
                 raise InputError(path, f"{where}: 'mask_logits' holds {exc}{hint}") from None
